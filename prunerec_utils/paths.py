@@ -1,0 +1,65 @@
+"""Where things live: the repository root and the run folder ``runs/<dataset>/<profile>/``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A relative path is taken from the repository root (notebooks run from anywhere)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def runs_root() -> Path:
+    """Root of all run folders; ``PRUNEREC_RUNS`` overrides (tests use a temp dir)."""
+    return resolve(os.environ.get("PRUNEREC_RUNS", "runs"))
+
+
+def run_dir(dataset: str, profile: str, root: str | os.PathLike | None = None) -> Path:
+    base = resolve(root) if root else runs_root()
+    return base / dataset / profile
+
+
+def splits_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The D3 splits of a dataset; shared by every profile (they differ only in how much they use)."""
+    base = resolve(root) if root else runs_root()
+    return base / dataset / "splits"
+
+
+def models_root() -> Path:
+    """Cache of converted / generated model folders; ``PRUNEREC_MODELS`` overrides."""
+    return resolve(os.environ.get("PRUNEREC_MODELS", "data/models"))
+
+
+@contextmanager
+def atomic_dir(final: Path):
+    """Yield a temporary sibling folder; rename it to ``final`` only if the block succeeds.
+
+    A crash leaves no folder at ``final`` that looks complete.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

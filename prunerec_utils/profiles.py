@@ -1,0 +1,73 @@
+"""Profiles: one code path, sizes from a profile (``ci`` / ``default`` / ``paper``).
+
+``ci``      tiny random Qwen2-architecture model, a tiny slice of MovieLens-100k, minutes on 2 cores.
+``default`` SmolLM2-135M-Instruct (offline GGUF) on MovieLens-100k, CPU budget.
+``paper``   Qwen2-0.5B, full splits, 3 epochs, effective batch 128, lr 3e-4, 20 beams (GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from . import PruneRecError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: str  # "tiny-qwen2", "smollm2-135m", a hub id or a local HF folder
+    dataset: str  # the profile's default dataset
+    max_train: int | None  # training samples (seeded random subset); None = whole split
+    max_valid: int | None
+    max_test: int | None  # test users evaluated (fixed seeded subset, same for every model)
+    epochs: float
+    batch_size: int  # per device
+    grad_accum: int
+    lr: float
+    warmup_steps: int
+    cutoff_len: int = 512  # prompt + answer tokens; prompts are cut from the left
+    num_beams: int = 20
+    eval_batch: int = 4  # users per constrained-beam-search call
+    length_penalty: float = 0.0  # 0 = rank beams by the plain sum of log-probs (D3)
+    bf16: bool = False  # bf16 autocast for training (evaluation is always fp32)
+    seed: int = 42
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", model="tiny-qwen2", dataset="ml-100k",
+        max_train=256, max_valid=32, max_test=48,
+        epochs=2, batch_size=16, grad_accum=1, lr=2e-3, warmup_steps=4,
+        num_beams=20, eval_batch=8,
+    ),
+    "default": Profile(
+        name="default", model="smollm2-135m", dataset="ml-100k",
+        max_train=2048, max_valid=256, max_test=200,
+        epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
+        num_beams=20, eval_batch=4, bf16=True,
+    ),
+    "paper": Profile(
+        name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
+        max_train=None, max_valid=None, max_test=None,
+        epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
+        num_beams=20, eval_batch=16, bf16=True,
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, with any non-None ``overrides`` applied (papermill parameters)."""
+    if name not in PROFILES:
+        raise PruneRecError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    prof = PROFILES[name]
+    unknown = set(overrides) - set(prof.to_dict())
+    if unknown:
+        raise PruneRecError(f"unknown profile field(s): {', '.join(sorted(unknown))}")
+    return replace(prof, **{k: v for k, v in overrides.items() if v is not None})

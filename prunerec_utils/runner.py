@@ -1,0 +1,119 @@
+"""Papermill driver: execute the numbered notebooks for one dataset × profile.
+
+    python -m prunerec_utils.runner --profile default --dataset ml-100k            # book copies
+    python -m prunerec_utils.runner --profile ci --out tests/notebooks             # nbval copies
+
+Each executed copy gets a first markdown cell recording profile, dataset, commit, wall time
+and machine; copies are written to a temporary name and renamed, so a failed run never leaves
+a complete-looking notebook. A failing cell stops the run with its error and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import PruneRecError
+from .paths import REPO_ROOT, resolve
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+def notebook_paths(selection: list[str] | None = None) -> list[Path]:
+    """Notebooks in order; ``selection`` filters by number prefix ("00", "01", ...)."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if selection:
+        found = [p for p in found if p.name[:2] in selection]
+        missing = set(selection) - {p.name[:2] for p in found}
+        if missing:
+            raise PruneRecError(f"no notebook numbered {', '.join(sorted(missing))} in {NOTEBOOKS}")
+    return found
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+local-changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
+    import nbformat
+
+    text = (f"```{{note}}\nExecuted by `prunerec_utils.runner` with profile **{params['profile']}** on "
+            f"**{params['dataset']}** (seed {params['seed']}), commit `{commit}`, "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time **{seconds / 60:.1f} min** on "
+            f"{os.cpu_count()} CPU cores ({platform.machine()}).\n```")
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["tags"] = ["run-record"]
+    nb.cells = [c for c in nb.cells if "run-record" not in c.metadata.get("tags", [])]
+    pos = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
+    nb.cells.insert(pos, cell)  # under the notebook's title
+
+
+def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
+    """Execute ``src`` into ``out_dir/<same name>``; returns the wall time in seconds."""
+    import nbformat
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".running.{src.name}"
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(src), str(tmp), parameters=params, progress_bar=False, log_output=False,
+                            cwd=str(src.parent), kernel_name="python3")
+    except pm.PapermillExecutionError as exc:
+        tmp.unlink(missing_ok=True)
+        raise PruneRecError(f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.time() - t0
+    nb = nbformat.read(tmp, as_version=4)
+    _record_cell(nb, params, seconds, git_commit())
+    nbformat.write(nb, tmp)
+    tmp.replace(out_dir / src.name)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import get_dataset_config
+    from .profiles import get_profile
+
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.runner", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
+    ap.add_argument("--notebooks", nargs="*", default=None, help="numbers to run, e.g. 00 01 (default: all)")
+    ap.add_argument("--out", default=None, help="folder for executed copies (default book/<profile>/<dataset>)")
+    ap.add_argument("--runs-root", default=None, help="run folders (default runs/ or $PRUNEREC_RUNS)")
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args(argv)
+    try:
+        prof = get_profile(args.profile)
+        dataset = args.dataset or prof.dataset
+        get_dataset_config(dataset)
+        out = resolve(args.out or f"book/{prof.name}/{dataset}")
+        params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
+                  "progress": False}
+        for nb in notebook_paths(args.notebooks):
+            print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
+            seconds = run_notebook(nb, out, params)
+            print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
+    except PruneRecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

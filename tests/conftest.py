@@ -1,0 +1,43 @@
+"""Shared fixtures. Runs and model caches of the tests live in a temp dir, never in runs/."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Set before any kernel (nbval) or subprocess starts, so they inherit it.
+os.environ.setdefault("PRUNEREC_RUNS", tempfile.mkdtemp(prefix="prunerec-test-runs-"))
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from prunerec_utils.assets import tiny_qwen2_dir
+
+    return tiny_qwen2_dir()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model_dir):
+    from prunerec_utils.assets import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from prunerec_utils.assets import load_model
+
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def ml100k_splits(tmp_path_factory) -> Path:
+    from prunerec_utils.data import prepare
+
+    out = tmp_path_factory.mktemp("splits") / "ml-100k"
+    prepare("ml-100k", out)
+    return out
