@@ -162,6 +162,14 @@ def _result(df: pd.DataFrame, ranked: list[list[str | None]], extra: dict) -> Ev
     return EvalResult(per_user, m)
 
 
+def first_users(res: EvalResult, n: int) -> EvalResult:
+    """The same evaluation restricted to its first ``n`` users (metrics and CIs recomputed)."""
+    pu = res.per_user.iloc[:n]
+    df = pd.DataFrame({"user_id": pu["user_id"], "item_title": pu["target"]})
+    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty") if k in res.metrics}
+    return _result(df, [json.loads(t) for t in pu["top"]], keep)
+
+
 def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, titles: list[str], num_beams: int = 20,
                    length_penalty: float = 0.0, batch_size: int = 4, cutoff_len: int = 512,
                    progress: bool = True) -> EvalResult:
