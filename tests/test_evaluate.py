@@ -1,0 +1,108 @@
+"""Title trie, metrics on hand examples, constrained beam search (vs plain generate), CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
+from prunerec_utils.evaluate import (TitleTrie, beam_search_generate, bootstrap_ci, evaluate_model,
+                                     first_users, metrics_from_ranks, most_popular, rank_of)
+from prunerec_utils.prompts import prompt_ids, target_ids
+
+CFG = get_dataset_config("ml-100k")
+TITLES = ["Heat (1995)", "Heat Wave (1990)", "Fargo (1996)", "Toy Story (1995)", "Toy Soldiers (1991)"]
+
+
+def test_trie_walks_every_title_to_eos(tokenizer):
+    trie = TitleTrie(tokenizer, TITLES + ["Heat (1995)"])  # duplicates collapse
+    assert len(trie.titles) == len(TITLES)
+    for title in TITLES:
+        ids = target_ids(tokenizer, title)
+        for i, tok in enumerate(ids):
+            assert tok in trie.allowed(tuple(ids[:i]))
+        assert trie.title_of(ids + [tokenizer.eos_token_id] * 2) == title
+    assert trie.allowed(tuple(target_ids(tokenizer, "Fargo (1996)"))) == [tokenizer.eos_token_id]
+    assert trie.title_of(target_ids(tokenizer, "Fargo (1997)")) is None
+
+
+def test_metrics_by_hand():
+    m = metrics_from_ranks([0, 5, 15, -1])
+    assert m["hr@10"] == 0.5 and m["hr@20"] == 0.75
+    assert math.isclose(m["ndcg@10"], (1 + 1 / math.log2(7)) / 4)
+    assert math.isclose(m["ndcg@20"], (1 + 1 / math.log2(7) + 1 / math.log2(17)) / 4)
+    assert rank_of("b", ["a", "b", "b"]) == 1 and rank_of("z", ["a"]) == -1
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    ranks = [0] * 30 + [-1] * 70
+    ci = bootstrap_ci(ranks, n_boot=300)
+    assert ci["hr@10"][0] < 0.3 < ci["hr@10"][1]
+    assert bootstrap_ci([-1] * 10, n_boot=50)["hr@20"] == (0.0, 0.0)
+
+
+def test_most_popular_ranks_by_training_frequency():
+    train = pd.DataFrame({"item_title": ["a", "b", "b", "c", "c", "c"]})
+    test = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_title": ["c", "a", "z"]})
+    res = most_popular(train, test)
+    assert res.per_user["rank"].tolist() == [0, 2, -1]
+
+
+@pytest.fixture(scope="module")
+def small_eval(tiny_model, tokenizer, ml100k_splits):
+    titles = read_items(ml100k_splits)["item_title"].tolist()
+    test = sample_rows(read_split(ml100k_splits, "test"), 6, 0)
+    return titles, test
+
+
+def test_constrained_beams_are_valid_distinct_and_sorted(tiny_model, tokenizer, small_eval):
+    titles, test = small_eval
+    trie = TitleTrie(tokenizer, titles)
+    prompts = [prompt_ids(tokenizer, h, CFG) for h in test["history_item_title"][:3]]
+    for beams in beam_search_generate(tiny_model, tokenizer, prompts, trie, num_beams=20):
+        names = [t for t, _ in beams]
+        assert None not in names and len(set(names)) == 20 and set(names) <= set(titles)
+        scores = [s for _, s in beams]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_shared_prompt_cache_equals_plain_generate(tiny_model, tokenizer, small_eval):
+    titles, test = small_eval
+    trie = TitleTrie(tokenizer, titles)
+    prompts = [prompt_ids(tokenizer, h, CFG) for h in test["history_item_title"]]  # unequal lengths
+    shared = beam_search_generate(tiny_model, tokenizer, prompts, trie, 20, 0.0, share_prompt=True)
+    plain = beam_search_generate(tiny_model, tokenizer, prompts, trie, 20, 0.0, share_prompt=False)
+    for a, b in zip(shared, plain):
+        assert [t for t, _ in a] == [t for t, _ in b]
+        assert max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-4
+
+
+def test_batching_does_not_change_ranks(tiny_model, tokenizer, small_eval):
+    titles, test = small_eval
+    one = evaluate_model(tiny_model, tokenizer, test, CFG, titles, batch_size=1, progress=False)
+    many = evaluate_model(tiny_model, tokenizer, test, CFG, titles, batch_size=6, progress=False)
+    assert one.per_user["top"].tolist() == many.per_user["top"].tolist()
+    assert first_users(many, 3).metrics["n"] == 3
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "prunerec_utils.evaluate", *args], capture_output=True, text=True)
+
+
+def test_cli_prints_metrics_json(tiny_model_dir, ml100k_splits):
+    proc = run_cli("--model", str(tiny_model_dir), "--dataset", "ml-100k", "--splits", str(ml100k_splits),
+                   "--limit", "2", "--profile", "ci")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"hr@10", "hr@20", "ndcg@10", "ndcg@20", "n", "invalid"} and out["n"] == 2
+
+
+def test_cli_unreadable_model_is_one_line_error(tmp_path, ml100k_splits):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    proc = run_cli("--model", str(bad), "--dataset", "ml-100k", "--splits", str(ml100k_splits))
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,74 @@
+"""Response-only loss, left-pad collation, and a real Trainer fine-tune of the tiny model."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from prunerec_utils.assets import load_model
+from prunerec_utils.data import get_dataset_config, read_split, sample_rows
+from prunerec_utils.finetune import (SUMMARY, LeftPadCollator, finetune, response_loss, tokenize_split,
+                                     validation_loss)
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.prompts import IGNORE
+
+CFG = get_dataset_config("ml-100k")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tokenizer, ml100k_splits):
+    train = tokenize_split(sample_rows(read_split(ml100k_splits, "train"), 48, 0), tokenizer, CFG, 512)
+    valid = tokenize_split(sample_rows(read_split(ml100k_splits, "valid"), 16, 0), tokenizer, CFG, 512)
+    return train, valid
+
+
+def test_collator_left_pads_and_derives_positions():
+    batch = LeftPadCollator(0)([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [IGNORE, 6, 7]},
+                                {"input_ids": [8], "attention_mask": [1], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7], [IGNORE, IGNORE, 8]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+def test_response_loss_equals_full_logit_loss(tiny_model, tokenizer, tiny_data):
+    batch = LeftPadCollator(tokenizer.pad_token_id)([tiny_data[0][i] for i in range(4)])
+    with torch.no_grad():
+        ours = response_loss(tiny_model, batch)
+        reference = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               position_ids=batch["position_ids"], labels=batch["labels"]).loss
+    assert torch.isclose(ours, reference, rtol=1e-5)
+
+
+def test_finetune_learns_saves_stock_folder_and_skips_rerun(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+    train, valid = tiny_data
+    prof = get_profile("ci", epochs=2, batch_size=8, lr=3e-3)
+    model = load_model(tiny_model_dir)
+    before = validation_loss(model, tokenizer, valid)
+    out = tmp_path / "teacher"
+    summary = finetune(model, tokenizer, train, valid, out, prof, progress=False)
+    assert summary["best_eval_loss"] < before
+    assert (out / "model.safetensors").exists() and (out / SUMMARY).exists()
+    stock = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.tensor([train[0]["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(stock(ids).logits, model.eval()(ids).logits, atol=1e-5)
+    # Trainer averages per-batch means, validation_loss weights tokens: close, not identical.
+    assert abs(validation_loss(stock, tokenizer, valid) - summary["best_eval_loss"]) < 0.05
+    again = finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
+    assert again == json.loads((out / SUMMARY).read_text())
+
+
+def test_finetune_resumes_from_last_checkpoint(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+    train, valid = tiny_data
+    prof = get_profile("ci", epochs=2, batch_size=8)
+    out = tmp_path / "teacher"
+    finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
+    # Simulate a crash after epoch 1: drop the finished model and the epoch-2 checkpoint.
+    import shutil
+
+    shutil.rmtree(out)
+    ckpts = sorted((tmp_path / "teacher.ckpt").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    shutil.rmtree(ckpts[-1])
+    summary = finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
+    assert summary["resumed"] and summary["steps"] == int(ckpts[-1].name.split("-")[1])
