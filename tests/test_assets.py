@@ -1,0 +1,36 @@
+"""Offline assets: packaged data and models are found; absent paper assets fail with one clear line."""
+
+import pytest
+
+from prunerec_utils import PruneRecError
+from prunerec_utils.assets import TINY_QWEN2, load_model, movielens_dir, resolve_model
+
+
+def test_movielens_ships_in_the_wheel():
+    assert (movielens_dir("ml-100k") / "ml-100k.inter").exists()
+
+
+def test_paper_model_absent_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEREC_MODELS", str(tmp_path))
+    with pytest.raises(PruneRecError, match=r"Qwen2-0\.5B.*put the HF folder at .*Qwen2-0\.5B") as err:
+        resolve_model("Qwen/Qwen2-0.5B")
+    assert "\n" not in str(err.value)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(PruneRecError, match="no config.json"):
+        resolve_model(tmp_path)
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(PruneRecError, match="cannot load model"):
+        load_model(tmp_path)
+
+
+def test_tiny_ci_model_is_qwen2_with_gqa_and_biases(tiny_model):
+    cfg = tiny_model.config
+    assert cfg.model_type == "qwen2" and cfg.num_hidden_layers == TINY_QWEN2["num_hidden_layers"]
+    assert cfg.num_key_value_heads < cfg.num_attention_heads
+    assert tiny_model.model.layers[0].self_attn.q_proj.bias is not None
