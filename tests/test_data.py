@@ -119,3 +119,12 @@ def test_cli_bad_input_fails_cleanly(tmp_path, args, needle):
     assert proc.returncode != 0
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_empty_or_missing_split_is_a_clear_error(tmp_path):
+    with pytest.raises(PruneRecError, match="not found: run"):
+        read_split(tmp_path, "test")
+    (tmp_path / "test.csv").write_text(",".join(["user_id", "history_item_id", "item_id", "history_item_title",
+                                                 "item_title", "history_timestamp", "timestamp"]) + "\n")
+    with pytest.raises(PruneRecError, match="is empty"):
+        read_split(tmp_path, "test")
