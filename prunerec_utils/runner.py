@@ -52,8 +52,9 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
 
     text = (f"```{{note}}\nExecuted by `prunerec_utils.runner` with profile **{params['profile']}** on "
             f"**{params['dataset']}** (seed {params['seed']}), commit `{commit}`, "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time **{seconds / 60:.1f} min** on "
-            f"{os.cpu_count()} CPU cores ({platform.machine()}).\n```")
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time of this execution "
+            f"**{seconds / 60:.1f} min** on {os.cpu_count()} CPU cores ({platform.machine()}). Stages found "
+            f"complete in the run folder are reused; their own compute times are printed below.\n```")
     cell = nbformat.v4.new_markdown_cell(text)
     cell.metadata["tags"] = ["run-record"]
     nb.cells = [c for c in nb.cells if "run-record" not in c.metadata.get("tags", [])]
