@@ -40,7 +40,9 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        # Executed copies are outputs of this very run: their changes do not make the code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)book", ":(exclude)tests/notebooks"], cwd=REPO_ROOT,
                                capture_output=True, text=True).stdout.strip()
         return sha + ("+local-changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
