@@ -22,12 +22,15 @@ def _save(fig, path: str | Path | None):
 def split_timeline(splits: dict[str, pd.DataFrame], path=None):
     """Target timestamps per split (the global temporal 8:1:1 cut) and history lengths."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    every = pd.concat(splits.values())
+    edges = pd.to_datetime(pd.Series(range(41)) * (every["timestamp"].max() - every["timestamp"].min()) / 40
+                           + every["timestamp"].min(), unit="s")  # one set of bins for all splits
     for name, df in splits.items():
-        a.hist(pd.to_datetime(df["timestamp"], unit="s"), bins=40, alpha=0.7, label=f"{name} ({len(df):,})")
+        a.hist(pd.to_datetime(df["timestamp"], unit="s"), bins=edges, alpha=0.8, label=f"{name} ({len(df):,})")
     a.set(xlabel="target time", ylabel="samples", title="Temporal split")
     a.legend()
     a.tick_params(axis="x", rotation=30)
-    lens = pd.concat(splits.values())["history_item_id"].map(len)
+    lens = every["history_item_id"].map(len)
     b.hist(lens, bins=range(0, lens.max() + 2), align="left", rwidth=0.8)
     b.set(xlabel="history length (items)", ylabel="samples", title="History length (≤ 10)")
     return _save(fig, path)
