@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -99,11 +100,14 @@ def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> Trai
 
 
 def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path, prof: Profile,
-             progress: bool = True, trainer_cls=ResponseLossTrainer, **extra) -> dict:
+             progress: bool = True, trainer_cls=ResponseLossTrainer, keep_checkpoints: bool = False,
+             **extra) -> dict:
     """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``.
 
     Resumes from the newest ``out_dir/../<name>.ckpt/checkpoint-*``; if ``out_dir`` already holds a
     finished model (its summary file exists) nothing is trained and the stored summary is returned.
+    The epoch checkpoints (weights + optimizer state, for resuming) are deleted once the final
+    folder is written, unless ``keep_checkpoints``.
     """
     out_dir = Path(out_dir)
     if (out_dir / SUMMARY).exists():
@@ -132,6 +136,8 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
 
 

@@ -48,6 +48,7 @@ def test_finetune_learns_saves_stock_folder_and_skips_rerun(tiny_model_dir, toke
     out = tmp_path / "teacher"
     summary = finetune(model, tokenizer, train, valid, out, prof, progress=False)
     assert summary["best_eval_loss"] < before
+    assert not (tmp_path / "teacher.ckpt").exists()  # resume state is dropped once the model is final
     assert (out / "model.safetensors").exists() and (out / SUMMARY).exists()
     stock = AutoModelForCausalLM.from_pretrained(out).eval()
     ids = torch.tensor([train[0]["input_ids"]])
@@ -63,7 +64,7 @@ def test_finetune_resumes_from_last_checkpoint(tiny_model_dir, tokenizer, tiny_d
     train, valid = tiny_data
     prof = get_profile("ci", epochs=2, batch_size=8)
     out = tmp_path / "teacher"
-    finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
+    finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False, keep_checkpoints=True)
     # Simulate a crash after epoch 1: drop the finished model and the epoch-2 checkpoint.
     import shutil
 
