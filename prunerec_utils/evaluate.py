@@ -6,8 +6,8 @@ Every model — the teacher now, each pruned stage later — is scored the same 
 position of the first beam whose title equals the target title (duplicated titles count as one
 item). HR@K = share with rank < K; NDCG@K = mean of 1/log2(rank + 2) over hits.
 
-This module drives ``transformers.generate`` with ``prefix_allowed_tokens_fn``; it is the
-reference a faster kernel is tested against.
+Two engines give the same ranked lists: our kernel (``beam_search.py``, the default) and
+``transformers.generate`` with ``prefix_allowed_tokens_fn`` (the reference it is tested against).
 
 CLI::
 
@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -166,27 +167,51 @@ def first_users(res: EvalResult, n: int) -> EvalResult:
     """The same evaluation restricted to its first ``n`` users (metrics and CIs recomputed)."""
     pu = res.per_user.iloc[:n]
     df = pd.DataFrame({"user_id": pu["user_id"], "item_title": pu["target"]})
-    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty") if k in res.metrics}
+    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty", "engine") if k in res.metrics}
     return _result(df, [json.loads(t) for t in pu["top"]], keep)
+
+
+def kernel_beams(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, num_beams: int = 20,
+                 length_penalty: float = 0.0, tensor_trie=None) -> list[list[tuple[str | None, float]]]:
+    """Same contract as :func:`beam_search_generate`, computed by our kernel (``beam_search.py``)."""
+    from .beam_search import constrained_beam_search
+
+    hyps = constrained_beam_search(model, prompts, trie, num_beams, length_penalty, tokenizer.pad_token_id,
+                                   tensor_trie)
+    return [[(trie.title_of(ids), score) for ids, score in user] for user in hyps]
 
 
 def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, titles: list[str], num_beams: int = 20,
                    length_penalty: float = 0.0, batch_size: int = 4, cutoff_len: int = 512,
-                   progress: bool = True) -> EvalResult:
-    """Constrained beam search for every row of ``df``; ranks and metrics with 95% bootstrap CIs."""
+                   progress: bool = True, engine: str = "kernel") -> EvalResult:
+    """Constrained beam search for every row of ``df``; ranks and metrics with 95% bootstrap CIs.
+
+    ``engine``: "kernel" (ours, fast) or "generate" (``transformers.generate``, the reference).
+    """
+    from .beam_search import TensorTrie
+
     model.eval()
     trie = TitleTrie(tokenizer, titles)
+    if engine == "kernel":
+        tt = TensorTrie(trie, next(model.parameters()).device)
+        search = partial(kernel_beams, model, tokenizer, trie=trie, num_beams=num_beams,
+                         length_penalty=length_penalty, tensor_trie=tt)
+    elif engine == "generate":
+        search = partial(beam_search_generate, model, tokenizer, trie=trie, num_beams=num_beams,
+                         length_penalty=length_penalty)
+    else:
+        raise PruneRecError(f"unknown engine {engine!r}; use kernel or generate")
     ranked: list[list[str | None]] = []
     t0 = time.time()
     bar = tqdm(total=len(df), desc="evaluate", unit="user", disable=not progress)
     histories = df["history_item_title"].tolist()
     for i in range(0, len(df), batch_size):
         prompts = [prompt_ids(tokenizer, h, cfg, cutoff_len - trie.depth) for h in histories[i:i + batch_size]]
-        for beams in beam_search_generate(model, tokenizer, prompts, trie, num_beams, length_penalty):
+        for beams in search(prompts):
             ranked.append([t for t, _ in beams])
         bar.update(len(prompts))
     bar.close()
-    return _result(df, ranked, {"num_beams": num_beams, "length_penalty": length_penalty,
+    return _result(df, ranked, {"num_beams": num_beams, "length_penalty": length_penalty, "engine": engine,
                                 "seconds": round(time.time() - t0, 1)})
 
 
@@ -233,8 +258,8 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     if limit is not None:
         test = test.iloc[:limit]
     cached = load_result(folder, name)
-    if cached and (cached.metrics["n"], cached.metrics["num_beams"], cached.metrics["length_penalty"]) == (
-            len(test), prof.num_beams, lp):
+    key = ("n", "num_beams", "length_penalty", "engine")
+    if cached and tuple(cached.metrics.get(k) for k in key) == (len(test), prof.num_beams, lp, "kernel"):
         return cached
     model = load_model(model_dir)
     if torch.cuda.is_available():
@@ -285,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="default", help="beam count, batch and seed come from it")
     ap.add_argument("--splits", default=None, help="folder with the CSV splits (default runs/DATASET/splits)")
     ap.add_argument("--length-penalty", type=float, default=None)
+    ap.add_argument("--engine", default="kernel", choices=["kernel", "generate"],
+                    help="our constrained beam-search kernel, or transformers.generate (reference)")
     args = ap.parse_args(argv)
     try:
         prof = get_profile(args.profile)
@@ -297,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         tok = load_tokenizer(resolve_model(args.model))
         lp = prof.length_penalty if args.length_penalty is None else args.length_penalty
         res = evaluate_model(model, tok, df, cfg, read_items(splits)["item_title"].tolist(), prof.num_beams, lp,
-                             prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty())
+                             prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty(), engine=args.engine)
     except PruneRecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
