@@ -49,7 +49,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default", model="smollm2-135m", dataset="ml-100k",
-        max_train=2048, max_valid=256, max_test=200,
+        max_train=2048, max_valid=256, max_test=1000,
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
         num_beams=20, eval_batch=4, bf16=True,
     ),
