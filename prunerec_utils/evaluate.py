@@ -136,6 +136,36 @@ def bootstrap_ci(ranks, n_boot: int = 1000, seed: int = 0, level: float = 0.95, 
             for k in draws[0]}
 
 
+def paired_bootstrap(ranks_a, ranks_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ks=KS) -> dict:
+    """Metric differences A - B on the same users, with a paired percentile bootstrap interval.
+
+    Users are resampled jointly, so the interval reflects the per-user correlation of the two
+    models. Returns ``{metric: (difference, lo, hi)}``.
+    """
+    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
+    if a.shape != b.shape:
+        raise PruneRecError("paired bootstrap needs both models evaluated on the same users")
+    rng = np.random.default_rng(seed)
+    point = {k: metrics_from_ranks(a, ks)[k] - metrics_from_ranks(b, ks)[k] for k in metrics_from_ranks(a, ks)}
+    draws = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(a), len(a))
+        ma, mb = metrics_from_ranks(a[idx], ks), metrics_from_ranks(b[idx], ks)
+        draws.append({k: ma[k] - mb[k] for k in ma})
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {k: (point[k], float(np.percentile([d[k] for d in draws], lo)),
+                float(np.percentile([d[k] for d in draws], hi))) for k in point}
+
+
+def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFrame:
+    """Table of A - B per metric with its paired 95% interval (both evaluated on the same users)."""
+    if not res_a.per_user["user_id"].equals(res_b.per_user["user_id"]):
+        raise PruneRecError("the two evaluations are not on the same users")
+    diff = paired_bootstrap(res_a.per_user["rank"], res_b.per_user["rank"])
+    return pd.DataFrame({k: {"difference": round(d, digits), "95% CI": f"[{lo:.{digits}f}, {hi:.{digits}f}]",
+                             "significant": not lo <= 0 <= hi} for k, (d, lo, hi) in diff.items()}).T
+
+
 def list_diversity(top_lists: list[list[str | None]], k: int = 10) -> dict:
     """Collapse check: distinct titles over all top-k lists, share of users with the modal top-1."""
     tops = [lst[:k] for lst in top_lists]

@@ -106,3 +106,16 @@ def test_cli_unreadable_model_is_one_line_error(tmp_path, ml100k_splits):
     (bad / "config.json").write_text("{not json")
     proc = run_cli("--model", str(bad), "--dataset", "ml-100k", "--splits", str(ml100k_splits))
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_paired_bootstrap_sees_a_consistent_difference():
+    from prunerec_utils.evaluate import paired_bootstrap
+
+    better = [0] * 40 + [-1] * 60
+    worse = [0] * 30 + [-1] * 70  # the same users, ten fewer hits
+    diff, lo, hi = paired_bootstrap(better, worse, n_boot=300)["hr@10"]
+    assert math.isclose(diff, 0.1) and 0 < lo <= diff <= hi
+    same = paired_bootstrap(better, better, n_boot=50)["hr@20"]
+    assert same == (0.0, 0.0, 0.0)
+    with pytest.raises(Exception):
+        paired_bootstrap([0, 1], [0])
