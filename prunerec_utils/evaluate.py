@@ -270,13 +270,18 @@ def load_result(folder: str | Path, name: str) -> EvalResult | None:
                       json.loads(mfile.read_text()))
 
 
+def fixed_test_users(dataset: str, prof, runs_root=None) -> pd.DataFrame:
+    """The profile's fixed, seeded sample of test rows — the same users for every model."""
+    return sample_rows(read_split(splits_dir(dataset, runs_root), "test"), prof.max_test, prof.seed)
+
+
 def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_root=None,
                     length_penalty: float | None = None, limit: int | None = None,
                     progress: bool = True) -> EvalResult:
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``; a stored
-    result is reused only if it was made with the same number of users, beams and length penalty.
+    result is reused only if it was made with the same users count, beams, length penalty and engine.
     """
     from .assets import load_model, load_tokenizer
     from .paths import run_dir
@@ -284,7 +289,7 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     folder = run_dir(dataset, prof.name, runs_root)
     splits = splits_dir(dataset, runs_root)
     lp = prof.length_penalty if length_penalty is None else length_penalty
-    test = sample_rows(read_split(splits, "test"), prof.max_test, prof.seed)
+    test = fixed_test_users(dataset, prof, runs_root)
     if limit is not None:
         test = test.iloc[:limit]
     cached = load_result(folder, name)
@@ -305,9 +310,8 @@ def popularity_cached(dataset: str, prof, runs_root=None) -> EvalResult:
     """Most-popular baseline on the same test sample as :func:`evaluate_cached`, stored alike."""
     from .paths import run_dir
 
-    splits = splits_dir(dataset, runs_root)
-    test = sample_rows(read_split(splits, "test"), prof.max_test, prof.seed)
-    res = most_popular(read_split(splits, "train"), test)
+    train = read_split(splits_dir(dataset, runs_root), "train")
+    res = most_popular(train, fixed_test_users(dataset, prof, runs_root))
     save_result(res, run_dir(dataset, prof.name, runs_root), "most_popular")
     return res
 
