@@ -62,6 +62,10 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
     nb.cells = [c for c in nb.cells if "run-record" not in c.metadata.get("tags", [])]
     pos = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
     nb.cells.insert(pos, cell)  # under the notebook's title
+    for c in nb.cells:  # the book folds the parameter cells (still one click away)
+        tags = c.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "hide-cell" not in tags:
+            tags.append("hide-cell")
 
 
 def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
