@@ -45,8 +45,11 @@ class TensorTrie:
         for prefix in sorted(trie.next, key=len):
             ids.setdefault(prefix, len(ids))
         offsets, tokens, children = [0], [], []
+        self.final_edge: dict[tuple, int] = {}  # answer ids -> index of its EOS edge
         for prefix, node in sorted(ids.items(), key=lambda kv: kv[1]):
             for tok in trie.next.get(prefix, []):
+                if tok == trie.eos:
+                    self.final_edge[prefix + (tok,)] = len(tokens)
                 tokens.append(tok)
                 children.append(ids.get(prefix + (tok,), -1))
             offsets.append(len(tokens))
@@ -69,12 +72,15 @@ class TensorTrie:
 
 @torch.no_grad()
 def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: int = 20, length_penalty: float = 0.0,
-                            pad_token_id: int = 0, tensor_trie: TensorTrie | None = None
+                            pad_token_id: int = 0, tensor_trie: TensorTrie | None = None,
+                            banned: list[list[list[int]]] | None = None
                             ) -> list[list[tuple[tuple[int, ...], float]]]:
     """Ranked (token ids of the answer, score) hypotheses for each prompt; [U][num_beams].
 
     ``prompts`` are token-id lists of different lengths (left-padded here); ``trie`` a
     ``TitleTrie`` (or pass its ``tensor_trie`` to reuse the tensors across calls).
+    ``banned[u]`` lists answers (token ids with EOS) user ``u`` may not receive, e.g. items
+    already in the history: their EOS edge is masked for that user only.
     """
     from transformers import DynamicCache
 
@@ -92,6 +98,12 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
     mask = mask.repeat_interleave(B, 0)
     next_pos = mask.sum(-1, keepdim=True)  # position id of the next token, [U*B, 1]
 
+    ban = torch.zeros(U, len(tt.tokens), dtype=torch.bool, device=device)  # [U, edges]
+    for u, answers in enumerate(banned or []):
+        for ids in answers:
+            if tuple(ids) in tt.final_edge:
+                ban[u, tt.final_edge[tuple(ids)]] = True
+
     active = torch.arange(U, device=device)  # users still in the batch
     run_score = torch.full((U, B), NEG, device=device)
     run_score[:, 0] = 0.0
@@ -105,6 +117,7 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
         A = len(active)
         nodes = run_node.reshape(-1)
         edges, valid = tt.allowed(nodes)  # [A*B, D]
+        valid &= ~ban[active.repeat_interleave(B)].gather(1, edges)
         tok = tt.tokens[edges]
         cand = torch.where(valid, logprobs.gather(1, tok) + run_score.reshape(-1, 1), NEG)
         D = cand.shape[1]
@@ -151,4 +164,6 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
         out = model(input_ids=sel_tok, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
         logprobs = torch.log_softmax(out.logits[:, -1].float(), -1)
     order = fin_score.argsort(dim=1, descending=True, stable=True)
-    return [[(fin_seq[u][k], float(fin_score[u, k])) for k in order[u].tolist()] for u in range(U)]
+    # Unfilled slots (the search ran out of real continuations, e.g. under a ban) are dropped.
+    return [[(fin_seq[u][k], float(fin_score[u, k])) for k in order[u].tolist() if fin_score[u, k] > NEG]
+            for u in range(U)]

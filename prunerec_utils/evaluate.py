@@ -202,22 +202,31 @@ def first_users(res: EvalResult, n: int) -> EvalResult:
 
 
 def kernel_beams(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, num_beams: int = 20,
-                 length_penalty: float = 0.0, tensor_trie=None) -> list[list[tuple[str | None, float]]]:
-    """Same contract as :func:`beam_search_generate`, computed by our kernel (``beam_search.py``)."""
+                 length_penalty: float = 0.0, tensor_trie=None, banned_titles: list[list[str]] | None = None
+                 ) -> list[list[tuple[str | None, float]]]:
+    """Same contract as :func:`beam_search_generate`, computed by our kernel (``beam_search.py``).
+
+    ``banned_titles[u]``: titles user ``u`` must not be recommended (e.g. already seen).
+    """
     from .beam_search import constrained_beam_search
 
+    banned = None if banned_titles is None else [[target_ids(tokenizer, t) for t in ts] for ts in banned_titles]
     hyps = constrained_beam_search(model, prompts, trie, num_beams, length_penalty, tokenizer.pad_token_id,
-                                   tensor_trie)
+                                   tensor_trie, banned)
     return [[(trie.title_of(ids), score) for ids, score in user] for user in hyps]
 
 
 def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, titles: list[str], num_beams: int = 20,
                    length_penalty: float = 0.0, batch_size: int = 4, cutoff_len: int = 512,
-                   progress: bool = True, engine: str = "kernel") -> EvalResult:
+                   progress: bool = True, engine: str = "kernel", exclude_seen: bool = False) -> EvalResult:
     """Constrained beam search for every row of ``df``; ranks and metrics with 95% bootstrap CIs.
 
     ``engine``: "kernel" (ours, fast) or "generate" (``transformers.generate``, the reference).
+    ``exclude_seen``: never recommend a title from the user's history (kernel only) — fair
+    where the data has no repeat consumption (MovieLens: the target is never in the history).
     """
+    if exclude_seen and engine != "kernel":
+        raise PruneRecError("exclude_seen needs the kernel engine")
     from .beam_search import TensorTrie
 
     model.eval()
@@ -237,18 +246,27 @@ def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, title
     histories = df["history_item_title"].tolist()
     for i in range(0, len(df), batch_size):
         prompts = [prompt_ids(tokenizer, h, cfg, cutoff_len - trie.depth) for h in histories[i:i + batch_size]]
-        for beams in search(prompts):
+        extra = {"banned_titles": histories[i:i + batch_size]} if exclude_seen else {}
+        for beams in search(prompts, **extra):
             ranked.append([t for t, _ in beams])
         bar.update(len(prompts))
     bar.close()
     return _result(df, ranked, {"num_beams": num_beams, "length_penalty": length_penalty, "engine": engine,
-                                "seconds": round(time.time() - t0, 1)})
+                                "exclude_seen": exclude_seen, "seconds": round(time.time() - t0, 1)})
 
 
-def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20) -> EvalResult:
-    """Baseline: the same top-k most frequent training targets for every user."""
-    top = train["item_title"].value_counts(sort=True).index[:k].tolist()
-    return _result(df, [top] * len(df), {"num_beams": k, "length_penalty": None, "seconds": 0.0})
+def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20, exclude_seen: bool = False) -> EvalResult:
+    """Baseline: the top-k most frequent training targets (minus the user's history if ``exclude_seen``)."""
+    ranking = train["item_title"].value_counts(sort=True).index.tolist()
+    if exclude_seen:
+        lists = []
+        for hist in df["history_item_title"]:
+            seen = set(hist)
+            lists.append([t for t in ranking[:k + len(seen)] if t not in seen][:k])
+    else:
+        lists = [ranking[:k]] * len(df)
+    return _result(df, lists, {"num_beams": k, "length_penalty": None, "exclude_seen": exclude_seen,
+                               "seconds": 0.0})
 
 
 def save_result(res: EvalResult, folder: str | Path, name: str) -> None:
@@ -277,7 +295,7 @@ def fixed_test_users(dataset: str, prof, runs_root=None) -> pd.DataFrame:
 
 def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_root=None,
                     length_penalty: float | None = None, limit: int | None = None,
-                    progress: bool = True) -> EvalResult:
+                    progress: bool = True, exclude_seen: bool = False) -> EvalResult:
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``; a stored
@@ -293,15 +311,17 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     if limit is not None:
         test = test.iloc[:limit]
     cached = load_result(folder, name)
-    key = ("n", "num_beams", "length_penalty", "engine")
-    if cached and tuple(cached.metrics.get(k) for k in key) == (len(test), prof.num_beams, lp, "kernel"):
-        return cached
+    if cached:
+        m = cached.metrics
+        made = (m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False))
+        if made == (len(test), prof.num_beams, lp, "kernel", exclude_seen):
+            return cached
     model = load_model(model_dir)
     if torch.cuda.is_available():
         model = model.cuda()
     res = evaluate_model(model, load_tokenizer(model_dir), test, get_dataset_config(dataset),
                          read_items(splits)["item_title"].tolist(), prof.num_beams, lp, prof.eval_batch,
-                         prof.cutoff_len, progress)
+                         prof.cutoff_len, progress, exclude_seen=exclude_seen)
     save_result(res, folder, name)
     return res
 
@@ -346,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--length-penalty", type=float, default=None)
     ap.add_argument("--engine", default="kernel", choices=["kernel", "generate"],
                     help="our constrained beam-search kernel, or transformers.generate (reference)")
+    ap.add_argument("--exclude-seen", action="store_true", help="never recommend an item of the user's history")
     args = ap.parse_args(argv)
     try:
         prof = get_profile(args.profile)
@@ -358,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         tok = load_tokenizer(resolve_model(args.model))
         lp = prof.length_penalty if args.length_penalty is None else args.length_penalty
         res = evaluate_model(model, tok, df, cfg, read_items(splits)["item_title"].tolist(), prof.num_beams, lp,
-                             prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty(), engine=args.engine)
+                             prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty(), engine=args.engine,
+                             exclude_seen=args.exclude_seen)
     except PruneRecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -64,3 +64,16 @@ def test_kernel_returns_sorted_scores_and_answer_ids(tiny_model, tokenizer, setu
         scores = [s for _, s in user]
         assert scores == sorted(scores, reverse=True) and len(user) == 8
         assert all(ids[-1] == tokenizer.eos_token_id and trie.title_of(ids) for ids, _ in user)
+
+
+def test_banned_titles_never_appear_and_empty_ban_changes_nothing(tiny_model, tokenizer, setup):
+    trie, prompts = setup
+    free = kernel_beams(tiny_model, tokenizer, prompts[:4], trie, 20)
+    ban = [[t for t, _ in user[:5]] for user in free]  # ban each user's own top five
+    banned = kernel_beams(tiny_model, tokenizer, prompts[:4], trie, 20, banned_titles=ban)
+    for user, gone in zip(banned, ban):
+        titles = [t for t, _ in user]
+        assert not set(titles) & set(gone)
+        # a ban can leave beam search short of 20 finished beams; it never pads with fillers
+        assert None not in titles and len(set(titles)) == len(titles) >= 10
+    assert kernel_beams(tiny_model, tokenizer, prompts[:4], trie, 20, banned_titles=[[]] * 4) == free

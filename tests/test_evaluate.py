@@ -119,3 +119,10 @@ def test_paired_bootstrap_sees_a_consistent_difference():
     assert same == (0.0, 0.0, 0.0)
     with pytest.raises(Exception):
         paired_bootstrap([0, 1], [0])
+
+
+def test_most_popular_can_skip_seen_items():
+    train = pd.DataFrame({"item_title": ["a", "b", "b", "c", "c", "c"]})
+    test = pd.DataFrame({"user_id": ["u1"], "item_title": ["a"], "history_item_title": [["c"]]})
+    assert json.loads(most_popular(train, test, k=2, exclude_seen=True).per_user["top"][0]) == ["b", "a"]
+    assert json.loads(most_popular(train, test, k=2).per_user["top"][0]) == ["c", "b"]
