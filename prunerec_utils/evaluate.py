@@ -326,13 +326,15 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     return res
 
 
-def popularity_cached(dataset: str, prof, runs_root=None) -> EvalResult:
+def popularity_cached(dataset: str, prof, runs_root=None, limit: int | None = None, exclude_seen: bool = False,
+                      name: str = "most_popular") -> EvalResult:
     """Most-popular baseline on the same test sample as :func:`evaluate_cached`, stored alike."""
     from .paths import run_dir
 
     train = read_split(splits_dir(dataset, runs_root), "train")
-    res = most_popular(train, fixed_test_users(dataset, prof, runs_root))
-    save_result(res, run_dir(dataset, prof.name, runs_root), "most_popular")
+    test = fixed_test_users(dataset, prof, runs_root)
+    res = most_popular(train, test.iloc[:limit] if limit else test, exclude_seen=exclude_seen)
+    save_result(res, run_dir(dataset, prof.name, runs_root), name)
     return res
 
 
