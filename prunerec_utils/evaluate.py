@@ -126,14 +126,19 @@ def metrics_from_ranks(ranks, ks=KS) -> dict:
     return out
 
 
-def bootstrap_ci(ranks, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ks=KS) -> dict:
-    """Percentile bootstrap interval of each metric, resampling users with replacement."""
-    r = np.asarray(ranks)
+def _bootstrap(stat, n_users: int, n_boot: int, seed: int, level: float) -> dict:
+    """Percentile interval of each value of ``stat(user_indices) -> {name: value}`` over resamples."""
     rng = np.random.default_rng(seed)
-    draws = [metrics_from_ranks(r[rng.integers(0, len(r), len(r))], ks) for _ in range(n_boot)]
+    draws = [stat(rng.integers(0, n_users, n_users)) for _ in range(n_boot)]
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     return {k: (float(np.percentile([d[k] for d in draws], lo)), float(np.percentile([d[k] for d in draws], hi)))
             for k in draws[0]}
+
+
+def bootstrap_ci(ranks, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ks=KS) -> dict:
+    """Percentile bootstrap interval of each metric, resampling users with replacement."""
+    r = np.asarray(ranks)
+    return _bootstrap(lambda idx: metrics_from_ranks(r[idx], ks), len(r), n_boot, seed, level)
 
 
 def paired_bootstrap(ranks_a, ranks_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ks=KS) -> dict:
@@ -145,16 +150,14 @@ def paired_bootstrap(ranks_a, ranks_b, n_boot: int = 1000, seed: int = 0, level:
     a, b = np.asarray(ranks_a), np.asarray(ranks_b)
     if a.shape != b.shape:
         raise PruneRecError("paired bootstrap needs both models evaluated on the same users")
-    rng = np.random.default_rng(seed)
-    point = {k: metrics_from_ranks(a, ks)[k] - metrics_from_ranks(b, ks)[k] for k in metrics_from_ranks(a, ks)}
-    draws = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(a), len(a))
+
+    def diff(idx):
         ma, mb = metrics_from_ranks(a[idx], ks), metrics_from_ranks(b[idx], ks)
-        draws.append({k: ma[k] - mb[k] for k in ma})
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {k: (point[k], float(np.percentile([d[k] for d in draws], lo)),
-                float(np.percentile([d[k] for d in draws], hi))) for k in point}
+        return {k: ma[k] - mb[k] for k in ma}
+
+    point = diff(np.arange(len(a)))
+    ci = _bootstrap(diff, len(a), n_boot, seed, level)
+    return {k: (point[k], *ci[k]) for k in point}
 
 
 def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFrame:
@@ -197,7 +200,7 @@ def first_users(res: EvalResult, n: int) -> EvalResult:
     """The same evaluation restricted to its first ``n`` users (metrics and CIs recomputed)."""
     pu = res.per_user.iloc[:n]
     df = pd.DataFrame({"user_id": pu["user_id"], "item_title": pu["target"]})
-    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty", "engine") if k in res.metrics}
+    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty", "engine", "exclude_seen") if k in res.metrics}
     return _result(df, [json.loads(t) for t in pu["top"]], keep)
 
 
@@ -299,7 +302,8 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``; a stored
-    result is reused only if it was made with the same users count, beams, length penalty and engine.
+    result is reused only if it was made with the same users count, beams, length penalty, engine
+    and seen-item rule.
     """
     from .assets import load_model, load_tokenizer
     from .paths import run_dir
