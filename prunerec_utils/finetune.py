@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from . import PruneRecError
 from .data import DatasetConfig
 from .paths import atomic_dir
 from .profiles import Profile
@@ -154,8 +156,12 @@ def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float
     return total / max(count, 1) if count else math.nan
 
 
-def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True) -> tuple[Path, dict]:
-    """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/teacher``.
+TRAINING_FIELDS = ("model", "max_train", "epochs", "lr", "warmup_steps", "cutoff_len", "seed")
+
+
+def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True,
+                  name: str = "teacher") -> tuple[Path, dict]:
+    """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/<name>``.
 
     Returns the teacher folder and its training summary. Re-running resumes or skips.
     """
@@ -167,9 +173,14 @@ def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = 
 
     set_progress(progress)
     cfg = get_dataset_config(dataset)
-    out = run_dir(dataset, prof.name, runs_root) / "models" / "teacher"
+    out = run_dir(dataset, prof.name, runs_root) / "models" / name
     if (out / SUMMARY).exists():
-        return out, json.loads((out / SUMMARY).read_text())
+        summary = json.loads((out / SUMMARY).read_text())
+        changed = [k for k in TRAINING_FIELDS if summary["profile"].get(k) != getattr(prof, k)]
+        if changed:
+            raise PruneRecError(f"{out} was trained with other {', '.join(changed)}; delete it or use another "
+                                f"runs_root")
+        return out, summary
     base = resolve_model(prof.model)
     tok = load_tokenizer(base)
     splits = splits_dir(dataset, runs_root)

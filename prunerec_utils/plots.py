@@ -70,3 +70,39 @@ def metric_bars(table: pd.DataFrame, path=None, metrics=("hr@10", "hr@20", "ndcg
     ax.set(ylabel="value on the test sample", title="Recommendation quality (95% bootstrap CI)")
     ax.legend()
     return _save(fig, path)
+
+
+def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | None = None, device: str = ""):
+    """HR@20 / NDCG@20 (95% bands) and list diversity vs training samples, most-popular as a band.
+
+    ``table``: :func:`prunerec_utils.learning_curve.curve_table`; ``popular``: its metrics dict with
+    ``ci95``; ``own``: ``{"samples", "hr@20", "ndcg@20"}`` of this run's teacher, drawn as a star.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    x = table.index.to_numpy()
+    for ax, m in zip(axes[:2], ("hr@20", "ndcg@20")):
+        ax.plot(x, table[m], marker="o", label="fine-tuned teacher")
+        ax.fill_between(x, table[f"{m} lo"], table[f"{m} hi"], alpha=0.25)
+        lo, hi = popular["ci95"][m]
+        ax.axhline(popular[m], color="grey", linestyle="--", label="most popular")
+        ax.axhspan(lo, hi, color="grey", alpha=0.15)
+        if own:
+            ax.plot([own["samples"]], [own[m]], marker="*", markersize=14, color="C3", linestyle="",
+                    label="this run's teacher")
+        ax.set(xscale="log", xlabel="training samples", ylabel=m, title=f"{m.upper()} (95% CI)")
+        ax.set_xticks(x, [f"{v:,}" for v in x], rotation=30)
+        ax.minorticks_off()
+    axes[0].legend(fontsize=8)
+    c = axes[2]
+    c.plot(x, table["distinct top-10"], marker="o", color="C2", label="distinct top-10 titles")
+    c.set(xscale="log", xlabel="training samples", ylabel="distinct titles", title="List diversity")
+    c.set_xticks(x, [f"{v:,}" for v in x], rotation=30)
+    c.minorticks_off()
+    c2 = c.twinx()
+    c2.plot(x, table["modal top-1 share"], marker="s", color="C4", label="modal top-1 share")
+    c2.set(ylabel="modal top-1 share", ylim=(0, 1))
+    c2.grid(False)
+    c.legend(handles=c.get_lines() + c2.get_lines(), fontsize=8, loc="center right")
+    if device:
+        fig.suptitle(f"Teacher learning curve (measured on {device})")
+    return _save(fig, path)

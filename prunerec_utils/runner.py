@@ -11,6 +11,7 @@ a complete-looking notebook. A failing cell stops the run with its error and exi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -93,6 +94,20 @@ def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
     return seconds
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """``["max_train=16384", "note=x"]`` -> ``{"max_train": 16384, "note": "x"}`` (JSON where it parses)."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise PruneRecError(f"--param wants NAME=VALUE, got {pair!r}")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import get_dataset_config
     from .profiles import get_profile
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="folder for executed copies (default book/<profile>/<dataset>)")
     ap.add_argument("--runs-root", default=None, help="run folders (default runs/ or $PRUNEREC_RUNS)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra papermill parameter (VALUE read as JSON, else text), e.g. max_train=16384")
     args = ap.parse_args(argv)
     try:
         prof = get_profile(args.profile)
@@ -111,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         get_dataset_config(dataset)
         out = resolve(args.out or f"book/{prof.name}/{dataset}")
         params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
-                  "progress": False}
+                  "progress": False, **parse_params(args.param)}
         for nb in notebook_paths(args.notebooks):
             print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
             seconds = run_notebook(nb, out, params)

@@ -34,3 +34,20 @@ def test_tiny_ci_model_is_qwen2_with_gqa_and_biases(tiny_model):
     assert cfg.model_type == "qwen2" and cfg.num_hidden_layers == TINY_QWEN2["num_hidden_layers"]
     assert cfg.num_key_value_heads < cfg.num_attention_heads
     assert tiny_model.model.layers[0].self_attn.q_proj.bias is not None
+
+
+def test_movielens_files_in_data_raw_take_precedence(tmp_path, monkeypatch):
+    from prunerec_utils import assets
+
+    (tmp_path / "data/raw/ml-100k").mkdir(parents=True)
+    (tmp_path / "data/raw/ml-100k/ml-100k.inter").write_text("user_id:token\n")
+    monkeypatch.setattr(assets, "resolve", lambda p: tmp_path / p)
+    assert assets.movielens_dir("ml-100k") == tmp_path / "data/raw/ml-100k"
+
+
+def test_user_given_gguf_path_must_exist(tmp_path, monkeypatch):
+    from prunerec_utils import PruneRecError, assets
+
+    monkeypatch.setenv("PRUNEREC_SMOLLM2_GGUF", str(tmp_path / "missing.gguf"))
+    with pytest.raises(PruneRecError, match="is not a file"):
+        assets.smollm2_gguf()

@@ -73,3 +73,16 @@ def test_finetune_resumes_from_last_checkpoint(tiny_model_dir, tokenizer, tiny_d
     shutil.rmtree(ckpts[-1])
     summary = finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
     assert summary["resumed"] and summary["steps"] == int(ckpts[-1].name.split("-")[1])
+
+
+def test_stored_teacher_with_another_budget_is_refused(tmp_path):
+    from prunerec_utils import PruneRecError
+    from prunerec_utils.finetune import train_teacher
+
+    out = tmp_path / "ml-100k" / "ci" / "models" / "teacher"
+    out.mkdir(parents=True)
+    prof = get_profile("ci")
+    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3}))
+    assert train_teacher("ml-100k", prof, tmp_path, progress=False)[1]["steps"] == 3  # same budget: reused
+    with pytest.raises(PruneRecError, match="max_train"):
+        train_teacher("ml-100k", get_profile("ci", max_train=512), tmp_path, progress=False)

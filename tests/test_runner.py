@@ -23,3 +23,12 @@ def test_notebook_selection():
     assert [p.name[:2] for p in notebook_paths(["01"])] == ["01"]
     with pytest.raises(PruneRecError):
         notebook_paths(["42"])
+
+
+def test_extra_papermill_parameters_parse_as_json_or_text():
+    from prunerec_utils.runner import parse_params
+
+    assert parse_params(["max_train=16384", "note=big run", "x=null"]) == {"max_train": 16384, "note": "big run",
+                                                                             "x": None}
+    with pytest.raises(PruneRecError, match="NAME=VALUE"):
+        parse_params(["max_train"])

@@ -1,0 +1,136 @@
+"""Learning curve of the BIGRec teacher: training samples vs HR/NDCG@20 and list diversity.
+
+Each budget fine-tunes a fresh teacher from the profile's base model with the profile's
+hyper-parameters (only ``max_train`` changes), evaluates it on the profile's fixed test users
+with the constrained beam search, and appends one row to a JSON file (written atomically after
+every budget, so a cut-off run keeps what it finished)::
+
+    python -m prunerec_utils.learning_curve --profile default --samples 1024 2048 4096 \\
+        --out results/learning_curve/ml-100k-default-cpu.json
+
+Budgets already in ``--out`` are skipped; models live in ``runs/<ds>/<profile>/models/teacher_n<N>``
+(``--drop-models`` deletes each after its evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import PruneRecError
+from .evaluate import evaluate_cached, popularity_cached
+from .finetune import train_teacher
+from .data import prepare
+from .paths import atomic_write_text, resolve, splits_dir
+from .profiles import get_profile
+
+METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
+
+
+def device_name() -> str:
+    """What ran it, in words: the CUDA device name, else the CPU architecture and core count."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    import os
+
+    return f"CPU {platform.machine()} x{os.cpu_count()}"
+
+
+def curve_point(dataset: str, prof, samples: int, runs_root=None, progress: bool = False,
+                drop_model: bool = False) -> dict:
+    """Fine-tune on ``samples`` training samples, evaluate, and return one row of the curve."""
+    p = replace(prof, max_train=samples)
+    name = f"teacher_n{samples}"
+    t0 = time.time()
+    folder, summary = train_teacher(dataset, p, runs_root, progress, name=name)
+    res = evaluate_cached(name, folder, dataset, p, runs_root, progress=progress)
+    if drop_model:
+        shutil.rmtree(folder, ignore_errors=True)
+    m = res.metrics
+    return {"samples": samples, "steps": summary["steps"], "train_seconds": summary["wall_seconds"],
+            "eval_seconds": m.get("seconds"), "best_eval_loss": summary["best_eval_loss"],
+            **{k: m[k] for k in METRICS}, "ci95": m["ci95"], "wall_seconds": round(time.time() - t0, 1)}
+
+
+def run_curve(dataset: str, prof, budgets: list[int], out: str | Path, runs_root=None,
+              progress: bool = False, drop_models: bool = False) -> dict:
+    """Each of ``budgets`` in the given order; the JSON at ``out`` grows one row per finished budget."""
+    out = resolve(out)
+    prepare(dataset, splits_dir(dataset, runs_root))
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    if doc and (doc.get("dataset"), doc.get("profile")) != (dataset, prof.name):
+        raise PruneRecError(f"{out} holds a curve for {doc.get('dataset')}/{doc.get('profile')}; use another --out")
+    pop = popularity_cached(dataset, prof, runs_root).metrics
+    doc.update({"dataset": dataset, "profile": prof.name, "device": device_name(),
+                "hyper": {k: v for k, v in prof.to_dict().items() if k != "max_train"},
+                "most_popular": {**{k: pop[k] for k in METRICS}, "ci95": pop["ci95"]}})
+    rows = {r["samples"]: r for r in doc.get("rows", [])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for n in dict.fromkeys(budgets):
+        if n in rows:
+            continue
+        rows[n] = curve_point(dataset, prof, n, runs_root, progress, drop_models)
+        doc["rows"] = [rows[k] for k in sorted(rows)]
+        atomic_write_text(out, json.dumps(doc, indent=1))
+        r = rows[n]
+        print(f"n={n}: HR@20 {r['hr@20']:.3f} NDCG@20 {r['ndcg@20']:.4f} distinct {r['distinct_top10']} "
+              f"modal {r['modal_top1_share']:.2f} train {r['train_seconds']}s eval {r['eval_seconds']}s", flush=True)
+    return doc
+
+
+def curve_table(doc: dict) -> pd.DataFrame:
+    """One row per budget: metrics with their 95% intervals, diversity, steps and wall times."""
+    rows = []
+    for r in doc["rows"]:
+        row = {"samples": r["samples"], "steps": r["steps"]}
+        for k in ("hr@20", "ndcg@20"):
+            row[k], (row[f"{k} lo"], row[f"{k} hi"]) = r[k], r["ci95"][k]
+        row.update({"distinct top-10": r["distinct_top10"], "modal top-1 share": r["modal_top1_share"],
+                    "validation loss": r["best_eval_loss"], "train s": r["train_seconds"],
+                    "eval s": r["eval_seconds"]})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("samples").set_index("samples")
+
+
+def first_budget_beating_popularity(doc: dict, metrics=("hr@20", "ndcg@20")) -> int | None:
+    """Smallest budget whose 95% interval lies above most-popular's on every metric, else None."""
+    pop = doc["most_popular"]["ci95"]
+    for r in sorted(doc["rows"], key=lambda r: r["samples"]):
+        if all(r["ci95"][m][0] > pop[m][1] for m in metrics):
+            return r["samples"]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.learning_curve", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
+    ap.add_argument("--samples", type=int, nargs="+", required=True, help="training-sample budgets")
+    ap.add_argument("--out", required=True, help="JSON file the curve is written to")
+    ap.add_argument("--eval-batch", type=int, default=None, help="users per beam-search call (GPU: larger)")
+    ap.add_argument("--batch-size", type=int, default=None, help="per-device batch (keep the effective batch)")
+    ap.add_argument("--grad-accum", type=int, default=None)
+    ap.add_argument("--drop-models", action="store_true", help="delete each teacher after its evaluation")
+    args = ap.parse_args(argv)
+    try:
+        prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size,
+                           grad_accum=args.grad_accum)
+        run_curve(args.dataset or prof.dataset, prof, args.samples, args.out, progress=sys.stderr.isatty(),
+                  drop_models=args.drop_models)
+    except PruneRecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Learning curve: rows per budget, resume by budget, verdict against most-popular."""
+
+import json
+
+import pytest
+
+from prunerec_utils import PruneRecError
+from prunerec_utils import learning_curve as lc
+from prunerec_utils.profiles import get_profile
+
+
+def _row(n, hr, lo, hi):
+    return {"samples": n, "steps": n // 16, "train_seconds": 1.0, "eval_seconds": 1.0, "best_eval_loss": 1.0,
+            "hr@20": hr, "ndcg@20": hr / 3, "distinct_top10": n // 100, "modal_top1_share": 0.5,
+            "ci95": {"hr@20": [lo, hi], "ndcg@20": [lo / 3, hi / 3]}}
+
+
+def test_first_budget_beating_popularity_needs_disjoint_intervals():
+    doc = {"most_popular": {"ci95": {"hr@20": [0.06, 0.09], "ndcg@20": [0.02, 0.03]}},
+           "rows": [_row(4096, 0.08, 0.065, 0.1), _row(1024, 0.05, 0.03, 0.07), _row(16384, 0.12, 0.1, 0.14)]}
+    assert lc.first_budget_beating_popularity(doc) == 16384  # 4096 overlaps, so does 1024
+    doc["rows"][0]["ci95"] = {"hr@20": [0.095, 0.1], "ndcg@20": [0.031, 0.04]}
+    assert lc.first_budget_beating_popularity(doc) == 4096
+    doc["rows"] = doc["rows"][1:2]
+    assert lc.first_budget_beating_popularity(doc) is None
+    assert list(lc.curve_table({"rows": [_row(8, .1, 0, .2), _row(2, .1, 0, .2)]}).index) == [2, 8]
+
+
+def test_run_curve_trains_each_budget_once_and_keeps_order(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_point(dataset, prof, n, runs_root=None, progress=False, drop_model=False):
+        calls.append(n)
+        return _row(n, 0.01 * len(calls), 0.0, 0.05)
+
+    monkeypatch.setattr(lc, "curve_point", fake_point)
+    prof = get_profile("ci")
+    out = tmp_path / "curve.json"
+    lc.run_curve("ml-100k", prof, [64, 32], out)
+    doc = json.loads(out.read_text())
+    assert calls == [64, 32] and [r["samples"] for r in doc["rows"]] == [32, 64]
+    assert doc["profile"] == "ci" and doc["most_popular"]["n"] == prof.max_test and doc["device"]
+    lc.run_curve("ml-100k", prof, [32, 64, 128], out)  # resumes: only the new budget runs
+    assert calls == [64, 32, 128] and len(json.loads(out.read_text())["rows"]) == 3
+    with pytest.raises(PruneRecError, match="holds a curve"):
+        lc.run_curve("ml-100k", get_profile("default"), [32], out)
+
+
+def test_curve_point_fine_tunes_and_evaluates_the_budget(tmp_path, ml100k_splits):
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_test=8, epochs=1)
+    row = lc.curve_point("ml-100k", prof, 32, runs_root=tmp_path, drop_model=True)
+    assert row["samples"] == 32 and row["steps"] == 2 and row["n"] == 8  # 32 samples / batch 16, 1 epoch
+    assert 0 <= row["ci95"]["hr@20"][0] <= row["hr@20"] <= row["ci95"]["hr@20"][1]
+    assert not (tmp_path / "ml-100k" / "ci" / "models" / "teacher_n32").exists()
+    assert (tmp_path / "ml-100k" / "ci" / "results" / "teacher_n32.json").exists()
