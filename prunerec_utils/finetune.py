@@ -58,11 +58,11 @@ class LeftPadCollator:
         return batch
 
 
-def response_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-    """Next-token cross-entropy on the labelled (response) positions only.
+def response_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict labels, and those labels: ``[B, k, V]``, ``[B, k]``.
 
     logits[:, t] predicts token t+1; with left padding the labels occupy the last positions, so
-    the LM head runs on the last ``keep`` hidden states only (shape [B, keep, V]).
+    the LM head runs on the last ``keep`` hidden states only.
     """
     labels = inputs["labels"]
     labelled = (labels != IGNORE).any(0).nonzero()
@@ -70,11 +70,22 @@ def response_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                    position_ids=inputs.get("position_ids"), logits_to_keep=keep).logits
     target = labels[:, -keep + 1:] if keep > 1 else labels[:, :0]
-    loss_sum = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+    return logits[:, :-1], target
+
+
+def response_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+    """Next-token cross-entropy on the labelled (response) positions only."""
+    logits, target = response_logits(model, inputs)
+    loss_sum = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                ignore_index=IGNORE, reduction="sum")
+    return loss_sum / response_count(target, num_items_in_batch)
+
+
+def response_count(target: torch.Tensor, num_items_in_batch=None):
+    """Divisor of a summed loss: Trainer's token count over the accumulated batch, else this batch's."""
     if num_items_in_batch is not None:
-        return loss_sum / num_items_in_batch
-    return loss_sum / (target != IGNORE).sum().clamp(min=1)
+        return num_items_in_batch
+    return (target != IGNORE).sum().clamp(min=1)
 
 
 class ResponseLossTrainer(Trainer):

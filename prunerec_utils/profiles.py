@@ -1,8 +1,11 @@
 """Profiles: one code path, sizes from a profile (``ci`` / ``default`` / ``paper``).
 
-``ci``      tiny random Qwen2-architecture model, a tiny slice of MovieLens-100k, minutes on 2 cores.
-``default`` SmolLM2-135M-Instruct (offline GGUF) on MovieLens-100k, CPU budget.
-``paper``   Qwen2-0.5B, full splits, 3 epochs, effective batch 128, lr 3e-4, 20 beams (GPU).
+``ci``      tiny random Qwen2-architecture model, a tiny slice of MovieLens-100k, minutes on 2 cores;
+            Stage I keeps 2 of 4 heads (hidden 64 → 32).
+``default`` SmolLM2-135M-Instruct (offline GGUF) on MovieLens-100k, CPU budget; Stage I keeps
+            5 of 9 heads (hidden 576 → 320), about the paper's half.
+``paper``   Qwen2-0.5B, full splits, 3 epochs, effective batch 128, lr 3e-4, 20 beams (GPU);
+            Stage I keeps 7 of 14 heads (hidden 896 → 448).
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ class Profile:
     length_penalty: float = 0.0  # 0 = rank beams by the plain sum of log-probs (D3)
     bf16: bool = False  # bf16 autocast for training (evaluation is always fp32)
     seed: int = 42
+    # Stage I (SPEC §3) and restoration (§6)
+    kept_heads: int = 2  # query heads kept per layer (paper 7 of 14); d' = kept_heads × head_dim
+    importance_samples: int = 10  # B training samples for head and hidden-dimension importance
+    alpha: float = 0.7  # eq. 6 cross-layer mixing
+    epsilon: float = 1e-4  # eq. 3 query scaling of a suppressed head
+    hidden_variant: str = "weight_x_grad"  # eq. 7 (see prunerec_utils.hidden)
+    kd_lambda: float = 0.8  # eq. 13: λ·KL + (1-λ)·CE
 
     @property
     def effective_batch(self) -> int:
@@ -45,19 +55,19 @@ PROFILES: dict[str, Profile] = {
         name="ci", model="tiny-qwen2", dataset="ml-100k",
         max_train=256, max_valid=32, max_test=48,
         epochs=2, batch_size=16, grad_accum=1, lr=2e-3, warmup_steps=4,
-        num_beams=20, eval_batch=8,
+        num_beams=20, eval_batch=8, kept_heads=2,
     ),
     "default": Profile(
         name="default", model="smollm2-135m", dataset="ml-100k",
         max_train=2048, max_valid=256, max_test=1000,
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
-        num_beams=20, eval_batch=4, bf16=True,
+        num_beams=20, eval_batch=4, bf16=True, kept_heads=5,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
         max_train=None, max_valid=None, max_test=None,
         epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
-        num_beams=20, eval_batch=16, bf16=True,
+        num_beams=20, eval_batch=16, bf16=True, kept_heads=7,
     ),
 }
 

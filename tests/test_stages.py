@@ -1,0 +1,34 @@
+"""Stage I end to end on the ci profile: stock-loadable pruned and distilled folders, resumable."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from prunerec_utils import PruneRecError, stages
+from prunerec_utils.finetune import train_teacher
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.surgery import param_counts, param_formula
+
+
+def test_stage1_prunes_distils_and_resumes(tmp_path, ml100k_splits, monkeypatch):
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3)
+    with pytest.raises(PruneRecError, match="notebook 01"):
+        stages.stage1("ml-100k", prof, tmp_path)
+    train_teacher("ml-100k", prof, tmp_path, progress=False)
+    out = stages.stage1("ml-100k", prof, tmp_path)
+    rec = out["surgery"]
+    assert all(len(k) == prof.kept_heads for k in rec["kept_heads"]) and len(rec["hidden_dims"]) == 32
+    for folder in (out["pruned_dir"], out["distilled_dir"]):
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        assert (model.config.hidden_size, model.config.num_attention_heads) == (32, 2)
+        assert param_counts(model) == param_formula(model.config) == rec["params"]["stage1"]
+    assert rec["params"]["stage1"]["non_embedding"] < rec["params"]["teacher"]["non_embedding"] / 2
+    heads = json.loads((tmp_path / "ml-100k" / "ci" / "results" / "stage1_heads.json").read_text())
+    assert heads["kept"] == rec["kept_heads"] and torch.tensor(heads["raw"]).shape == (4, 4)
+    monkeypatch.setattr(stages, "distill", lambda *a, **k: pytest.fail("re-run must not train again"))
+    monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("re-run must not re-score"))
+    assert stages.stage1("ml-100k", prof, tmp_path)["surgery"] == rec
