@@ -358,6 +358,18 @@ def metrics_table(results: dict[str, EvalResult], digits: int = 4) -> pd.DataFra
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def retention_table(results: dict[str, EvalResult], reference: str, metrics=("hr@10", "hr@20", "ndcg@10",
+                                                                              "ndcg@20")) -> pd.DataFrame:
+    """metric(model) / metric(reference) per metric, and their mean ("avg", the paper's retention)."""
+    ref = results[reference].metrics
+    rows = {}
+    for name, res in results.items():
+        row = {m: (res.metrics[m] / ref[m] if ref[m] else math.nan) for m in metrics}
+        row["avg"] = sum(row.values()) / len(metrics)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .assets import load_model, load_tokenizer, resolve_model
     from .profiles import get_profile

@@ -117,32 +117,38 @@ def scoring_batch(tokenizer, histories, targets, cfg, cutoff_len: int = 512, qui
     return ScoringBatch(b["input_ids"], b["attention_mask"], b["position_ids"], scored)
 
 
-def _logprobs(model, batch: ScoringBatch, rows: int = 1, embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Log-softmax at the scored positions, ``[rows·B, keep, V]`` (float32); batch repeated ``rows`` times."""
+def _logits(model, batch: ScoringBatch, rows: int = 1, embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits at the last ``keep`` positions, ``[rows·B, keep, V]``; the batch repeated ``rows`` times."""
     rep = lambda t: t.repeat(rows, *([1] * (t.dim() - 1)))  # noqa: E731
     kw = dict(attention_mask=rep(batch.attention_mask), position_ids=rep(batch.position_ids),
               logits_to_keep=batch.keep, use_cache=False)
     if embeds is None:
-        out = model(input_ids=rep(batch.input_ids), **kw)
-    else:
-        out = model(inputs_embeds=embeds, **kw)
-    return F.log_softmax(out.logits.float(), -1)
+        return model(input_ids=rep(batch.input_ids), **kw).logits
+    return model(inputs_embeds=embeds, **kw).logits
 
 
-def kl_per_sample(ref: torch.Tensor, logp: torch.Tensor, batch: ScoringBatch) -> torch.Tensor:
-    """KL(p_ref ‖ p) per row: sum over V, mean over the row's scored positions. ``ref`` [B, k, V],
-    ``logp`` [R·B, k, V] → [R·B]."""
-    mask = batch.scored[:, -batch.keep:]
-    rows = logp.shape[0] // ref.shape[0]
-    ref, mask = ref.repeat(rows, 1, 1), mask.repeat(rows, 1).float()
-    kl = (ref.exp() * (ref - logp)).sum(-1)  # [R·B, k]
-    return (kl * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+def kl_per_sample(ref: torch.Tensor, logits: torch.Tensor, batch: ScoringBatch) -> torch.Tensor:
+    """KL(p_ref ‖ softmax(logits)) per row: sum over V, mean over the row's scored positions.
+
+    ``ref`` [B, k, V] log-probs, ``logits`` [R·B, k, V] → [R·B]. One row block at a time, so the
+    temporaries stay [B, k, V] (the difference ref − log p is taken before summing: KL values are
+    ~1e-4 and would drown in the cancellation of Σp·log p − Σp·log q in float32).
+    """
+    B = ref.shape[0]
+    p = ref.exp()
+    mask = batch.scored[:, -batch.keep:].float()
+    out = []
+    for z in logits.split(B):
+        logq = torch.log_softmax(z.float(), -1)
+        kl = (p * (ref - logq)).sum(-1)  # [B, k]
+        out.append((kl * mask).sum(-1) / mask.sum(-1).clamp(min=1))
+    return torch.cat(out)
 
 
 @torch.no_grad()
 def reference_logprobs(model, batch: ScoringBatch) -> torch.Tensor:
-    """p_original: the unsuppressed model's log-probs at the scored positions."""
-    return _logprobs(model, batch)
+    """p_original: the unsuppressed model's log-probs at the scored positions, ``[B, keep, V]``."""
+    return F.log_softmax(_logits(model, batch).float(), -1)
 
 
 @torch.no_grad()
@@ -153,7 +159,7 @@ def suppressed_kl(model, batch: ScoringBatch, ref: torch.Tensor, suppress: dict[
     with HeadSuppressor(model) as sup:
         for layer, heads in suppress.items():
             sup.scales[layer] = head_scale(H, heads, epsilon, batch.input_ids.device)
-        return float(kl_per_sample(ref, _logprobs(model, batch), batch).mean())
+        return float(kl_per_sample(ref, _logits(model, batch), batch).mean())
 
 
 def naive_layer_scores(model, batch, ref, layer: int, chosen: dict[int, list[int]], epsilon: float) -> torch.Tensor:
@@ -203,8 +209,8 @@ def kernel_layer_scores(model, batch, ref, layer: int, chosen: dict[int, list[in
             scale = torch.ones(len(heads), H, device=state.resid.device)
             scale[range(len(heads)), heads] = epsilon
             sup.scales[layer] = scale.repeat_interleave(B, 0)  # hooks were set on the full model
-            logp = _logprobs(model, batch, len(heads), state.resid.repeat(len(heads), 1, 1))
-            scores.append(kl_per_sample(ref, logp, batch).view(len(heads), B).mean(1))
+            logits = _logits(model, batch, len(heads), state.resid.repeat(len(heads), 1, 1))
+            scores.append(kl_per_sample(ref, logits, batch).view(len(heads), B).mean(1))
     return torch.cat(scores).cpu()
 
 

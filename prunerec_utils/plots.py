@@ -106,3 +106,41 @@ def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | No
     if device:
         fig.suptitle(f"Teacher learning curve (measured on {device})")
     return _save(fig, path)
+
+
+def head_heatmaps(records: dict[str, dict], path=None):
+    """Per record (label → ``stage1_heads`` record): layers × heads of the ranking score (eq. 6),
+    pruned heads crossed out."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(records), figsize=(4.2 * len(records), 5.5), squeeze=False)
+    for ax, (label, rec) in zip(axes[0], records.items()):
+        mixed = np.array(rec["mixed"])
+        sns.heatmap(mixed, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=ax is axes[0][-1],
+                    cbar_kws={"label": "importance (normalised, mixed)"})
+        for layer, pruned in enumerate(rec["pruned"]):
+            for h in pruned:
+                ax.text(h + 0.5, layer + 0.5, "×", ha="center", va="center", color="white", fontsize=9)
+        ax.set(xlabel="head", ylabel="layer", title=f"{label} (× = pruned)")
+        ax.tick_params(axis="y", labelsize=7)
+    return _save(fig, path)
+
+
+def hidden_importance_curve(importance: list[float], kept: list[int], path=None):
+    """eq. 7 scores sorted from high to low with the cut at d', and the score per dimension index."""
+    import numpy as np
+
+    imp = np.asarray(importance)
+    keep = np.zeros(len(imp), bool)
+    keep[kept] = True
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    order = np.argsort(-imp, kind="stable")
+    a.plot(range(1, len(imp) + 1), imp[order])
+    a.axvline(len(kept), color="C3", linestyle="--", label=f"d' = {len(kept)} kept")
+    a.set(yscale="log", xlabel="rank", ylabel="importance", title="Hidden dimensions, sorted (eq. 7)")
+    a.legend()
+    b.scatter(np.flatnonzero(keep), imp[keep], s=6, label="kept")
+    b.scatter(np.flatnonzero(~keep), imp[~keep], s=6, color="grey", label="removed")
+    b.set(yscale="log", xlabel="dimension index", ylabel="importance", title="By index")
+    b.legend(fontsize=8)
+    return _save(fig, path)

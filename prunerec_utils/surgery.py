@@ -148,10 +148,12 @@ def embedding_params(model) -> int:
 
 
 def param_counts(model) -> dict:
-    """``{"total", "embedding", "non_embedding"}`` of the parameters actually held (tied counted once)."""
+    """``{"total", "embedding", "non_embedding", "attention"}`` of the parameters actually held
+    (a tied lm_head counted once; attention = q/k/v/o of all layers)."""
     total = sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
     emb = embedding_params(model)
-    return {"total": total, "embedding": emb, "non_embedding": total - emb}
+    attn = sum(p.numel() for layer in decoder_layers(model) for p in layer.self_attn.parameters())
+    return {"total": total, "embedding": emb, "non_embedding": total - emb, "attention": attn}
 
 
 def param_formula(config) -> dict:
@@ -166,7 +168,7 @@ def param_formula(config) -> dict:
     per_layer = attn + mlp + 2 * d
     emb = V * d * (1 if config.tie_word_embeddings else 2)
     non_emb = L * per_layer + d
-    return {"total": non_emb + emb, "embedding": emb, "non_embedding": non_emb}
+    return {"total": non_emb + emb, "embedding": emb, "non_embedding": non_emb, "attention": L * attn}
 
 
 def kv_replication_cost(config, keep: list[list[int]], group: int) -> int:

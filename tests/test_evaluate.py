@@ -126,3 +126,14 @@ def test_most_popular_can_skip_seen_items():
     test = pd.DataFrame({"user_id": ["u1"], "item_title": ["a"], "history_item_title": [["c"]]})
     assert json.loads(most_popular(train, test, k=2, exclude_seen=True).per_user["top"][0]) == ["b", "a"]
     assert json.loads(most_popular(train, test, k=2).per_user["top"][0]) == ["c", "b"]
+
+
+def test_retention_is_the_ratio_to_the_reference_and_its_mean():
+    import pandas as pd
+
+    from prunerec_utils.evaluate import EvalResult, retention_table
+
+    mk = lambda hr, nd: EvalResult(pd.DataFrame(), {"hr@10": hr, "hr@20": 2 * hr, "ndcg@10": nd, "ndcg@20": 2 * nd})  # noqa: E731
+    t = retention_table({"teacher": mk(0.1, 0.05), "pruned": mk(0.05, 0.04)}, "teacher")
+    assert t.loc["teacher"].tolist() == [1, 1, 1, 1, 1]
+    assert t.loc["pruned", "hr@20"] == 0.5 and abs(t.loc["pruned", "avg"] - 0.65) < 1e-12
