@@ -17,7 +17,7 @@ from . import PruneRecError
 from .assets import load_model, load_tokenizer
 from .data import get_dataset_config, read_split, sample_rows
 from .distill import distill
-from .finetune import SUMMARY, LeftPadCollator, tokenize_split
+from .finetune import SUMMARY, TRAINING_FIELDS, LeftPadCollator, tokenize_split
 from .heads import HeadImportance, head_importance, scoring_batch
 from .hidden import hidden_importance, top_dims
 from .paths import atomic_dir, atomic_write_text, run_dir, splits_dir
@@ -25,6 +25,14 @@ from .prompts import encode_example
 from .surgery import head_dim, param_counts, prune_heads, prune_hidden
 
 SURGERY = "surgery.json"
+
+
+def _same(where: Path, wanted: dict, stored: dict) -> None:
+    """Refuse to reuse a stored step made with other settings (its downstream steps depend on it)."""
+    diff = [f"{k} {stored.get(k)!r} (asked {v!r})" for k, v in wanted.items() if stored.get(k) != v]
+    if diff:
+        raise PruneRecError(f"{where} was made with other settings: {', '.join(diff)}; delete it (and the stages "
+                            f"after it) or use another runs_root")
 
 
 def teacher_dir(dataset: str, prof, runs_root=None) -> Path:
@@ -47,6 +55,8 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
     out = run_dir(dataset, prof.name, runs_root) / "results" / f"{name}.json"
     if out.exists():
         rec = json.loads(out.read_text())
+        _same(out, {"alpha": alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples,
+                    "kept heads": prof.kept_heads}, {**rec, "kept heads": len(rec["kept"][0])})
         return HeadImportance.from_dict(rec), rec
     tdir = teacher_dir(dataset, prof, runs_root)
     model, tok = load_model(tdir), load_tokenizer(tdir)
@@ -71,9 +81,11 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     """Heads then hidden dimensions cut from the teacher → ``models/stage1_pruned`` (not distilled)."""
     folder = run_dir(dataset, prof.name, runs_root)
     out = folder / "models" / "stage1_pruned"
-    if (out / SURGERY).exists():
-        return out, json.loads((out / SURGERY).read_text())
     imp, head_rec = head_scores(dataset, prof, runs_root, progress=progress)
+    if (out / SURGERY).exists():
+        rec = json.loads((out / SURGERY).read_text())
+        _same(out, {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant}, rec)
+        return out, rec
     tdir = teacher_dir(dataset, prof, runs_root)
     model, tok = load_model(tdir), load_tokenizer(tdir)
     before = param_counts(model)
@@ -103,7 +115,10 @@ def distill_stage(student_dir: Path, out_name: str, dataset: str, prof, runs_roo
     """Distil ``student_dir`` from the teacher on the teacher's own training samples → ``models/<out_name>``."""
     out = run_dir(dataset, prof.name, runs_root) / "models" / out_name
     if (out / SUMMARY).exists():
-        return out, json.loads((out / SUMMARY).read_text())
+        summary = json.loads((out / SUMMARY).read_text())
+        fields = ("kd_lambda", *TRAINING_FIELDS)
+        _same(out, {k: getattr(prof, k) for k in fields}, {k: summary["profile"].get(k) for k in fields})
+        return out, summary
     tdir = teacher_dir(dataset, prof, runs_root)
     tok, cfg = load_tokenizer(tdir), get_dataset_config(dataset)
     splits = splits_dir(dataset, runs_root)

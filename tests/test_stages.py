@@ -32,3 +32,10 @@ def test_stage1_prunes_distils_and_resumes(tmp_path, ml100k_splits, monkeypatch)
     monkeypatch.setattr(stages, "distill", lambda *a, **k: pytest.fail("re-run must not train again"))
     monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("re-run must not re-score"))
     assert stages.stage1("ml-100k", prof, tmp_path)["surgery"] == rec
+
+    with pytest.raises(PruneRecError, match="alpha"):  # a stored step made with other settings is not reused
+        stages.stage1("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
+                                             alpha=0.5), tmp_path)
+    with pytest.raises(PruneRecError, match="kd_lambda"):
+        stages.stage1("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
+                                             kd_lambda=0.5), tmp_path)
