@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import PruneRecError
+from . import PruneRecError, cli
 from .assets import movielens_dir
 from .paths import atomic_dir, resolve
 
@@ -315,6 +315,7 @@ def table1(stats: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["dataset", "source"])
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.data", description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True, help="ml-100k, ml-1m or amazon-<Category>")
@@ -322,11 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw-dir", default=None, help="folder with the Amazon 2018 files (default data/raw)")
     ap.add_argument("--force", action="store_true", help="rebuild even if OUT is complete")
     args = ap.parse_args(argv)
-    try:
-        stats = prepare(args.dataset, args.out, args.raw_dir, force=args.force)
-    except PruneRecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    stats = prepare(args.dataset, args.out, args.raw_dir, force=args.force)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}))
     return 0
 

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import PruneRecError
+from . import PruneRecError, cli
 from .data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
 from .paths import atomic_write_text, resolve, splits_dir
 from .prompts import prompt_ids, target_ids
@@ -370,6 +370,7 @@ def retention_table(results: dict[str, EvalResult], reference: str, metrics=("hr
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     from .assets import load_model, load_tokenizer, resolve_model
     from .profiles import get_profile
@@ -386,22 +387,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="our constrained beam-search kernel, or transformers.generate (reference)")
     ap.add_argument("--exclude-seen", action="store_true", help="never recommend an item of the user's history")
     args = ap.parse_args(argv)
-    try:
-        prof = get_profile(args.profile)
-        cfg = get_dataset_config(args.dataset)
-        splits = resolve(args.splits) if args.splits else splits_dir(args.dataset)
-        df = sample_rows(read_split(splits, args.split), args.limit, prof.seed)
-        model = load_model(args.model)
-        if torch.cuda.is_available():
-            model = model.cuda()
-        tok = load_tokenizer(resolve_model(args.model))
-        lp = prof.length_penalty if args.length_penalty is None else args.length_penalty
-        res = evaluate_model(model, tok, df, cfg, read_items(splits)["item_title"].tolist(), prof.num_beams, lp,
-                             prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty(), engine=args.engine,
-                             exclude_seen=args.exclude_seen)
-    except PruneRecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    prof = get_profile(args.profile)
+    cfg = get_dataset_config(args.dataset)
+    splits = resolve(args.splits) if args.splits else splits_dir(args.dataset)
+    df = sample_rows(read_split(splits, args.split), args.limit, prof.seed)
+    model = load_model(args.model)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    tok = load_tokenizer(resolve_model(args.model))
+    lp = prof.length_penalty if args.length_penalty is None else args.length_penalty
+    res = evaluate_model(model, tok, df, cfg, read_items(splits)["item_title"].tolist(), prof.num_beams, lp,
+                         prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty(), engine=args.engine,
+                         exclude_seen=args.exclude_seen)
     keys = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "n", "invalid")
     print(json.dumps({k: res.metrics[k] for k in keys}))
     return 0

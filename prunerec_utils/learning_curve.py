@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import PruneRecError
+from . import PruneRecError, cli
 from .evaluate import evaluate_cached, popularity_cached
 from .finetune import train_teacher
 from .data import prepare
@@ -110,6 +110,7 @@ def first_budget_beating_popularity(doc: dict, metrics=("hr@20", "ndcg@20")) -> 
     return None
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.learning_curve", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
@@ -121,14 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grad-accum", type=int, default=None)
     ap.add_argument("--drop-models", action="store_true", help="delete each teacher after its evaluation")
     args = ap.parse_args(argv)
-    try:
-        prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size,
-                           grad_accum=args.grad_accum)
-        run_curve(args.dataset or prof.dataset, prof, args.samples, args.out, progress=sys.stderr.isatty(),
-                  drop_models=args.drop_models)
-    except PruneRecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size,
+                       grad_accum=args.grad_accum)
+    run_curve(args.dataset or prof.dataset, prof, args.samples, args.out, progress=sys.stderr.isatty(),
+              drop_models=args.drop_models)
     return 0
 
 

@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import PruneRecError
+from . import PruneRecError, cli
 from .paths import REPO_ROOT, resolve
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -108,6 +108,7 @@ def parse_params(pairs: list[str]) -> dict:
     return out
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     from .data import get_dataset_config
     from .profiles import get_profile
@@ -122,20 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="extra papermill parameter (VALUE read as JSON, else text), e.g. max_train=16384")
     args = ap.parse_args(argv)
-    try:
-        prof = get_profile(args.profile)
-        dataset = args.dataset or prof.dataset
-        get_dataset_config(dataset)
-        out = resolve(args.out or f"book/{prof.name}/{dataset}")
-        params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
-                  "progress": False, **parse_params(args.param)}
-        for nb in notebook_paths(args.notebooks):
-            print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
-            seconds = run_notebook(nb, out, params)
-            print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
-    except PruneRecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    prof = get_profile(args.profile)
+    dataset = args.dataset or prof.dataset
+    get_dataset_config(dataset)
+    out = resolve(args.out or f"book/{prof.name}/{dataset}")
+    params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
+              "progress": False, **parse_params(args.param)}
+    for nb in notebook_paths(args.notebooks):
+        print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
+        seconds = run_notebook(nb, out, params)
+        print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
     return 0
 
 

@@ -55,3 +55,11 @@ def test_curve_point_fine_tunes_and_evaluates_the_budget(tmp_path, ml100k_splits
     assert 0 <= row["ci95"]["hr@20"][0] <= row["hr@20"] <= row["ci95"]["hr@20"][1]
     assert not (tmp_path / "ml-100k" / "ci" / "models" / "teacher_n32").exists()
     assert (tmp_path / "ml-100k" / "ci" / "results" / "teacher_n32.json").exists()
+
+
+def test_cli_reports_a_foreign_curve_file_in_one_line(tmp_path, capsys):
+    out = tmp_path / "curve.json"
+    out.write_text(json.dumps({"dataset": "ml-1m", "profile": "default", "rows": []}))
+    assert lc.main(["--profile", "ci", "--samples", "32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "holds a curve" in err and len(err.strip().splitlines()) == 1
