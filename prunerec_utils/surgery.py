@@ -140,6 +140,51 @@ def prune_hidden(model, dims) -> nn.Module:
     return model
 
 
+def prune_mlp(model, keep: list[list[int]]):
+    """Keep intermediate neurons ``keep[l]`` (same count K in every layer): rows of gate/up
+    (and their biases), columns of down. Config: intermediate_size = K (Stage II, SPEC §4)."""
+    _check(model)
+    layers = decoder_layers(model)
+    k = {len(ks) for ks in keep}
+    if len(keep) != len(layers) or len(k) != 1 or 0 in k:
+        raise PruneRecError("keep one non-empty list of the same length per layer")
+    for layer, neurons in zip(layers, keep):
+        mlp = layer.mlp
+        idx = torch.as_tensor(sorted(neurons), device=mlp.up_proj.weight.device)
+        if int(idx.max()) >= mlp.up_proj.out_features or len(idx.unique()) != len(idx):
+            raise PruneRecError("invalid neuron indices: each must be distinct and below intermediate_size")
+        mlp.gate_proj, mlp.up_proj = _out_rows(mlp.gate_proj, idx), _out_rows(mlp.up_proj, idx)
+        mlp.down_proj = _cols(mlp.down_proj, idx)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = len(idx)
+    model.config.intermediate_size = k.pop()
+    return model
+
+
+def remove_layers(model, removed) -> nn.Module:
+    """Delete whole decoder layers and renumber the rest (Stage III, SPEC §5): the KV cache indexes
+    layers by ``layer_idx``, and per-layer config lists (``layer_types``) follow the kept layers."""
+    _check(model)
+    dec = model.get_decoder()
+    removed = set(int(i) for i in removed)
+    L = len(dec.layers)
+    if not removed <= set(range(L)) or len(removed) >= L:
+        raise PruneRecError(f"can remove layers among 0..{L - 1}, keeping at least one; got {sorted(removed)}")
+    kept = [i for i in range(L) if i not in removed]
+    dec.layers = nn.ModuleList([dec.layers[i] for i in kept])
+    for new, layer in enumerate(dec.layers):
+        for mod in (layer, layer.self_attn):
+            if hasattr(mod, "layer_idx"):
+                mod.layer_idx = new
+    cfg = model.config
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = [cfg.layer_types[i] for i in kept]
+    cfg.num_hidden_layers = len(kept)
+    if hasattr(cfg, "max_window_layers") and cfg.max_window_layers > len(kept):
+        cfg.max_window_layers = len(kept)
+    return model
+
+
 def embedding_params(model) -> int:
     """Parameters of the embedding matrix plus an untied lm_head (counted once when tied)."""
     emb = model.get_input_embeddings().weight

@@ -1,0 +1,133 @@
+"""Stage II / III pieces: neuron scores and slicing, layer search and deletion."""
+
+import contextlib
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from prunerec_utils import PruneRecError
+from prunerec_utils.assets import load_model
+from prunerec_utils.data import get_dataset_config, read_split, sample_rows
+from prunerec_utils.finetune import LeftPadCollator
+from prunerec_utils.layers import greedy_layer_removal, perplexity, skipping
+from prunerec_utils.mlp import MLPScores, mlp_scores
+from prunerec_utils.prompts import encode_example
+from prunerec_utils.surgery import decoder_layers, param_counts, param_formula, prune_mlp, remove_layers
+
+IDS = torch.tensor([[5, 17, 3, 44, 9, 61, 2, 8], [7, 7, 30, 12, 50, 1, 90, 4]])
+
+
+def _batch(tokenizer, splits, n=4):
+    rows = sample_rows(read_split(splits, "train"), n, 3)
+    cfg = get_dataset_config("ml-100k")
+    return LeftPadCollator(tokenizer.pad_token_id)(
+        [encode_example(tokenizer, h, t, cfg, 512) for h, t in zip(rows["history_item_title"], rows["item_title"])])
+
+
+def _logits(model, ids=IDS):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def test_slicing_neurons_with_zero_down_columns_keeps_logits(tiny_model_dir, tmp_path):
+    model = load_model(tiny_model_dir)
+    I = model.config.intermediate_size
+    keep = [list(range(0, I, 3)) for _ in decoder_layers(model)]
+    with torch.no_grad():
+        for layer, k in zip(decoder_layers(model), keep):
+            drop = sorted(set(range(I)) - set(k))
+            layer.mlp.down_proj.weight[:, drop] = 0
+    before = _logits(model)
+    prune_mlp(model, keep)
+    assert model.config.intermediate_size == len(keep[0])
+    assert torch.allclose(_logits(model), before, atol=1e-5)
+    assert param_counts(model) == param_formula(model.config)
+    model.save_pretrained(tmp_path)
+    assert torch.allclose(_logits(AutoModelForCausalLM.from_pretrained(tmp_path)), before, atol=1e-5)
+    with pytest.raises(PruneRecError):
+        prune_mlp(model, [[0], [0, 1], [0], [0]])
+
+
+def test_removing_a_layer_whose_outputs_are_zero_keeps_logits_and_the_cache_works(tiny_model_dir, tmp_path):
+    model = load_model(tiny_model_dir)
+    with torch.no_grad():
+        for i in (1, 2):
+            layer = decoder_layers(model)[i]
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+    before = _logits(model)
+    remove_layers(model, [1, 2])
+    assert model.config.num_hidden_layers == 2 and [l.self_attn.layer_idx for l in decoder_layers(model)] == [0, 1]
+    assert torch.allclose(_logits(model), before, atol=1e-5)
+    model.save_pretrained(tmp_path)
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert torch.allclose(_logits(stock), before, atol=1e-5)
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    with_cache = stock.generate(IDS[:1], use_cache=True, **kw)
+    without = stock.generate(IDS[:1], use_cache=False, **kw)
+    assert torch.equal(with_cache, without)
+    with pytest.raises(PruneRecError):
+        remove_layers(stock, [0, 1])
+
+
+def test_layer_search_removes_the_harmless_layer_first(tiny_model_dir, tokenizer, ml100k_splits):
+    model = load_model(tiny_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        layer = decoder_layers(model)[2]  # make layer 2 an identity: removing it costs nothing
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.down_proj.weight.zero_()
+    batch = _batch(tokenizer, ml100k_splits)
+    out = greedy_layer_removal(model, batch, 2)
+    first = out["steps"][0]["delta"]
+    assert abs(first[2]) < 1e-4 * out["base_ppl"]  # an identity layer costs no perplexity
+    assert out["removed"][0] == min(first, key=first.get)
+    with skipping(model, out["removed"]):
+        assert abs(perplexity(model, batch) - out["steps"][-1]["ppl"]) < 1e-3 * out["steps"][-1]["ppl"]
+    assert len(decoder_layers(model)) == 4  # skipping is temporary
+
+
+def test_greedy_search_rescores_after_each_removal(monkeypatch):
+    import prunerec_utils.layers as layers
+
+    cost = {0: 5.0, 1: 1.0, 2: 2.0, 3: 3.0}
+    model = torch.nn.Module()
+    model.get_decoder = lambda: type("D", (), {"layers": [0, 1, 2, 3]})()
+    state = {"removed": []}
+
+    @contextlib.contextmanager
+    def fake_skipping(_m, removed):
+        state["removed"] = list(removed)
+        yield
+
+    def fake_ppl(_m, _b):  # removing 1 makes 2 expensive afterwards: re-scoring must notice
+        r = set(state["removed"])
+        return 10 + sum(cost[i] for i in r) + (10.0 if {1, 2} <= r else 0.0)
+
+    monkeypatch.setattr(layers, "skipping", fake_skipping)
+    monkeypatch.setattr(layers, "perplexity", fake_ppl)
+    out = layers.greedy_layer_removal(model, {}, 2)
+    assert out["removed"] == [1, 3] and out["steps"][1]["delta"][2] == 12.0
+    assert out["steps"][-1]["ppl"] == 14.0
+
+
+def test_mlp_scores_count_strong_activations(tiny_model, tokenizer, ml100k_splits):
+    batch = _batch(tokenizer, ml100k_splits, 6)
+    s = mlp_scores(tiny_model, batch, tau_quantile=0.8)
+    L, I = tiny_model.config.num_hidden_layers, tiny_model.config.intermediate_size
+    assert s.scores.shape == (L, I) and s.activations.shape == (L, 6, I)
+    assert torch.equal(s.scores, (s.activations > s.tau[:, None, None]).sum(1))
+    share = (s.activations > s.tau[:, None, None]).float().mean()
+    assert abs(float(share) - 0.2) < 0.02  # the quantile sets the share of strong activations
+    keep = s.keep(16)
+    assert all(len(k) == 16 for k in keep)
+    ref = mlp_scores(tiny_model, batch, variant="reference", top_k=8)
+    assert ref.scores.sum(1).unique().numel() == 1  # every token contributes exactly K memberships per layer
+
+
+def test_keep_breaks_ties_by_mean_activation():
+    s = MLPScores(torch.tensor([[2, 2, 1, 0]]), torch.tensor([1.0]), torch.tensor([[[1.0, 3.0, 9.0, 9.0]]]))
+    assert s.keep(2) == [[0, 1]] and s.keep(1) == [[1]]
