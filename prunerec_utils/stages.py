@@ -2,9 +2,15 @@
 
 Stage I (:func:`stage1`): head importance on the teacher → remove heads → hidden-dimension
 importance on the head-pruned model → remove dimensions → ``models/stage1_pruned`` → distil
-from the teacher → ``models/stage1``. Each step is skipped when its output is complete, so a
-re-run resumes where the last one stopped (the distillation resumes from its last epoch
-checkpoint). Importance scores and the surgery record go to ``results/stage1_*.json``.
+from the teacher → ``models/stage1``. Stage II (:func:`stage2`): MLP neuron counts on
+``models/stage1`` → ``models/stage2_pruned`` → distil → ``models/stage2``. Stage III
+(:func:`stage3`): greedy ΔPPL layer search on ``models/stage2`` → ``models/stage3_pruned`` →
+distil → ``models/stage3``. The teacher is the fine-tuned unpruned model in every stage.
+
+Each step is skipped when its output is complete, so a re-run resumes where the last one
+stopped (a distillation resumes from its last epoch checkpoint); a stored step made with other
+settings is refused, not silently reused. Importance scores go to ``results/stage1_*.json``;
+each pruned folder holds its surgery record (``surgery.json``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
 from .data import get_dataset_config, read_split, sample_rows
@@ -20,9 +28,11 @@ from .distill import distill
 from .finetune import SUMMARY, TRAINING_FIELDS, LeftPadCollator, tokenize_split
 from .heads import HeadImportance, head_importance, scoring_batch
 from .hidden import hidden_importance, top_dims
+from .layers import greedy_layer_removal
+from .mlp import mlp_scores
 from .paths import atomic_dir, atomic_write_text, run_dir, splits_dir
 from .prompts import encode_example
-from .surgery import head_dim, param_counts, prune_heads, prune_hidden
+from .surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, remove_layers
 
 SURGERY = "surgery.json"
 
@@ -36,10 +46,7 @@ def _same(where: Path, wanted: dict, stored: dict) -> None:
 
 
 def teacher_dir(dataset: str, prof, runs_root=None) -> Path:
-    folder = run_dir(dataset, prof.name, runs_root) / "models" / "teacher"
-    if not (folder / SUMMARY).exists():
-        raise PruneRecError(f"no teacher at {folder}: run notebook 01 (or prunerec_utils.runner --notebooks 01) first")
-    return folder
+    return stage_dir(dataset, prof, "teacher", runs_root, "01")
 
 
 def importance_rows(dataset: str, prof, runs_root=None):
@@ -82,9 +89,8 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     folder = run_dir(dataset, prof.name, runs_root)
     out = folder / "models" / "stage1_pruned"
     imp, head_rec = head_scores(dataset, prof, runs_root, progress=progress)
-    if (out / SURGERY).exists():
-        rec = json.loads((out / SURGERY).read_text())
-        _same(out, {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant}, rec)
+    rec = _stored(out, {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant})
+    if rec:
         return out, rec
     tdir = teacher_dir(dataset, prof, runs_root)
     model, tok = load_model(tdir), load_tokenizer(tdir)
@@ -103,11 +109,96 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
            "hidden_importance": hid.tolist(), "hidden_variant": prof.hidden_variant,
            "hidden_seconds": round(time.time() - t0, 1), "params": {"teacher": before, "heads_removed": after_heads,
                                                                     "stage1": param_counts(model)}}
+    return out, _save_pruned(model, tok, out, rec)
+
+
+def _save_pruned(model, tok, out: Path, rec: dict) -> dict:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / SURGERY).write_text(json.dumps(rec))
-    return out, rec
+    return rec
+
+
+def _stored(out: Path, wanted: dict) -> dict | None:
+    """The surgery record of a finished pruned folder (checked against ``wanted``), else None."""
+    if not (out / SURGERY).exists():
+        return None
+    rec = json.loads((out / SURGERY).read_text())
+    _same(out, wanted, rec)
+    return rec
+
+
+def stage_dir(dataset: str, prof, name: str, runs_root=None, notebook: str = "") -> Path:
+    """A finished (distilled) stage folder, or a one-line error naming the notebook that makes it."""
+    folder = run_dir(dataset, prof.name, runs_root) / "models" / name
+    if not (folder / SUMMARY).exists():
+        raise PruneRecError(f"no {name} model at {folder}: run notebook {notebook} first")
+    return folder
+
+
+def _samples(dataset: str, prof, n: int, offset: int, runs_root, tok) -> dict:
+    rows = sample_rows(read_split(splits_dir(dataset, runs_root), "train"), n, prof.seed + offset)
+    return _collated(tok, rows, get_dataset_config(dataset), prof.cutoff_len)
+
+
+def stage2_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
+    """MLP neurons of the distilled Stage I model → ``models/stage2_pruned`` (SPEC §4)."""
+    out = run_dir(dataset, prof.name, runs_root) / "models" / "stage2_pruned"
+    wanted = {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
+              "keep_factor": prof.mlp_keep_factor}
+    rec = _stored(out, wanted)
+    if rec:
+        return out, rec
+    src = stage_dir(dataset, prof, "stage1", runs_root, "03")
+    model, tok = load_model(src), load_tokenizer(src)
+    t0 = time.time()
+    scores = mlp_scores(model, _samples(dataset, prof, prof.mlp_samples, 2, runs_root, tok),
+                        prof.mlp_tau_quantile, prof.mlp_variant)
+    k = round(prof.mlp_keep_factor * model.config.hidden_size)
+    keep = scores.keep(k)
+    before = param_counts(model)
+    prune_mlp(model, keep)
+    rec = {**wanted, "k": k, "intermediate_before": int(scores.scores.shape[1]), "kept": keep,
+           "tau": scores.tau.tolist(), "scores": scores.scores.tolist(),
+           "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1),
+                                                      torch.tensor([0.5, 0.9, 0.99]), dim=1).T.tolist(),
+           "seconds": round(time.time() - t0, 1), "params": {"stage1": before, "stage2": param_counts(model)}}
+    return out, _save_pruned(model, tok, out, rec)
+
+
+def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> tuple[Path, dict]:
+    """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (SPEC §5)."""
+    out = run_dir(dataset, prof.name, runs_root) / "models" / "stage3_pruned"
+    wanted = {"share": prof.layers_removed_share, "calibration_samples": prof.calibration_samples}
+    rec = _stored(out, wanted)
+    if rec:
+        return out, rec
+    src = stage_dir(dataset, prof, "stage2", runs_root, "04")
+    model, tok = load_model(src), load_tokenizer(src)
+    L = model.config.num_hidden_layers
+    n_remove = min(round(prof.layers_removed_share * L), L - 1)
+    t0 = time.time()
+    search = greedy_layer_removal(model, _samples(dataset, prof, prof.calibration_samples, 3, runs_root, tok),
+                                  n_remove, progress)
+    before = param_counts(model)
+    remove_layers(model, search["removed"])
+    rec = {**wanted, "layers_before": L, "n_remove": n_remove, **search, "seconds": round(time.time() - t0, 1),
+           "params": {"stage2": before, "stage3": param_counts(model)}}
+    rec["steps"] = [{**st, "delta": {str(k): v for k, v in st["delta"].items()}} for st in rec["steps"]]
+    return out, _save_pruned(model, tok, out, rec)
+
+
+def stage2(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+    pruned, surgery = stage2_prune(dataset, prof, runs_root)
+    final, summary = distill_stage(pruned, "stage2", dataset, prof, runs_root, progress)
+    return {"pruned_dir": pruned, "surgery": surgery, "distilled_dir": final, "distill": summary}
+
+
+def stage3(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+    pruned, surgery = stage3_prune(dataset, prof, runs_root, progress)
+    final, summary = distill_stage(pruned, "stage3", dataset, prof, runs_root, progress)
+    return {"pruned_dir": pruned, "surgery": surgery, "distilled_dir": final, "distill": summary}
 
 
 def distill_stage(student_dir: Path, out_name: str, dataset: str, prof, runs_root=None,

@@ -12,7 +12,7 @@ from prunerec_utils.profiles import get_profile
 from prunerec_utils.surgery import param_counts, param_formula
 
 
-def test_stage1_prunes_distils_and_resumes(tmp_path, ml100k_splits, monkeypatch):
+def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_splits, monkeypatch):
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3)
@@ -29,7 +29,19 @@ def test_stage1_prunes_distils_and_resumes(tmp_path, ml100k_splits, monkeypatch)
     assert rec["params"]["stage1"]["non_embedding"] < rec["params"]["teacher"]["non_embedding"] / 2
     heads = json.loads((tmp_path / "ml-100k" / "ci" / "results" / "stage1_heads.json").read_text())
     assert heads["kept"] == rec["kept_heads"] and torch.tensor(heads["raw"]).shape == (4, 4)
+    with pytest.raises(PruneRecError, match="notebook 04"):
+        stages.stage3("ml-100k", prof, tmp_path)
+    s2 = stages.stage2("ml-100k", prof, tmp_path)
+    assert s2["surgery"]["k"] == 64 and len(s2["surgery"]["tau"]) == 4
+    s3 = stages.stage3("ml-100k", prof, tmp_path)
+    assert s3["surgery"]["n_remove"] == 3 and len(set(s3["surgery"]["removed"])) == 3
+    final = AutoModelForCausalLM.from_pretrained(s3["distilled_dir"])
+    assert (final.config.num_hidden_layers, final.config.intermediate_size, final.config.hidden_size) == (1, 64, 32)
+    assert param_counts(final) == param_formula(final.config) == s3["surgery"]["params"]["stage3"]
+    assert s3["distill"]["profile"]["kd_lambda"] == prof.kd_lambda
     monkeypatch.setattr(stages, "distill", lambda *a, **k: pytest.fail("re-run must not train again"))
+    monkeypatch.setattr(stages, "greedy_layer_removal", lambda *a, **k: pytest.fail("re-run must not search"))
+    assert stages.stage3("ml-100k", prof, tmp_path)["surgery"] == s3["surgery"]
     monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("re-run must not re-score"))
     assert stages.stage1("ml-100k", prof, tmp_path)["surgery"] == rec
 
