@@ -144,3 +144,62 @@ def hidden_importance_curve(importance: list[float], kept: list[int], path=None)
     b.set(yscale="log", xlabel="dimension index", ylabel="importance", title="By index")
     b.legend(fontsize=8)
     return _save(fig, path)
+
+
+def mlp_thresholds(rec: dict, path=None):
+    """Stage II: per layer, quantiles of |up_proj| at the last token and the chosen τ; and the
+    distribution of the counts S(d) with the number kept."""
+    import numpy as np
+
+    q = np.array(rec["abs_activation_quantiles"])  # [L, 3]
+    layers = np.arange(len(q))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for j, name in enumerate(("median", "90%", "99%")):
+        a.plot(layers, q[:, j], marker=".", label=f"|H| {name}")
+    a.plot(layers, rec["tau"], color="k", linestyle="--", label=f"τ (quantile {rec['tau_quantile']})")
+    a.set(yscale="log", xlabel="layer", ylabel="|up_proj output|", title="Activation scale and τ per layer")
+    a.legend(fontsize=8)
+    scores = np.array(rec["scores"])
+    b.hist(scores.ravel(), bins=np.arange(scores.max() + 2) - 0.5, color="C0")
+    b.set(xlabel=f"S(d): samples (of {rec['samples']}) with |H_d| > τ", ylabel="neurons (all layers)",
+          title=f"Counts; keep {rec['k']} of {rec['intermediate_before']} per layer")
+    return _save(fig, path)
+
+
+def layer_search(rec: dict, path=None):
+    """Stage III: ΔPPL of every layer at the first step, and perplexity along the removal order."""
+    first = {int(k): v for k, v in rec["steps"][0]["delta"].items()}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    a.bar(list(first), list(first.values()), color=["C3" if k in rec["removed"] else "C0" for k in first])
+    a.set(xlabel="layer", ylabel="ΔPPL if removed first", title="Layer cost at step 1 (red: removed eventually)")
+    ppl = [rec["base_ppl"]] + [s["ppl"] for s in rec["steps"]]
+    b.plot(range(len(ppl)), ppl, marker="o")
+    b.set_xticks(range(len(ppl)), ["none"] + [str(s["removed"]) for s in rec["steps"]], rotation=60, fontsize=7)
+    b.set(yscale="log", xlabel="layer removed (greedy order)", ylabel="calibration perplexity",
+          title="Greedy removal (eq. 12)")
+    return _save(fig, path)
+
+
+def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
+    """The paper's Figure 4 for our run: HR@20 / NDCG@20 per stage (bars, 95% CI) and the
+    non-embedding parameter count (line, right axis, log scale). ``metrics`` as from
+    :func:`prunerec_utils.evaluate.metrics_table`; ``params`` non-embedding count per stage."""
+    import numpy as np
+
+    stages = list(metrics.index)
+    x = np.arange(len(stages))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, m in enumerate(("hr@20", "ndcg@20")):
+        lo, hi = zip(*[(float(a), float(b)) for a, b in
+                       (v.strip("[]").split(",") for v in metrics[f"{m} 95% CI"])])
+        vals = metrics[m].to_numpy()
+        ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(),
+               yerr=[vals - np.array(lo), np.array(hi) - vals], capsize=3)
+    ax.set_xticks(x, stages)
+    ax.set(ylabel="metric (95% CI)", title="Per stage: quality and size")
+    ax2 = ax.twinx()
+    ax2.plot(x, params.loc[stages].to_numpy(), color="k", marker="s", label="non-embedding parameters")
+    ax2.set(yscale="log", ylabel="non-embedding parameters")
+    ax2.grid(False)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_lines(), fontsize=8, loc="upper right")
+    return _save(fig, path)

@@ -225,3 +225,21 @@ def stage1(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
     pruned, surgery = stage1_prune(dataset, prof, runs_root, progress)
     final, summary = distill_stage(pruned, "stage1", dataset, prof, runs_root, progress)
     return {"pruned_dir": pruned, "surgery": surgery, "distilled_dir": final, "distill": summary}
+
+
+def stage_results(label: str, name: str, pruned_dir: Path, distilled_dir: Path, dataset: str, prof, runs_root=None,
+                  pruned_users: int = 0, progress: bool = False) -> dict:
+    """Evaluations for a stage's page: the teacher; if ``pruned_users``, the teacher and the
+    undistilled model on the first users; the distilled model on the full test sample."""
+    from .evaluate import evaluate_cached, first_users
+
+    teacher = evaluate_cached("teacher", teacher_dir(dataset, prof, runs_root), dataset, prof, runs_root,
+                              progress=progress)
+    out = {"teacher": teacher}
+    if pruned_users:
+        n = min(pruned_users, teacher.metrics["n"])
+        out[f"teacher (first {n})"] = first_users(teacher, n)
+        out[f"{label}, no distillation"] = evaluate_cached(f"{name}_pruned_n{n}", pruned_dir, dataset, prof, runs_root,
+                                                           limit=n, progress=progress)
+    out[label] = evaluate_cached(name, distilled_dir, dataset, prof, runs_root, progress=progress)
+    return out
