@@ -176,7 +176,7 @@ class KernelState:
     layer: int = 0
 
 
-def _layer_output(model, batch: ScoringBatch, state: KernelState, sup: HeadSuppressor) -> torch.Tensor:
+def _layer_output(model, batch: ScoringBatch, state: KernelState) -> torch.Tensor:
     """Output of decoder layer ``state.layer`` for the cached residual (current suppression applied)."""
     got = {}
     layer = decoder_layers(model)[state.layer]
@@ -221,7 +221,7 @@ def advance(model, batch, state: KernelState, heads: list[int], epsilon: float) 
     with HeadSuppressor(model) as sup:
         if heads:
             sup.scales[state.layer] = head_scale(H, heads, epsilon, state.resid.device)
-        state.resid = _layer_output(model, batch, state, sup)
+        state.resid = _layer_output(model, batch, state)
     state.layer += 1
 
 
