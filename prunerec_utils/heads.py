@@ -24,12 +24,11 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from .finetune import LeftPadCollator
 from .prompts import IGNORE, encode_example
-from .surgery import decoder_layers, head_dim
+from .surgery import decoder_layers, head_dim, temporary_layers
 
 
 class HeadSuppressor(contextlib.AbstractContextManager):
@@ -62,16 +61,9 @@ def head_scale(num_heads: int, heads, epsilon: float, device=None) -> torch.Tens
     return s
 
 
-@contextlib.contextmanager
 def only_layers(model, start: int, stop: int | None = None):
     """Temporarily make the decoder hold ``layers[start:stop]`` (feed it ``inputs_embeds``)."""
-    dec = model.get_decoder()
-    full = dec.layers
-    dec.layers = nn.ModuleList(list(full)[start:stop])
-    try:
-        yield
-    finally:
-        dec.layers = full
+    return temporary_layers(model, range(len(decoder_layers(model)))[start:stop])
 
 
 @dataclass

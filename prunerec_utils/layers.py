@@ -9,25 +9,19 @@ deletes the chosen ones and renumbers the rest.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
+from .surgery import temporary_layers
 
-@contextlib.contextmanager
+
 def skipping(model, removed):
     """Temporarily run the decoder without the layers in ``removed`` (indices of the full model)."""
-    dec = model.get_decoder()
-    full = dec.layers
-    dec.layers = nn.ModuleList([layer for i, layer in enumerate(full) if i not in set(removed)])
-    try:
-        yield
-    finally:
-        dec.layers = full
+    gone = set(removed)
+    return temporary_layers(model, [i for i in range(len(model.get_decoder().layers)) if i not in gone])
 
 
 @torch.no_grad()

@@ -16,6 +16,8 @@ output is unchanged; the price is K/G times the KV projections (:func:`kv_replic
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -26,6 +28,18 @@ SUPPORTED = ("llama", "qwen2")
 
 def decoder_layers(model) -> nn.ModuleList:
     return model.get_decoder().layers
+
+
+@contextlib.contextmanager
+def temporary_layers(model, keep: list[int]):
+    """Temporarily make the decoder hold only ``layers[i] for i in keep`` (nothing is deleted)."""
+    dec = model.get_decoder()
+    full = dec.layers
+    dec.layers = nn.ModuleList([full[i] for i in keep])
+    try:
+        yield
+    finally:
+        dec.layers = full
 
 
 def _check(model) -> None:
