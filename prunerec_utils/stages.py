@@ -7,6 +7,9 @@ from the teacher → ``models/stage1``. Stage II (:func:`stage2`): MLP neuron co
 (:func:`stage3`): greedy ΔPPL layer search on ``models/stage2`` → ``models/stage3_pruned`` →
 distil → ``models/stage3``. The teacher is the fine-tuned unpruned model in every stage.
 
+After Stage III, :func:`vocab_prune` keeps only the tokens the dataset uses
+(``models/stage3_vocab``, no distillation: the kept rows are unchanged).
+
 Each step is skipped when its output is complete, so a re-run resumes where the last one
 stopped (a distillation resumes from its last epoch checkpoint); a stored step made with other
 settings is refused, not silently reused. Importance scores go to ``results/stage1_*.json``;
@@ -23,7 +26,7 @@ import torch
 
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
-from .data import get_dataset_config, read_split, sample_rows
+from .data import get_dataset_config, read_items, read_split, sample_rows
 from .distill import distill
 from .finetune import SUMMARY, TRAINING_FIELDS, LeftPadCollator, tokenize_split
 from .heads import HeadImportance, head_importance, scoring_batch
@@ -31,8 +34,8 @@ from .hidden import hidden_importance, top_dims
 from .layers import greedy_layer_removal
 from .mlp import mlp_scores
 from .paths import atomic_dir, atomic_write_text, run_dir, splits_dir
-from .prompts import encode_example
-from .surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, remove_layers
+from .prompts import encode_example, prompt_text, target_ids, target_text
+from .surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
 
 SURGERY = "surgery.json"
 
@@ -187,6 +190,45 @@ def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
            "params": {"stage2": before, "stage3": param_counts(model)}}
     rec["steps"] = [{**st, "delta": {str(k): v for k, v in st["delta"].items()}} for st in rec["steps"]]
     return out, _save_pruned(model, tok, out, rec)
+
+
+def dataset_texts(dataset: str, runs_root=None) -> tuple[list[str], list[str]]:
+    """Every prompt of every split, as the evaluator and trainer write it, and every item title."""
+    cfg, splits = get_dataset_config(dataset), splits_dir(dataset, runs_root)
+    prompts = [prompt_text(h, cfg) for s in ("train", "valid", "test")
+               for h in read_split(splits, s)["history_item_title"]]
+    return prompts, read_items(splits)["item_title"].tolist()
+
+
+def vocab_prune(dataset: str, prof, runs_root=None, source: str = "stage3", progress: bool = False
+                ) -> tuple[Path, dict]:
+    """Keep the tokens of the dataset's prompts and titles (+ merge closure, bytes, specials) in the
+    distilled ``source`` model → ``models/<source>_vocab``; checks that every prompt and answer
+    encodes as before."""
+    from .vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
+
+    out = run_dir(dataset, prof.name, runs_root) / "models" / f"{source}_vocab"
+    wanted = {"source": source}
+    rec = _stored(out, wanted)
+    if rec:
+        return out, rec
+    src = stage_dir(dataset, prof, source, runs_root, "05")
+    model, tok = load_model(src), load_tokenizer(src)
+    t0 = time.time()
+    prompts, titles = dataset_texts(dataset, runs_root)
+    used = dataset_token_ids(tok, prompts, [target_ids(tok, t) for t in titles], progress=progress)
+    new_tok, old_of_new = restrict_tokenizer(tok, closure(tok, used))
+    checked = prompts + [target_text(t) for t in titles]
+    bad = encoding_mismatches(tok, new_tok, old_of_new, checked)
+    if bad:
+        raise PruneRecError(f"{bad} prompts/titles encode differently after vocabulary pruning (tokenizer not "
+                            f"plain byte-level BPE?)")
+    before = param_counts(model)
+    prune_vocab(model, old_of_new)
+    rec = {**wanted, "vocab_before": len(tok), "used_tokens": len(used), "vocab_after": len(old_of_new),
+           "texts_checked": len(checked), "seconds": round(time.time() - t0, 1),
+           "params": {source: before, f"{source}_vocab": param_counts(model)}}
+    return out, _save_pruned(model, new_tok, out, rec)
 
 
 def stage2(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:

@@ -1,4 +1,5 @@
-"""Model surgery: physically remove attention heads and hidden dimensions (Llama / Qwen2 families).
+"""Model surgery: physically remove attention heads, hidden dimensions, MLP neurons, layers and
+token rows (Llama / Qwen2 families).
 
 Every function edits the model in place and updates its config so that ``save_pretrained``
 writes a plain checkpoint that stock ``AutoModelForCausalLM.from_pretrained`` reloads.
@@ -196,6 +197,50 @@ def remove_layers(model, removed) -> nn.Module:
     cfg.num_hidden_layers = len(kept)
     if hasattr(cfg, "max_window_layers") and cfg.max_window_layers > len(kept):
         cfg.max_window_layers = len(kept)
+    return model
+
+
+def prune_vocab(model, old_ids) -> nn.Module:
+    """Keep token rows ``old_ids`` of the embedding and lm_head; new id ``i`` is old id ``old_ids[i]``.
+
+    The special-token ids of the config and generation config (and the embedding's padding
+    index) are renumbered; each must be among the kept tokens. Pair with
+    :func:`prunerec_utils.vocab.restrict_tokenizer`, which renumbers the tokenizer the same way.
+    """
+    _check(model)
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    old_ids = torch.as_tensor(old_ids, dtype=torch.long, device=emb.weight.device)
+    V = emb.weight.shape[0]
+    if len(old_ids) == 0 or int(old_ids.max()) >= V or len(old_ids.unique()) != len(old_ids):
+        raise PruneRecError(f"kept token ids must be distinct and below the vocabulary size {V}")
+    new_of_old = {int(o): n for n, o in enumerate(old_ids.tolist())}
+
+    def renumber(tid):
+        if tid is None:
+            return None
+        if isinstance(tid, (list, tuple)):
+            return [renumber(t) for t in tid]
+        if int(tid) not in new_of_old:
+            raise PruneRecError(f"special token id {tid} is not among the kept tokens")
+        return new_of_old[int(tid)]
+
+    tied = head.weight is emb.weight
+    emb.weight = nn.Parameter(emb.weight.detach().index_select(0, old_ids).clone())
+    emb.num_embeddings = len(old_ids)
+    if getattr(emb, "padding_idx", None) is not None:
+        emb.padding_idx = new_of_old.get(int(emb.padding_idx))
+    if tied:
+        head.weight = emb.weight
+    else:
+        head.weight = nn.Parameter(head.weight.detach().index_select(0, old_ids).clone())
+    if head.bias is not None:
+        head.bias = nn.Parameter(head.bias.detach().index_select(0, old_ids).clone())
+    head.out_features = len(old_ids)
+    for conf in (model.config, getattr(model, "generation_config", None)):
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            if conf is not None and getattr(conf, name, None) is not None:
+                setattr(conf, name, renumber(getattr(conf, name)))
+    model.config.vocab_size = len(old_ids)
     return model
 
 

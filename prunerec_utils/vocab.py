@@ -1,0 +1,154 @@
+"""Vocabulary pruning (beyond the paper): keep only the tokens a dataset's prompts and titles use.
+
+After Stage III the embedding matrix (V × d) holds most of the parameters. A recommender only
+ever reads the prompts of its dataset and writes its item titles, so the rows of every other
+token are dead weight. This module
+
+1. collects the token ids of every prompt (all splits) and every item answer
+   (:func:`dataset_token_ids`),
+2. closes that set under the BPE merges and adds the byte alphabet and the special tokens
+   (:func:`closure`), and
+3. writes a smaller tokenizer with the ids renumbered (:func:`restrict_tokenizer`); the
+   model's embedding / lm_head rows follow with :func:`surgery.prune_vocab`.
+
+Why the encodings do not change. Byte-level BPE encodes each pre-token by repeatedly applying
+the lowest-ranked merge among the adjacent pairs present. Every merge that fires while
+encoding a corpus text produces a token that either is in the output or is merged further
+into an output token, so it lies in the merge-closure of the output tokens. Dropping merges
+outside the closure removes only merges that never were the lowest-ranked applicable pair, so
+every step picks the same merge as before: corpus texts encode to the same tokens, renumbered.
+A text outside the corpus (a new item's title) still encodes, because the 256 byte tokens are
+kept, but possibly into more, shorter tokens than the full tokenizer would use.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import PruneRecError
+
+
+def _spec(tokenizer) -> dict:
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    if spec["model"]["type"] != "BPE":
+        raise PruneRecError(f"vocabulary pruning supports BPE tokenizers, not {spec['model']['type']}")
+    return spec
+
+
+def _merge_pairs(spec: dict) -> list[tuple[str, str]]:
+    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in spec["model"]["merges"]]
+
+
+def dataset_token_ids(tokenizer, prompts: list[str], answers: list[list[int]], batch: int = 2048,
+                      progress: bool = False) -> set[int]:
+    """Ids used by ``prompts`` (texts, tokenised as the evaluator does) and ``answers`` (id lists)."""
+    from tqdm.auto import tqdm
+
+    used: set[int] = set()
+    for i in tqdm(range(0, len(prompts), batch), desc="tokens used", disable=not progress):
+        for ids in tokenizer(prompts[i:i + batch], add_special_tokens=False)["input_ids"]:
+            used.update(ids)
+    for ids in answers:
+        used.update(ids)
+    return used
+
+
+def closure(tokenizer, ids: set[int]) -> list[int]:
+    """Sorted old ids to keep: ``ids``, every token a merge chain builds them from, the byte
+    alphabet and all added/special tokens."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    spec = _spec(tokenizer)
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    inverse = {i: t for t, i in vocab.items()}
+    parents: dict[str, list[str]] = {}
+    for a, b in _merge_pairs(spec):  # a string may be built by more than one merge: keep every route
+        parents.setdefault(a + b, []).extend((a, b))
+    keep = {t["id"] for t in spec["added_tokens"]} | {i for i in ids if i not in inverse}
+    keep |= {vocab[c] for c in ByteLevel.alphabet() if c in vocab}
+    todo, seen = [inverse[i] for i in ids if i in inverse], set()
+    while todo:
+        tok = todo.pop()
+        if tok not in seen:
+            seen.add(tok)
+            keep.add(vocab[tok])
+            todo.extend(parents.get(tok, ()))
+    return sorted(keep)
+
+
+def restrict_tokenizer(tokenizer, keep_ids: list[int]):
+    """A tokenizer holding only ``keep_ids`` (old ids, sorted), renumbered 0..n-1 in that order.
+
+    Returns ``(new_tokenizer, old_of_new)`` with ``old_of_new[new_id] = old_id`` (a LongTensor).
+    Merges are kept when both parts and their result survive; special-token strings are
+    unchanged, so ``eos_token`` etc. still name the same tokens.
+    """
+    from transformers import AutoTokenizer
+
+    spec = _spec(tokenizer)
+    keep_ids = sorted(set(keep_ids))
+    new_of_old = {old: new for new, old in enumerate(keep_ids)}
+    vocab = spec["model"]["vocab"]
+    spec["model"]["vocab"] = {t: new_of_old[i] for t, i in vocab.items() if i in new_of_old}
+    kept = spec["model"]["vocab"]
+    spec["model"]["merges"] = [[a, b] for a, b in _merge_pairs(spec) if a in kept and b in kept and a + b in kept]
+    for tok in spec["added_tokens"]:
+        if tok["id"] not in new_of_old:
+            raise PruneRecError(f"added token {tok['content']!r} must be kept")
+        tok["id"] = new_of_old[tok["id"]]
+    post = spec.get("post_processor") or {}
+    for special in (post.get("special_tokens") or {}).values():
+        special["ids"] = [new_of_old[i] for i in special["ids"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False))
+        cfg_file = Path(tmp) / "tokenizer_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        if "added_tokens_decoder" in cfg:
+            cfg["added_tokens_decoder"] = {str(new_of_old[int(k)]): v for k, v in cfg["added_tokens_decoder"].items()}
+        cfg_file.write_text(json.dumps(cfg, indent=1))
+        new = AutoTokenizer.from_pretrained(tmp)
+    return new, torch.tensor(keep_ids, dtype=torch.long)
+
+
+def remap(ids: list[int], old_of_new: torch.Tensor) -> list[int]:
+    """Old ids → new ids (every id must be kept)."""
+    table = {int(o): n for n, o in enumerate(old_of_new.tolist())}
+    try:
+        return [table[i] for i in ids]
+    except KeyError as exc:
+        raise PruneRecError(f"token id {exc.args[0]} was pruned from the vocabulary") from None
+
+
+def encoding_mismatches(old_tok, new_tok, old_of_new: torch.Tensor, texts: list[str], batch: int = 2048) -> int:
+    """How many ``texts`` the restricted tokenizer encodes differently (after renumbering)."""
+    table = old_of_new.tolist()
+    bad = 0
+    for i in range(0, len(texts), batch):
+        chunk = texts[i:i + batch]
+        old = old_tok(chunk, add_special_tokens=False)["input_ids"]
+        new = new_tok(chunk, add_special_tokens=False)["input_ids"]
+        bad += sum(a != [table[t] for t in b] for a, b in zip(old, new))
+    return bad
+
+
+def new_item_cost(old_tok, new_tok, old_of_new: torch.Tensor, titles: list[str]) -> dict:
+    """What unseen titles cost under the restricted vocabulary.
+
+    Returns the number of titles, the share that needs a pruned token (their encoding changes),
+    and the mean answer length in tokens under the full and the restricted tokenizer.
+    """
+    from .prompts import target_text
+
+    texts = [target_text(t) for t in titles]
+    kept = set(old_of_new.tolist())
+    old = old_tok(texts, add_special_tokens=False)["input_ids"]
+    new = new_tok(texts, add_special_tokens=False)["input_ids"]
+    changed = sum(any(t not in kept for t in ids) for ids in old)
+    n = max(len(texts), 1)
+    return {"titles": len(texts), "share_needing_pruned_tokens": changed / n,
+            "mean_tokens_full": sum(map(len, old)) / n, "mean_tokens_restricted": sum(map(len, new)) / n}

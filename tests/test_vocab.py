@@ -1,0 +1,113 @@
+"""Vocabulary pruning: the restricted tokenizer encodes the corpus exactly as before (renumbered),
+the model's kept logits are unchanged, and the result reloads with stock transformers."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from prunerec_utils import PruneRecError
+from prunerec_utils.assets import load_model
+from prunerec_utils.data import get_dataset_config, read_items, read_split
+from prunerec_utils.prompts import prompt_text, target_ids, target_text
+from prunerec_utils.surgery import param_counts, param_formula, prune_vocab
+from prunerec_utils.vocab import (closure, dataset_token_ids, encoding_mismatches, new_item_cost, remap,
+                                  restrict_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def corpus(ml100k_splits):
+    cfg = get_dataset_config("ml-100k")
+    hist = read_split(ml100k_splits, "test")["history_item_title"].tolist()[:300]
+    titles = read_items(ml100k_splits)["item_title"].tolist()
+    return [prompt_text(h, cfg) for h in hist], titles
+
+
+@pytest.fixture(scope="module")
+def restricted(tokenizer, corpus):
+    prompts, titles = corpus
+    used = dataset_token_ids(tokenizer, prompts, [target_ids(tokenizer, t) for t in titles])
+    keep = closure(tokenizer, used)
+    new_tok, old_of_new = restrict_tokenizer(tokenizer, keep)
+    return used, keep, new_tok, old_of_new
+
+
+def test_corpus_encodes_identically_up_to_renumbering(tokenizer, corpus, restricted):
+    prompts, titles = corpus
+    used, keep, new_tok, old_of_new = restricted
+    assert used <= set(keep) and len(keep) < len(tokenizer) // 2
+    assert len(new_tok) == len(keep)
+    texts = prompts + [target_text(t) for t in titles]
+    assert encoding_mismatches(tokenizer, new_tok, old_of_new, texts) == 0
+    for t in titles[:50]:  # the answer unit the trie holds, EOS included
+        assert target_ids(new_tok, t) == remap(target_ids(tokenizer, t), old_of_new)
+    for name in ("eos_token", "pad_token", "bos_token"):
+        assert getattr(new_tok, name) == getattr(tokenizer, name)
+        assert old_of_new[getattr(new_tok, f"{name}_id")] == getattr(tokenizer, f"{name}_id")
+
+
+def test_dropping_merge_ancestors_would_break_encoding(tokenizer, corpus):
+    """The closure is needed: keeping only the output tokens (no merge chain) changes encodings."""
+    prompts, titles = corpus
+    used = dataset_token_ids(tokenizer, prompts[:50], [])
+    bare = sorted(used | set(closure(tokenizer, set())))  # outputs + bytes + specials, no ancestors
+    new_tok, old_of_new = restrict_tokenizer(tokenizer, bare)
+    assert encoding_mismatches(tokenizer, new_tok, old_of_new, prompts[:50]) > 0
+
+
+def test_unseen_text_still_encodes_through_bytes(tokenizer, restricted):
+    _, _, new_tok, old_of_new = restricted
+    text = '"Zyzzyva Quixotic Xylophone (2031)"\n'
+    ids = new_tok(text, add_special_tokens=False)["input_ids"]
+    assert new_tok.decode(ids) == text
+    cost = new_item_cost(tokenizer, new_tok, old_of_new, ["Zyzzyva Quixotic Xylophone (2031)"])
+    assert cost["share_needing_pruned_tokens"] == 1.0
+    assert cost["mean_tokens_restricted"] > cost["mean_tokens_full"]
+
+
+def _kept_ids(tokenizer, old_of_new, prompts):
+    old = torch.tensor([tokenizer(prompts[0], add_special_tokens=False)["input_ids"][:40]])
+    return old, torch.tensor([remap(old[0].tolist(), old_of_new)])
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_kept_logits_unchanged_and_stock_reload(tiny_model_dir, tokenizer, corpus, restricted, tmp_path, tied):
+    _, _, new_tok, old_of_new = restricted
+    model = load_model(tiny_model_dir)
+    if tied:
+        model.config.tie_word_embeddings = True
+        model.tie_weights()
+        model.lm_head.weight = model.get_input_embeddings().weight
+    old_ids, new_ids = _kept_ids(tokenizer, old_of_new, corpus[0])
+    with torch.no_grad():
+        full = model(old_ids).logits
+    before = full[..., old_of_new]
+    prune_vocab(model, old_of_new)
+    assert model.config.vocab_size == len(old_of_new)
+    assert param_counts(model) == param_formula(model.config)
+    assert model.config.eos_token_id is None or old_of_new[model.config.eos_token_id] == tokenizer.eos_token_id
+    with torch.no_grad():
+        after = model(new_ids).logits
+    assert torch.allclose(after, before, atol=1e-5)
+    # the softmax normaliser changes: every kept token's log-prob rises by -log(kept mass), per position
+    full_lp = full.log_softmax(-1)
+    shift = after.log_softmax(-1) - full_lp[..., old_of_new]
+    kept_mass = full_lp[..., old_of_new].logsumexp(-1, keepdim=True)
+    assert torch.allclose(shift, -kept_mass.expand_as(shift), atol=1e-4) and bool((shift > 0).all())
+    model.save_pretrained(tmp_path)
+    new_tok.save_pretrained(tmp_path)
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    stock_tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert stock_tok(corpus[0][0], add_special_tokens=False)["input_ids"][:40] == new_ids[0].tolist()
+    with torch.no_grad():
+        assert torch.allclose(stock(new_ids).logits, after, atol=1e-5)
+
+
+def test_special_token_must_be_kept(tiny_model_dir, tokenizer):
+    model = load_model(tiny_model_dir)
+    eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
+    model.config.eos_token_id = eos
+    keep = [i for i in range(200) if i != eos]
+    with pytest.raises(PruneRecError, match="special token"):
+        prune_vocab(model, keep)
+    with pytest.raises(PruneRecError, match="distinct"):
+        prune_vocab(load_model(tiny_model_dir), [3, 3, 4])
