@@ -203,3 +203,24 @@ def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
     ax2.grid(False)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_lines(), fontsize=8, loc="upper right")
     return _save(fig, path)
+
+
+def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = ""):
+    """Measured latency against total parameters, one panel per family of
+    :func:`prunerec_utils.efficiency.tables`; the dotted line is the latency each model would
+    have if time fell exactly with FLOPs (the reference's latency divided by the FLOP bound)."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.6 * len(tables), 4), squeeze=False)
+    for ax, (family, t) in zip(axes[0], tables.items()):
+        for op, marker in (("recommend", "o"), ("beam_step", "s"), ("prefill", "^"), ("decode", "v")):
+            if f"{op} ms" not in t:
+                continue
+            x, y = t["total params"].astype(float), t[f"{op} ms"].astype(float)
+            line = ax.plot(x, y, marker=marker, label=op.replace("_", " "))[0]
+            ax.plot(x, y.iloc[0] / t[f"{op} FLOP bound"].astype(float), ls=":", color=line.get_color())
+        for name, xv, yv in zip(t.index, t["total params"].astype(float),
+                                t.get("recommend ms", t["beam_step ms"]).astype(float)):
+            ax.annotate(name, (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(xscale="log", yscale="log", xlabel="total parameters", ylabel="ms (median)",
+               title=f"{family}" + (f" — {device}" if device else ""))
+        ax.legend(fontsize=8, title="dotted: FLOP-proportional", title_fontsize=7)
+    return _save(fig, path)

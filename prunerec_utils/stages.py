@@ -227,6 +227,7 @@ def vocab_prune(dataset: str, prof, runs_root=None, source: str = "stage3", prog
     prune_vocab(model, old_of_new)
     rec = {**wanted, "vocab_before": len(tok), "used_tokens": len(used), "vocab_after": len(old_of_new),
            "texts_checked": len(checked), "seconds": round(time.time() - t0, 1),
+           "kept_token_ids": old_of_new.tolist(),
            "params": {source: before, f"{source}_vocab": param_counts(model)}}
     return out, _save_pruned(model, new_tok, out, rec)
 
