@@ -137,3 +137,17 @@ def test_retention_is_the_ratio_to_the_reference_and_its_mean():
     t = retention_table({"teacher": mk(0.1, 0.05), "pruned": mk(0.05, 0.04)}, "teacher")
     assert t.loc["teacher"].tolist() == [1, 1, 1, 1, 1]
     assert t.loc["pruned", "hr@20"] == 0.5 and abs(t.loc["pruned", "avg"] - 0.65) < 1e-12
+
+
+def test_list_agreement_counts_identical_lists_top1_and_overlap():
+    import json
+
+    from prunerec_utils.evaluate import EvalResult, list_agreement
+
+    def res(lists):
+        return EvalResult(pd.DataFrame({"top": [json.dumps(x) for x in lists]}), {})
+
+    a = res([["x", "y", "z", "w"], ["p", "q", "r", "s"]])
+    b = res([["x", "y", "z", "w"], ["q", "p", "t", "u"]])
+    got = list_agreement(a, b, k=4)
+    assert got == {"users": 2, "identical": 0.5, "same_top1": 0.5, "mean_overlap": (1.0 + 0.5) / 2}
