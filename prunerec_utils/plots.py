@@ -224,3 +224,72 @@ def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = 
                title=f"{family}" + (f" — {device}" if device else ""))
         ax.legend(fontsize=8, title="dotted: FLOP-proportional", title_fontsize=7)
     return _save(fig, path)
+
+
+def activation_concentration(table: pd.DataFrame, path=None):
+    """Fig 1a: per layer, the share of Σ|MLP intermediate activation| held by the top-K% units, one
+    panel per K, one line per model. ``table``: :func:`prunerec_utils.observe.concentration`."""
+    ks = sorted(table["K"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(5.5 * len(ks), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        for model, g in table[table["K"] == k].groupby("model", sort=False):
+            ax.plot(g["layer"], 100 * g["share"], marker="o", label=model)
+        ax.axhline(100 * k, color="grey", linestyle=":", label="all units equal")
+        ax.set(xlabel="layer (0-based)", ylabel="share of Σ|activation| (%)", title=f"Top {k:.0%} of MLP units")
+        ax.set_xticks(sorted(table["layer"].unique()))
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.5)):
+    """Fig 2-3: per-unit mean |activation| sorted high → low, one panel per layer, one line per
+    model (``curves``: label → :func:`prunerec_utils.observe.sorted_units`); the top-K% cut of each
+    model is marked on its curve and as a vertical line."""
+    import numpy as np
+
+    from .observe import top_count
+
+    layers = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.6), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        for i, (label, per_layer) in enumerate(curves.items()):
+            y = per_layer[layer]
+            ax.plot(np.arange(1, len(y) + 1), y, color=f"C{i}", label=label)
+            for k, marker in zip(ks, "vsD"):
+                n = top_count(k, len(y))
+                ax.plot([n], [y[n - 1]], marker=marker, color=f"C{i}", linestyle="")
+        units = len(y)
+        for k, style in zip(ks, ("--", ":", "-.")):
+            ax.axvline(top_count(k, units), color="grey", linestyle=style, label=f"top {k:.0%} cut")
+        ax.set(yscale="log", xlabel="unit rank", ylabel="mean |activation|", title=f"{what}, layer {layer}")
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pruning_retention(table: pd.DataFrame, path=None):
+    """Fig 1b: retention (mean over HR/NDCG@10/20 of pruned / unpruned) and HR@20 / NDCG@20 against
+    sparsity, per method. ``table``: :func:`prunerec_utils.observe.sparsity_sweep`."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    pruned = table[table["method"] != "teacher"]
+    for i, (method, g) in enumerate(pruned.groupby("method", sort=False)):
+        x = 100 * g["sparsity"]
+        a.plot(x, g["retention"], marker="o", color=f"C{i}", label=method)
+        b.plot(x, g["hr@20"], marker="o", color=f"C{i}", label=f"{method} HR@20")
+        b.plot(x, g["ndcg@20"], marker="s", linestyle="--", color=f"C{i}", label=f"{method} NDCG@20")
+    a.axhline(1.0, color="k", linestyle=":", label="unpruned")
+    if pruned["retention"].isna().all():
+        a.text(0.5, 0.7, "undefined: the unpruned teacher\nhas no hit on these users", transform=a.transAxes,
+               ha="center", va="center")
+    a.set(xlabel="sparsity (% of decoder linear weights)", ylabel="retention (pruned / unpruned)",
+          title="Retention, mean over HR/NDCG@10/20")
+    a.legend(fontsize=8)
+    teacher = table[table["method"] == "teacher"].iloc[0]
+    b.axhline(teacher["hr@20"], color="k", linestyle=":", label="unpruned HR@20")
+    b.axhline(teacher["ndcg@20"], color="grey", linestyle=":", label="unpruned NDCG@20")
+    b.set(xlabel="sparsity (% of decoder linear weights)", ylabel="metric on the test users",
+          title=f"Constrained beam search ({int(teacher['n'])} users)")
+    b.legend(fontsize=7)
+    for ax in (a, b):
+        ax.set_xticks(sorted(100 * pruned["sparsity"].unique()))
+    a.set_xlim(b.get_xlim())
+    return _save(fig, path)
