@@ -293,3 +293,20 @@ def pruning_retention(table: pd.DataFrame, path=None):
         ax.set_xticks(sorted(100 * pruned["sparsity"].unique()))
     a.set_xlim(b.get_xlim())
     return _save(fig, path)
+
+
+def validation_curves(histories: dict[str, list[dict]], path=None):
+    """ID-based baselines: validation NDCG@20 (full ranking) per epoch, one line per grid point;
+    the best epoch of each is circled (the weights kept). ``histories``:
+    :func:`prunerec_utils.baselines.validation_histories`."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (label, hist) in enumerate(histories.items()):
+        epochs, ndcg = [h["epoch"] for h in hist], [h["ndcg@20"] for h in hist]
+        ax.plot(epochs, ndcg, marker=".", color=f"C{i}", label=label)
+        best = max(range(len(ndcg)), key=lambda j: (ndcg[j], -j))
+        ax.plot([epochs[best]], [ndcg[best]], marker="o", markersize=10, fillstyle="none", color=f"C{i}")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="validation NDCG@20 (full ranking)",
+           title="Baselines: validation per epoch (circle: epoch kept)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,208 @@
+"""ID-based baselines (SPEC §7b): model shapes, padding invariance, the sampled BCE loss, full-ranking
+ranks, learning a toy next-item rule through ``transformers.Trainer``, caching and seeding."""
+
+import json
+import math
+import random
+
+import pandas as pd
+import pytest
+import torch
+
+from prunerec_utils import PruneRecError, baselines
+from prunerec_utils.baselines import (MODELS, BaselineConfig, build_model, pad_histories, ranked_items, rank_metrics,
+                                      sample_negatives, sampled_bce, target_ranks, to_dataset, top_titles)
+from prunerec_utils.profiles import get_profile
+
+N_ITEMS = 30
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _histories():
+    return [[3, 7, 1], [5], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [29, 4]]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_scores_have_one_column_per_item(name):
+    model = build_model(name, N_ITEMS, 16).eval()
+    h = pad_histories(_histories(), N_ITEMS, 10)  # [4, 10]
+    assert h[0].tolist() == [N_ITEMS] * 7 + [3, 7, 1]  # left padding, newest item last
+    scores = model.scores(h)
+    assert scores.shape == (4, N_ITEMS) and torch.isfinite(scores).all()
+    out = model(h, labels=torch.tensor([0, 1, 2, 3]), negatives=torch.tensor([[4], [5], [6], [7]]))
+    assert set(out) == {"loss", "scores"} and torch.equal(out["scores"], scores)
+    assert set(model.train()(h, torch.tensor([0, 1, 2, 3]), torch.tensor([[4], [5], [6], [7]]))) == {"loss"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_extra_left_padding_does_not_change_the_scores(name):
+    model = build_model(name, N_ITEMS, 16, seed=1).eval()
+    hists = _histories()
+    tight = torch.cat([model.scores(pad_histories([h], N_ITEMS, len(h))) for h in hists])  # no padding at all
+    wide = model.scores(pad_histories(hists, N_ITEMS, 10))  # one batch, padded to 10
+    assert torch.allclose(tight, wide, atol=1e-5)
+    other = model.scores(pad_histories([[1, 7, 3]], N_ITEMS, 10))  # order matters: not a bag of items
+    assert not torch.allclose(other[0], wide[0], atol=1e-3)
+
+
+def test_sampled_bce_matches_a_hand_computation():
+    pos = torch.tensor([2.0, -1.0])
+    neg = torch.tensor([[0.5, -0.3], [1.5, 0.0]])
+
+    def nll(x, label):  # −log σ(x) for a positive, −log(1 − σ(x)) for a negative
+        p = 1 / (1 + math.exp(-x))
+        return -math.log(p if label else 1 - p)
+
+    by_hand = ((nll(2.0, 1) + nll(0.5, 0) + nll(-0.3, 0)) + (nll(-1.0, 1) + nll(1.5, 0) + nll(0.0, 0))) / 2
+    assert sampled_bce(pos, neg).item() == pytest.approx(by_hand, rel=1e-6)
+    # and the model's forward uses it on the dot products of the user vector with the item embeddings
+    model = build_model("gru4rec", N_ITEMS, 8).eval()
+    h = pad_histories([[1, 2], [3]], N_ITEMS, 10)
+    user = model.encode(h)
+    emb = model.item_emb.weight
+    labels, negs = torch.tensor([4, 5]), torch.tensor([[6, 7], [8, 9]])
+    expected = sampled_bce((user * emb[labels]).sum(-1), (user[:, None] * emb[negs]).sum(-1))
+    assert model(h, labels, negs)["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_negatives_are_other_items_uniformly_and_seeded():
+    pos = torch.tensor([0, 4, 9] * 2000)
+    draws = sample_negatives(pos, 10, 2, torch.Generator().manual_seed(0))
+    assert draws.shape == (6000, 2) and (draws != pos[:, None]).all() and draws.min() >= 0 and draws.max() <= 9
+    counts = torch.bincount(draws[pos == 4].flatten(), minlength=10)
+    others = counts[[i for i in range(10) if i != 4]].float() / counts.sum()
+    assert counts[4] == 0 and (others - 1 / 9).abs().max() < 0.03
+    again = sample_negatives(pos, 10, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+
+
+def test_full_ranking_ranks_with_ties_to_the_smaller_id():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.9, 0.2],
+                           [1.0, 1.0, 1.0, 1.0, 1.0],
+                           [0.3, 0.2, 0.1, 0.0, 0.4]])
+    targets = torch.tensor([3, 2, 4])
+    # row 0: 0.9 (id 1) ties with the target and has a smaller id → rank 1; row 1: all tie → rank = id
+    assert target_ranks(scores, targets).tolist() == [1, 2, 0]
+    assert ranked_items(scores).tolist() == [[1, 3, 2, 4, 0], [0, 1, 2, 3, 4], [4, 0, 1, 2, 3]]
+    order = ranked_items(scores)
+    positions = [order[b].tolist().index(int(t)) for b, t in enumerate(targets)]
+    assert positions == target_ranks(scores, targets).tolist()
+
+
+def test_top_titles_count_a_duplicated_title_once_and_can_exclude_seen():
+    titles = ["A", "B", "A", "C", "D"]  # items 0 and 2 share a title
+    scores = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.0]])
+    assert top_titles(scores, titles, k=3) == [["A", "C", "B"]]
+    assert top_titles(scores, titles, k=3, seen=[["C"]]) == [["A", "B", "D"]]
+
+
+def _cycle_rows(n_rows: int, n_items: int, seed: int) -> pd.DataFrame:
+    """Toy data with a fixed rule: item i is always followed by item i + 1 (mod n_items)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n_rows):
+        length, last = rng.randint(1, 6), rng.randrange(n_items)
+        rows.append({"history_item_id": [(last - length + 1 + j) % n_items for j in range(length)],
+                     "item_id": (last + 1) % n_items})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_model_learns_a_deterministic_next_item_rule(name, tmp_path):
+    n_items = 40  # chance: HR@10 = 0.25, NDCG@10 ≈ 0.09
+    train, valid = _cycle_rows(480, n_items, 0), _cycle_rows(80, n_items, 1)
+    cfg = BaselineConfig(name, 1e-2, 16, epochs=6, patience=2, batch_size=32, seed=0)
+    before = rank_metrics(build_model(name, n_items, 16, seed=0), valid)
+    summary = baselines.train_baseline(cfg, n_items, to_dataset(train), to_dataset(valid), tmp_path / name,
+                                       progress=False)
+    assert summary["valid"]["ndcg@10"] > 0.6 > before["ndcg@10"]
+    assert summary["valid"]["hr@10"] > 0.9
+    # the stored best epoch is what comes back from disk, and the Trainer's checkpoints are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert rank_metrics(baselines.load_baseline(tmp_path / name), valid) == pytest.approx(summary["valid"])
+
+
+def test_bad_model_or_budget_is_a_one_line_error():
+    with pytest.raises(PruneRecError, match="unknown baseline model 'bert4rec'"):
+        baselines.check_models(["sasrec", "bert4rec"])
+    with pytest.raises(PruneRecError, match="unknown baseline budget"):
+        baselines.budgets(get_profile("ci"), learning_rate=1e-3)
+    assert baselines.budgets(get_profile("ci"), epochs=None)["epochs"] == baselines.BUDGETS["ci"]["epochs"]
+    assert baselines.budgets(get_profile("default"), lrs=[1e-4])["lrs"] == (1e-4,)
+    assert baselines.budgets(get_profile("default"), lrs=0.01, embs=32)["embs"] == (32,)
+    with pytest.raises(PruneRecError, match="rows must be"):
+        baselines._rows(pd.DataFrame({"a": [1]}), "half", 10, 0)
+
+
+def _runs_root(tmp_path, splits):
+    root = tmp_path / "runs"
+    (root / "ml-100k").mkdir(parents=True)
+    (root / "ml-100k" / "splits").symlink_to(splits)
+    return root
+
+
+TINY = {"lrs": [1e-2], "embs": [8], "epochs": 1, "train_rows": 192, "valid_rows": 64}
+
+
+def test_results_are_seeded_cached_and_comparable(ml100k_splits, tmp_path, monkeypatch):
+    prof = get_profile("ci", max_test=24)
+    first = baselines.baseline_results("ml-100k", prof, _runs_root(tmp_path / "a", ml100k_splits), "gru4rec",
+                                       progress=False, **TINY)["gru4rec"]
+    assert first.metrics["n"] == 24 and first.metrics["engine"] == "gru4rec" and first.metrics["invalid"] == 0
+    assert all(len(json.loads(t)) == 20 for t in first.per_user["top"])
+    # the same profile and seed in a fresh run folder → the same lists and metrics
+    root_b = _runs_root(tmp_path / "b", ml100k_splits)
+    second = baselines.baseline_results("ml-100k", prof, root_b, "gru4rec", progress=False, **TINY)["gru4rec"]
+    assert second.per_user.equals(first.per_user)
+    drop = ("seconds", "train_seconds")
+    assert {k: v for k, v in second.metrics.items() if k not in drop} == \
+        {k: v for k, v in first.metrics.items() if k not in drop}
+
+    # a re-run trains nothing and scores nothing: the stored model and result are read back
+    def forbidden(*args, **kwargs):
+        raise AssertionError("retrained or re-evaluated instead of reading the stored result")
+
+    monkeypatch.setattr(baselines, "Trainer", forbidden)
+    monkeypatch.setattr(baselines, "evaluate_baseline", forbidden)
+    cached = baselines.baseline_results("ml-100k", prof, root_b, ["gru4rec"], progress=False, **TINY)["gru4rec"]
+    assert cached.metrics == json.loads(json.dumps(second.metrics))
+    table = baselines.grid_table("ml-100k", prof, root_b, ["gru4rec"], progress=False, **TINY)
+    assert table["chosen"].tolist() == [True] and table["train rows"].tolist() == [192]
+    # another budget is another model: that one has to be trained
+    with pytest.raises(AssertionError, match="retrained"):
+        baselines.baseline_results("ml-100k", prof, root_b, ["gru4rec"], progress=False, **{**TINY, "epochs": 2})
+
+
+def test_exclude_seen_never_recommends_the_history(ml100k_splits, tmp_path):
+    prof = get_profile("ci", max_test=16)
+    res = baselines.baseline_results("ml-100k", prof, _runs_root(tmp_path, ml100k_splits), ["caser"],
+                                     progress=False, exclude_seen=True, **TINY)["caser"]
+    test = baselines.fixed_test_users("ml-100k", prof, tmp_path / "runs")
+    assert res.metrics["exclude_seen"] is True
+    for top, hist in zip(res.per_user["top"], test["history_item_title"]):
+        assert not set(json.loads(top)) & set(hist)
+
+
+def test_teacher_reference_is_on_the_same_users_or_none(ml100k_splits, tmp_path):
+    from prunerec_utils.evaluate import popularity_cached, save_result
+    from prunerec_utils.paths import run_dir
+
+    root = _runs_root(tmp_path, ml100k_splits)
+    prof = get_profile("ci", max_test=12)
+    assert baselines.teacher_reference("ml-100k", prof, root) is None
+    folder = run_dir("ml-100k", "ci", root)
+    # most-popular results stand in for the teacher's evaluation
+    save_result(popularity_cached("ml-100k", get_profile("ci", max_test=30), root), folder, "teacher")
+    assert baselines.teacher_reference("ml-100k", prof, root) is None  # other users (another sample size)
+    same = popularity_cached("ml-100k", prof, root)
+    save_result(same, folder, "teacher")
+    assert baselines.teacher_reference("ml-100k", prof, root).per_user.equals(same.per_user)
+    assert baselines.teacher_reference("ml-100k", prof, root, exclude_seen=True) is None
