@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 import time
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
     import pandas as pd
 
     def flops(r):
-        return flop_costs(_ConfigView(r["config"]), r["prompt_tokens"], num_beams, r.get("search_steps", 0))
+        return flop_costs(SimpleNamespace(**r["config"]), r["prompt_tokens"], num_beams, r.get("search_steps", 0))
 
     ref = results[reference]
     ref_flops = flops(ref)
@@ -305,14 +306,6 @@ def tables(bench: dict) -> dict:
     if paper:
         out["paper geometry"] = ratio_table(paper, "teacher", bench["num_beams"])
     return out
-
-
-class _ConfigView:
-    """Attribute access over a stored config dict (what :func:`forward_flops` reads)."""
-
-    def __init__(self, d: dict):
-        self.__dict__.update(d)
-        self.head_dim = d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"]
 
 
 @cli
