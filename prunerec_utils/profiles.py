@@ -49,6 +49,9 @@ class Profile:
     # Stage III (SPEC §5)
     layers_removed_share: float = 2 / 3  # paper: 16 of 24
     calibration_samples: int = 16  # prompt + answer samples for the ΔPPL search
+    # Ablations (notebook 06): reduced restoration and evaluation budget of every variant
+    ablation_max_train: int | None = None  # distillation samples; None = max_train
+    ablation_users: int | None = None  # first users of the fixed test sample; None = max_test
 
     @property
     def effective_batch(self) -> int:
@@ -63,19 +66,19 @@ PROFILES: dict[str, Profile] = {
         name="ci", model="tiny-qwen2", dataset="ml-100k",
         max_train=256, max_valid=32, max_test=48,
         epochs=2, batch_size=16, grad_accum=1, lr=2e-3, warmup_steps=4,
-        num_beams=20, eval_batch=8, kept_heads=2,
+        num_beams=20, eval_batch=8, kept_heads=2, ablation_max_train=128,
     ),
     "default": Profile(
         name="default", model="smollm2-135m", dataset="ml-100k",
         max_train=2048, max_valid=256, max_test=1000,
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
-        num_beams=20, eval_batch=4, bf16=True, kept_heads=5,
+        num_beams=20, eval_batch=4, bf16=True, kept_heads=5, ablation_max_train=512, ablation_users=200,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
         max_train=None, max_valid=None, max_test=None,
         epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
-        num_beams=20, eval_batch=16, bf16=True, kept_heads=7,
+        num_beams=20, eval_batch=16, bf16=True, kept_heads=7, ablation_max_train=20000, ablation_users=2000,
     ),
 }
 

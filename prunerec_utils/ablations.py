@@ -1,0 +1,258 @@
+"""Ablations of the paper's §4.3 — Table 3, Fig 5a-c and the α / λ sweeps — on a reduced budget.
+
+Each configuration is a :class:`Variant`: the run's profile with a few fields changed (and, for
+Table 3, another way of choosing the Stage I heads). A variant lives in its own folder
+``runs/<dataset>/<profile>/ablations/<name>/`` that is laid out like a runs root: it *links*
+the main run's splits, teacher and the distilled stage it starts from (``models/stage1`` for a
+Stage II variant, ``models/stage2`` for Stage III), plus the main run's head scores and
+pruned model where the variant leaves them unchanged. The ordinary stage drivers
+(:func:`prunerec_utils.stages.stage1` …) then run in that folder, so a variant pays only for
+what it changes, resumes like any stage, and can be re-run alone.
+
+Every variant of a figure gets the *same* reduced restoration — ``prof.ablation_max_train``
+distillation samples — including the full-method point, and is evaluated on the first
+``prof.ablation_users`` users of the run's fixed test sample, beside the teacher on those users.
+
+Head choices for Table 3 (SPEC §3):
+
+* ``greedy`` — the method: layer-wise (greedy, earlier choices suppressed) KL scores, α-mixed;
+* ``global`` — no layer-wise importance: every layer scored with nothing else suppressed, one
+  global ranking by head index (mean over layers of the α-mixed scores), the same heads cut in
+  every layer;
+* ``global_no_alpha`` — the same with the plain min-max scores (no α);
+* ``random`` — seeded random heads per layer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import PruneRecError, stages
+from .evaluate import evaluate_cached, first_users
+from .paths import atomic_write_text, run_dir, splits_dir
+
+HEAD_CHOICES = ("greedy", "global", "global_no_alpha", "random")
+UPSTREAM = {1: None, 2: ("stage1", "03"), 3: ("stage2", "04")}
+RESTORATION_ONLY = {"kd_lambda"}  # fields that change only the distillation, not the surgery
+
+# Paper Table 3 (Stage I on Games, Qwen2-0.5B): HR@20, NDCG@20 (SPEC §3).
+PAPER_TABLE3 = {"random": (0.1034, 0.0435), "global_no_alpha": (0.1029, 0.0424), "global": (0.1111, 0.0530),
+                "greedy": (0.1166, 0.0562)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    stage: int  # the stage it changes: 1, 2 or 3
+    label: str
+    overrides: tuple = ()  # (profile field, value) pairs
+    heads: str = "greedy"  # Stage I head choice (see the module docstring)
+
+    def __post_init__(self):
+        if self.stage not in UPSTREAM:
+            raise PruneRecError(f"a variant changes stage 1, 2 or 3, not {self.stage!r}")
+        if self.heads not in HEAD_CHOICES:
+            raise PruneRecError(f"unknown head choice {self.heads!r}; choose one of {', '.join(HEAD_CHOICES)}")
+
+    def effective(self, prof) -> "Variant":
+        """The same variant without the overrides that equal the profile's values."""
+        return replace(self, overrides=tuple((k, v) for k, v in self.overrides if getattr(prof, k) != v))
+
+    def name(self, prof) -> str:
+        """Folder name; equal settings give equal names, so figures share their common points."""
+        v = self.effective(prof)
+        parts = [f"{k}{val:g}" if isinstance(val, float) else f"{k}{val}" for k, val in v.overrides]
+        parts += [] if v.heads == "greedy" else [f"heads_{v.heads}"]
+        return f"stage{v.stage}_" + ("_".join(parts) or "full")
+
+    def profile(self, prof):
+        """The variant's profile: overrides plus the reduced restoration budget."""
+        unknown = {k for k, _ in self.overrides} - set(prof.to_dict())
+        if unknown:
+            raise PruneRecError(f"unknown profile field(s) in a variant: {', '.join(sorted(unknown))}")
+        return replace(prof, max_train=prof.ablation_max_train or prof.max_train, **dict(self.overrides))
+
+
+# ---- the paper's ablation groups -------------------------------------------------------------
+
+def table3() -> list[Variant]:
+    """Table 3: how Stage I chooses its heads."""
+    return [Variant(1, "random heads", heads="random"),
+            Variant(1, "no layer-wise importance, no α", heads="global_no_alpha"),
+            Variant(1, "no layer-wise importance", heads="global"),
+            Variant(1, "full method")]
+
+
+def fig5a() -> list[Variant]:
+    """Fig 5a: hidden-dimension scores (eq. 7) against gradient only and weight only."""
+    return [Variant(1, "weight × gradient (eq. 7)", (("hidden_variant", "weight_x_grad"),)),
+            Variant(1, "gradient only", (("hidden_variant", "gradient"),)),
+            Variant(1, "weight only", (("hidden_variant", "weight"),))]
+
+
+def fig5b(factors=(4.0, 2.0, 1.0, 0.5)) -> list[Variant]:
+    """Fig 5b: K_MLP = factor × d' (paper 1792 / 896 / 448 / 224 for d' = 448)."""
+    return [Variant(2, f"K_MLP = {f:g}·d'", (("mlp_keep_factor", float(f)),)) for f in factors]
+
+
+def fig5c(shares=(1 / 2, 2 / 3, 5 / 6)) -> list[Variant]:
+    """Fig 5c: share of layers removed (paper 12 / 16 / 20 of 24)."""
+    return [Variant(3, f"{s:.0%} of layers removed", (("layers_removed_share", float(s)),)) for s in shares]
+
+
+def alpha_sweep(alphas=(0.0, 0.4, 0.7, 1.0)) -> list[Variant]:
+    """eq. 6 cross-layer mixing α (paper sweeps 0..1)."""
+    return [Variant(1, f"α = {a:g}", (("alpha", float(a)),)) for a in alphas]
+
+
+def lambda_sweep(lambdas=(0.0, 0.4, 0.8, 1.0)) -> list[Variant]:
+    """eq. 13 KD weight λ of the Stage I restoration (paper sweeps 0..1 by 0.2)."""
+    return [Variant(1, f"λ = {lam:g}", (("kd_lambda", float(lam)),)) for lam in lambdas]
+
+
+# ---- one variant ---------------------------------------------------------------------------
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` → ``src`` (a symlink), unless ``dst`` already holds something."""
+    if dst.exists() or dst.is_symlink():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
+
+
+def variant_root(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
+    return run_dir(dataset, prof.name, runs_root) / "ablations" / variant.name(prof)
+
+
+def _head_file(prof, alpha: float) -> str:
+    return "stage1_heads.json" if alpha == prof.alpha else f"stage1_heads_alpha{alpha:g}.json"
+
+
+def prepare(dataset: str, prof, variant: Variant, runs_root=None) -> tuple[Path, object]:
+    """Create (or reuse) the variant's folder with its links; returns (its runs root, its profile)."""
+    v, vprof = variant.effective(prof), variant.profile(prof)
+    main, root = run_dir(dataset, prof.name, runs_root), variant_root(dataset, prof, variant, runs_root)
+    vrun = run_dir(dataset, vprof.name, root)
+    _link(splits_dir(dataset, runs_root), splits_dir(dataset, root))
+    _link(stages.teacher_dir(dataset, prof, runs_root), vrun / "models" / "teacher")
+    if UPSTREAM[v.stage]:
+        name, notebook = UPSTREAM[v.stage]
+        _link(stages.stage_dir(dataset, prof, name, runs_root, notebook), vrun / "models" / name)
+        return root, vprof
+    fields = {k for k, _ in v.overrides}
+    if v.heads == "greedy":
+        heads = main / "results" / _head_file(prof, vprof.alpha)
+        if heads.exists():
+            _link(heads, vrun / "results" / "stage1_heads.json")
+        if fields <= RESTORATION_ONLY and (main / "models" / "stage1_pruned" / stages.SURGERY).exists():
+            _link(main / "models" / "stage1_pruned", vrun / "models" / "stage1_pruned")
+    else:
+        out = vrun / "results" / "stage1_heads.json"
+        if not out.exists():
+            atomic_write_text(out, json.dumps(other_heads(dataset, prof, v.heads, runs_root)))
+    return root, vprof
+
+
+def independent_scores(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+    """Head scores of every layer with nothing suppressed elsewhere (cached in the main run)."""
+    return stages.head_scores(dataset, prof, runs_root, name="stage1_heads_independent", greedy=False,
+                              progress=progress)[1]
+
+
+def global_ranking(scores: torch.Tensor, num_prune: int) -> list[int]:
+    """The ``num_prune`` head indices with the lowest mean score over layers ([L, H] → sorted ids)."""
+    return sorted(torch.argsort(scores.mean(0), stable=True)[:num_prune].tolist())
+
+
+def random_heads(num_layers: int, num_heads: int, num_prune: int, seed: int) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [sorted(rng.sample(range(num_heads), num_prune)) for _ in range(num_layers)]
+
+
+def other_heads(dataset: str, prof, choice: str, runs_root=None, progress: bool = False) -> dict:
+    """A ``stage1_heads.json`` record for a Table 3 head choice other than the method's."""
+    cfg = json.loads((stages.teacher_dir(dataset, prof, runs_root) / "config.json").read_text())
+    L, H = cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    num_prune = H - prof.kept_heads
+    rec = {"alpha": prof.alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples, "choice": choice,
+           "seconds": 0.0}
+    if choice == "random":
+        pruned = random_heads(L, H, num_prune, prof.seed + 5)
+        zeros = [[0.0] * H for _ in range(L)]
+        rec.update(raw=zeros, normalised=zeros, mixed=zeros)
+    else:
+        ind = independent_scores(dataset, prof, runs_root, progress)
+        key = "mixed" if choice == "global" else "normalised"
+        pruned = [global_ranking(torch.tensor(ind[key]), num_prune)] * L
+        rec.update({k: ind[k] for k in ("raw", "normalised", "mixed")}, seconds=ind["seconds"])
+    rec.update(pruned=pruned, kept=[[h for h in range(H) if h not in p] for p in pruned])
+    return rec
+
+
+def len_test_users(dataset: str, prof, runs_root=None) -> int:
+    from .evaluate import fixed_test_users
+
+    return len(fixed_test_users(dataset, prof, runs_root))
+
+
+def run_variant(dataset: str, prof, variant: Variant, runs_root=None, progress: bool = False) -> dict:
+    """Prune + distil + evaluate one variant (each step resumes); returns its row for the tables."""
+    root, vprof = prepare(dataset, prof, variant, runs_root)
+    out = getattr(stages, f"stage{variant.stage}")(dataset, vprof, root, progress)
+    users = min(prof.ablation_users or prof.max_test or 10**9, len_test_users(dataset, prof, runs_root))
+    res = evaluate_cached(f"stage{variant.stage}_n{users}", out["distilled_dir"], dataset, vprof, root, limit=users,
+                          progress=progress)
+    params = out["surgery"]["params"][f"stage{variant.stage}"]
+    return {"variant": variant.name(prof), "label": variant.label, "stage": variant.stage,
+            "heads": variant.heads, **dict(variant.overrides), "result": res,
+            "non_embedding": params["non_embedding"], "total": params["total"],
+            "best_kd_loss": out["distill"]["best_eval_loss"], "distill_minutes": out["distill"]["wall_seconds"] / 60}
+
+
+# ---- a group of variants -------------------------------------------------------------------
+
+def run_group(group: str, variants: list[Variant], dataset: str, prof, runs_root=None,
+              progress: bool = False) -> pd.DataFrame:
+    """Run every variant of a figure / table; one row each, with retention against the teacher
+    on the same users. Also written to ``results/ablation_<group>.json`` (for the scorecard)."""
+    rows = [run_variant(dataset, prof, v, runs_root, progress) for v in variants]
+    n = rows[0]["result"].metrics["n"]
+    teacher = first_users(evaluate_cached("teacher", stages.teacher_dir(dataset, prof, runs_root), dataset, prof,
+                                          runs_root, progress=progress), n)
+    table = ablation_table(rows, teacher)
+    out = run_dir(dataset, prof.name, runs_root) / "results" / f"ablation_{group}.json"
+    atomic_write_text(out, json.dumps({"group": group, "users": n, "max_train": prof.ablation_max_train or prof.max_train,
+                                       "teacher": {k: teacher.metrics[k] for k in METRICS},
+                                       "rows": table.reset_index().to_dict(orient="records")}))
+    return table
+
+
+METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")
+
+
+def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:
+    """Metrics, their retention against ``teacher`` (same users), parameters — one row per variant."""
+    out = {}
+    for r in rows:
+        m = r["result"].metrics
+        row = {k: v for k, v in r.items() if k not in ("result", "label")}
+        row.update({k: m[k] for k in METRICS})
+        row["hr@20 95% CI"] = "[{:.4f}, {:.4f}]".format(*m["ci95"]["hr@20"])
+        ret = [m[k] / teacher.metrics[k] if teacher.metrics[k] else float("nan") for k in METRICS]
+        row["avg retention"] = sum(ret) / len(ret)
+        row["n"] = m["n"]
+        out[r["label"]] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def with_paper_table3(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 rows with the paper's HR@20 / NDCG@20 beside ours."""
+    out = table[["heads", "hr@20", "ndcg@20", "avg retention"]].copy()
+    out["paper hr@20"] = [PAPER_TABLE3[h][0] for h in out["heads"]]
+    out["paper ndcg@20"] = [PAPER_TABLE3[h][1] for h in out["heads"]]
+    return out

@@ -1,0 +1,89 @@
+"""Ablation variants: naming shares common points, head choices, links to the main run, resumption."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from prunerec_utils import PruneRecError, ablations, stages
+from prunerec_utils.ablations import Variant
+from prunerec_utils.finetune import train_teacher
+from prunerec_utils.profiles import get_profile
+
+
+def test_equal_settings_share_one_folder_name():
+    prof = get_profile("ci")
+    full = {ablations.table3()[-1].name(prof), ablations.fig5a()[0].name(prof),
+            ablations.alpha_sweep((prof.alpha,))[0].name(prof), ablations.lambda_sweep((prof.kd_lambda,))[0].name(prof)}
+    assert full == {"stage1_full"}
+    names = [v.name(prof) for v in ablations.table3() + ablations.fig5a() + ablations.fig5b() + ablations.fig5c()]
+    assert "stage2_full" in names and "stage3_full" in names
+    assert "stage1_hidden_variantgradient" in names and "stage2_mlp_keep_factor4" in names
+    assert len(set(names)) == len(names) - 1  # only fig5a's eq. 7 point repeats Table 3's full method
+
+
+def test_bad_variants_are_refused():
+    with pytest.raises(PruneRecError, match="head choice"):
+        Variant(1, "x", heads="best")
+    with pytest.raises(PruneRecError, match="stage 1, 2 or 3"):
+        Variant(4, "x")
+    with pytest.raises(PruneRecError, match="no_such_field"):
+        Variant(1, "x", (("no_such_field", 1),)).profile(get_profile("ci"))
+
+
+def test_variant_profile_takes_the_reduced_budget():
+    prof = get_profile("ci", ablation_max_train=32)
+    vprof = ablations.alpha_sweep((0.3,))[0].profile(prof)
+    assert (vprof.alpha, vprof.max_train, vprof.kd_lambda) == (0.3, 32, prof.kd_lambda)
+    unset = replace(get_profile("ci"), ablation_max_train=None)
+    assert Variant(1, "x").profile(unset).max_train == unset.max_train
+
+
+def test_global_ranking_and_random_heads():
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.0], [0.8, 0.2, 0.0, 0.1]])  # mean: .85 .15 .25 .05
+    assert ablations.global_ranking(scores, 2) == [1, 3]
+    a, b = ablations.random_heads(6, 8, 3, seed=1), ablations.random_heads(6, 8, 3, seed=1)
+    assert a == b and all(len(set(p)) == 3 and max(p) < 8 for p in a)
+    assert len({tuple(p) for p in a}) > 1  # chosen per layer, not one set for all
+    assert a != ablations.random_heads(6, 8, 3, seed=2)
+
+
+def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monkeypatch):
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_train=48, max_valid=16, max_test=12, epochs=1, importance_samples=3,
+                       ablation_max_train=24, ablation_users=8)
+    with pytest.raises(PruneRecError, match="notebook 01"):
+        ablations.run_variant("ml-100k", prof, Variant(1, "x"), tmp_path)
+    train_teacher("ml-100k", prof, tmp_path, progress=False)
+    main = tmp_path / "ml-100k" / "ci"
+    with pytest.raises(PruneRecError, match="notebook 03"):  # a Stage II variant starts from the run's Stage I
+        ablations.run_variant("ml-100k", prof, ablations.fig5b((1.0,))[0], tmp_path)
+    stages.stage1("ml-100k", prof, tmp_path)
+
+    table = ablations.run_group("t3", [Variant(1, "random heads", heads="random"),
+                                       Variant(1, "no layer-wise", heads="global"),
+                                       Variant(1, "λ = 0", (("kd_lambda", 0.0),))], "ml-100k", prof, tmp_path)
+    assert list(table.index) == ["random heads", "no layer-wise", "λ = 0"]
+    assert (table["n"] == 8).all()
+    root = main / "ablations"
+    rand = json.loads((root / "stage1_heads_random/ml-100k/ci/models/stage1_pruned/surgery.json").read_text())
+    assert rand["kept_heads"] == [[h for h in range(4) if h not in p] for p in ablations.random_heads(4, 4, 2, prof.seed + 5)]
+    glob = json.loads((root / "stage1_heads_global/ml-100k/ci/models/stage1_pruned/surgery.json").read_text())
+    assert all(k == glob["kept_heads"][0] for k in glob["kept_heads"])  # one ranking, every layer
+    lam = root / "stage1_kd_lambda0/ml-100k/ci/models"
+    assert (lam / "stage1_pruned").is_symlink() and (lam / "teacher").is_symlink()  # only the restoration changed
+    summary = json.loads((lam / "stage1" / "training_summary.json").read_text())
+    assert summary["profile"]["kd_lambda"] == 0.0 and summary["profile"]["max_train"] == 24
+    assert not (main / "models" / "stage1" / "training_summary.json").read_text() == json.dumps(summary)
+    doc = json.loads((main / "results" / "ablation_t3.json").read_text())
+    assert [r["index"] for r in doc["rows"]] == list(table.index) and doc["users"] == 8
+    t = doc["teacher"]  # retention is against the teacher on the same 8 users (NaN where it has no hit)
+    want = sum(table.loc["λ = 0", k] / t[k] if t[k] else float("nan") for k in ablations.METRICS) / 4
+    assert table.loc["λ = 0", "avg retention"] == pytest.approx(want, nan_ok=True)
+
+    monkeypatch.setattr(stages, "distill", lambda *a, **k: pytest.fail("a finished variant must not train again"))
+    monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("nor score heads again"))
+    again = ablations.run_group("t3", [Variant(1, "random heads", heads="random")], "ml-100k", prof, tmp_path)
+    assert again.loc["random heads", "hr@20"] == table.loc["random heads", "hr@20"]
