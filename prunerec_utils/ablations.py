@@ -256,3 +256,91 @@ def with_paper_table3(table: pd.DataFrame) -> pd.DataFrame:
     out["paper hr@20"] = [PAPER_TABLE3[h][0] for h in out["heads"]]
     out["paper ndcg@20"] = [PAPER_TABLE3[h][1] for h in out["heads"]]
     return out
+
+
+def load_group(dataset: str, prof, group: str, runs_root=None) -> pd.DataFrame | None:
+    """A group's table as :func:`run_group` stored it, or None if it was not run."""
+    path = run_dir(dataset, prof.name, runs_root) / "results" / f"ablation_{group}.json"
+    if not path.exists():
+        return None
+    return pd.DataFrame(json.loads(path.read_text())["rows"]).set_index("index").rename_axis(None)
+
+
+# ---- the paper's claims about its ablations ------------------------------------------------
+
+def _hr_interval(row) -> tuple[float, float]:
+    lo, hi = (float(x) for x in str(row["hr@20 95% CI"]).strip("[]").split(","))
+    return lo, hi
+
+
+def verdict(ok: bool, rows) -> str:
+    """"holds" / "does not hold", with "(within noise)" when the compared rows' HR@20 95%
+    intervals all overlap (a different seed or user sample could flip it)."""
+    ivals = [_hr_interval(r) for r in rows]
+    overlap = max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals)
+    return ("holds" if ok else "does not hold") + (" (within noise)" if overlap else "")
+
+
+def _best(table: pd.DataFrame, expected) -> tuple[bool, list]:
+    """Is ``expected`` (an index label) the HR@20 maximum? Returns (answer, [expected row, best other])."""
+    others = table.drop(index=expected)
+    return bool(table.loc[expected, "hr@20"] >= others["hr@20"].max()), [table.loc[expected],
+                                                                        others.loc[others["hr@20"].idxmax()]]
+
+
+def _at(table: pd.DataFrame, column: str, value) -> pd.Series | None:
+    hit = table[(table[column] - value).abs() < 1e-9] if column in table else table.iloc[:0]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _fmt(table: pd.DataFrame) -> str:
+    return "; ".join(f"{label} {r['hr@20']:.4f}" for label, r in table.iterrows())
+
+
+def claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
+    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, verdict.
+    ``tables``: group → table (:func:`run_group` / :func:`load_group`), None if not run."""
+    rows = []
+
+    def add(claim, paper, table=None, ok=None, compared=None):
+        if table is None or ok is None:
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "verdict": "not measured here"})
+        else:
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table), "verdict": verdict(ok, compared)})
+
+    t3 = tables.get("table3")
+    by_heads = t3.set_index("heads", drop=False) if t3 is not None else None
+    full_best = _best(by_heads, "greedy") if by_heads is not None else (None, None)
+    add("Table 3: the full method chooses the best heads", ".1166 vs .1111 / .1034 / .1029", t3, *full_best)
+    if by_heads is not None and {"global", "global_no_alpha"} <= set(by_heads.index):
+        g, n = by_heads.loc["global"], by_heads.loc["global_no_alpha"]
+        add("Table 3: α helps a global ranking", ".1111 vs .1029", t3, bool(g["hr@20"] >= n["hr@20"]), [g, n])
+    else:
+        add("Table 3: α helps a global ranking", ".1111 vs .1029")
+    t5a = tables.get("fig5a")
+    hv = t5a.set_index("hidden_variant", drop=False) if t5a is not None and "hidden_variant" in t5a else None
+    add("Fig 5a: weight × gradient scores hidden dimensions best", "best of three", t5a,
+        *(_best(hv, "weight_x_grad") if hv is not None else (None, None)))
+    t5b = tables.get("fig5b")
+    two = _at(t5b, "mlp_keep_factor", 2.0) if t5b is not None else None
+    add("Fig 5b: K_MLP = 2·d' is the best width", "best at 896 = 2 × 448", t5b,
+        *(_best(t5b, two.name) if two is not None and len(t5b) > 1 else (None, None)))
+    t5c = tables.get("fig5c")
+    pts = [_at(t5c, "layers_removed_share", s) if t5c is not None else None for s in (1 / 2, 2 / 3, 5 / 6)]
+    if all(p is not None for p in pts):
+        d1, d2 = pts[0]["hr@20"] - pts[1]["hr@20"], pts[1]["hr@20"] - pts[2]["hr@20"]
+        add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24", t5c,
+            bool(d2 > max(d1, 0)), pts[1:])
+    else:
+        add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24")
+    for group, column, ours, base, claim in (("alpha", "alpha", prof.alpha, 0.0, "α mixing across layers helps"),
+                                             ("lambda", "kd_lambda", prof.kd_lambda, 0.0,
+                                              "distillation beats fine-tuning alone (λ = 0)")):
+        t = tables.get(group)
+        a, b = (_at(t, column, ours), _at(t, column, base)) if t is not None else (None, None)
+        paper = f"the paper uses {column.replace('kd_', '')} = {ours:g}"
+        if a is None or b is None:
+            add(f"{claim} ({ours:g} vs {base:g})", paper)
+        else:
+            add(f"{claim} ({ours:g} vs {base:g})", paper, t, bool(a["hr@20"] >= b["hr@20"]), [a, b])
+    return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -17,6 +18,12 @@ def _save(fig, path: str | Path | None):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _interval(values) -> tuple:
+    """Lower and upper bounds from "[lo, hi]" strings (the tables' 95% CI columns)."""
+    lo, hi = zip(*[(float(a), float(b)) for a, b in (str(v).strip("[]").split(",") for v in values)])
+    return np.array(lo), np.array(hi)
 
 
 def split_timeline(splits: dict[str, pd.DataFrame], path=None):
@@ -53,10 +60,10 @@ def training_curve(log_history: list[dict], path=None):
 def metric_bars(table: pd.DataFrame, path=None, metrics=("hr@10", "hr@20", "ndcg@10", "ndcg@20")):
     """Grouped bars of HR/NDCG@K per model with 95% bootstrap intervals as error bars."""
     rows = []
-    for model, r in table.iterrows():
-        for m in metrics:
-            lo, hi = (float(x) for x in r[f"{m} 95% CI"].strip("[]").split(","))
-            rows.append({"model": model, "metric": m, "value": r[m], "lo": lo, "hi": hi})
+    for m in metrics:
+        lo, hi = _interval(table[f"{m} 95% CI"])
+        rows += [{"model": model, "metric": m, "value": v, "lo": a, "hi": b}
+                 for model, v, a, b in zip(table.index, table[m], lo, hi)]
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     models = list(table.index)
@@ -184,17 +191,13 @@ def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
     """The paper's Figure 4 for our run: HR@20 / NDCG@20 per stage (bars, 95% CI) and the
     non-embedding parameter count (line, right axis, log scale). ``metrics`` as from
     :func:`prunerec_utils.evaluate.metrics_table`; ``params`` non-embedding count per stage."""
-    import numpy as np
-
     stages = list(metrics.index)
     x = np.arange(len(stages))
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, m in enumerate(("hr@20", "ndcg@20")):
-        lo, hi = zip(*[(float(a), float(b)) for a, b in
-                       (v.strip("[]").split(",") for v in metrics[f"{m} 95% CI"])])
+        lo, hi = _interval(metrics[f"{m} 95% CI"])
         vals = metrics[m].to_numpy()
-        ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(),
-               yerr=[vals - np.array(lo), np.array(hi) - vals], capsize=3)
+        ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(), yerr=[vals - lo, hi - vals], capsize=3)
     ax.set_xticks(x, stages)
     ax.set(ylabel="metric (95% CI)", title="Per stage: quality and size")
     ax2 = ax.twinx()
@@ -245,8 +248,6 @@ def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.
     """Fig 2-3: per-unit mean |activation| sorted high → low, one panel per layer, one line per
     model (``curves``: label → :func:`prunerec_utils.observe.sorted_units`); the top-K% cut of each
     model is marked on its curve and as a vertical line."""
-    import numpy as np
-
     from .observe import top_count
 
     layers = list(next(iter(curves.values())))
@@ -309,4 +310,52 @@ def validation_curves(histories: dict[str, list[dict]], path=None):
     ax.set(xlabel="epoch", ylabel="validation NDCG@20 (full ranking)",
            title="Baselines: validation per epoch (circle: epoch kept)")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def ablation_bars(table: pd.DataFrame, path=None, title: str = "", paper: pd.DataFrame | None = None):
+    """Table 3 / Fig 5a: HR@20 (95% CI) and NDCG@20 per variant, with the average retention on the
+    right; ``paper`` (columns "paper hr@20", "paper ndcg@20", same index) adds the paper's values
+    as black markers. ``table``: :func:`prunerec_utils.ablations.ablation_table`."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    x = np.arange(len(table))
+    lo, hi = _interval(table["hr@20 95% CI"])
+    a.bar(x - 0.2, table["hr@20"], 0.4, label="HR@20 (95% CI)", yerr=[table["hr@20"] - lo, hi - table["hr@20"]],
+          capsize=3)
+    a.bar(x + 0.2, table["ndcg@20"], 0.4, label="NDCG@20")
+    if paper is not None:
+        a.plot(x - 0.2, paper["paper hr@20"], "k_", markersize=18, mew=2, label="paper HR@20 (Games)")
+        a.plot(x + 0.2, paper["paper ndcg@20"], "kx", label="paper NDCG@20 (Games)")
+    a.set_xticks(x, table.index, rotation=15, ha="right", fontsize=8)
+    a.set(ylabel=f"metric ({int(table['n'].iloc[0])} test users)", title=title)
+    a.legend(fontsize=7)
+    b.barh(x, table["avg retention"], color="C2")
+    b.axvline(1.0, color="k", linestyle=":")
+    b.set_yticks(x, table.index, fontsize=8)
+    b.invert_yaxis()
+    b.set(xlabel="avg retention vs teacher", title="Retention (same users)")
+    return _save(fig, path)
+
+
+def ablation_sweep(table: pd.DataFrame, x: str, path=None, xlabel: str = "", title: str = "",
+                   method=None):
+    """Fig 5b/5c and the α/λ sweeps: HR@20 (95% CI) and NDCG@20 against the swept setting ``x``
+    (a column of the table), average retention on the right; ``method`` marks the method's value."""
+    t = table.sort_values(x)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    lo, hi = _interval(t["hr@20 95% CI"])
+    a.errorbar(t[x], t["hr@20"], yerr=[t["hr@20"] - lo, hi - t["hr@20"]], marker="o", capsize=3,
+               label="HR@20 (95% CI)")
+    a.plot(t[x], t["ndcg@20"], marker="s", linestyle="--", label="NDCG@20")
+    b.plot(t[x], t["avg retention"], marker="o", color="C2")
+    b.axhline(1.0, color="k", linestyle=":", label="teacher")
+    for ax in (a, b):
+        if method is not None:
+            ax.axvline(method, color="grey", linestyle=":", label="the method's setting")
+        ax.set_xticks(t[x])
+        ax.set(xlabel=xlabel or x)
+    a.set(ylabel=f"metric ({int(t['n'].iloc[0])} test users)", title=title)
+    b.set(ylabel="avg retention vs teacher", title="Retention (same users)")
+    a.legend(fontsize=8)
+    b.legend(fontsize=8)
     return _save(fig, path)

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import pandas as pd
 import torch
 
 from prunerec_utils import PruneRecError, ablations, stages
@@ -87,3 +88,29 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("nor score heads again"))
     again = ablations.run_group("t3", [Variant(1, "random heads", heads="random")], "ml-100k", prof, tmp_path)
     assert again.loc["random heads", "hr@20"] == table.loc["random heads", "hr@20"]
+
+
+def _table(column, values, hr, ci=None):
+    ci = ci or [f"[{h - 0.001:.4f}, {h + 0.001:.4f}]" for h in hr]
+    return pd.DataFrame({column: values, "hr@20": hr, "hr@20 95% CI": ci}, index=[f"r{i}" for i in range(len(hr))])
+
+
+def test_claims_follow_the_numbers():
+    prof = get_profile("ci")
+    heads = ["random", "global_no_alpha", "global", "greedy"]
+    good = {"table3": _table("heads", heads, [0.10, 0.11, 0.12, 0.13]),
+            "fig5b": _table("mlp_keep_factor", [4.0, 2.0, 1.0, 0.5], [0.10, 0.12, 0.09, 0.05]),
+            "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.12, 0.11, 0.05])}
+    c = ablations.claims(good, prof).set_index("claim")["verdict"]
+    assert c.filter(like="Table 3").tolist() == ["holds", "holds"]
+    assert c.filter(like="Fig 5b").iloc[0] == "holds" and c.filter(like="Fig 5c").iloc[0] == "holds"
+    assert (c.filter(like="Fig 5a") == "not measured here").all() and (c.filter(like="λ") == "not measured here").all()
+    bad = {"table3": _table("heads", heads, [0.10, 0.13, 0.12, 0.11]),
+           "fig5b": _table("mlp_keep_factor", [4.0, 2.0, 1.0, 0.5], [0.13, 0.12, 0.09, 0.05]),
+           "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.12, 0.06, 0.05])}
+    c = ablations.claims(bad, prof).set_index("claim")["verdict"]
+    assert c.filter(like="Table 3").tolist() == ["does not hold", "does not hold"]
+    assert c.filter(like="Fig 5b").iloc[0] == "does not hold" and c.filter(like="Fig 5c").iloc[0] == "does not hold"
+    wide = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], ["[0.05, 0.15]", "[0.06, 0.16]"])
+    c = ablations.claims({"alpha": wide}, prof).set_index("claim")["verdict"]
+    assert c.filter(like="α mixing").iloc[0] == "holds (within noise)"
