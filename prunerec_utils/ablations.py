@@ -48,14 +48,17 @@ PAPER_TABLE3 = {"random": (0.1034, 0.0435), "global_no_alpha": (0.1029, 0.0424),
 
 @dataclass(frozen=True)
 class Variant:
-    stage: int  # the stage it changes: 1, 2 or 3
+    stage: int  # the first stage it changes: 1, 2 or 3
     label: str
     overrides: tuple = ()  # (profile field, value) pairs
     heads: str = "greedy"  # Stage I head choice (see the module docstring)
+    through: int = 0  # the last stage it runs (0: only ``stage``)
+    full_budget: bool = False  # the profile's own restoration and test users, not the reduced ablation budget
+    tag: str = ""  # folder name ("" = derived from the settings)
 
     def __post_init__(self):
-        if self.stage not in UPSTREAM:
-            raise PruneRecError(f"a variant changes stage 1, 2 or 3, not {self.stage!r}")
+        if self.stage not in UPSTREAM or self.last not in UPSTREAM or self.last < self.stage:
+            raise PruneRecError(f"a variant runs stages 1, 2 or 3 in order, not {self.stage!r}..{self.through!r}")
         if self.heads not in HEAD_CHOICES:
             raise PruneRecError(f"unknown head choice {self.heads!r}; choose one of {', '.join(HEAD_CHOICES)}")
 
@@ -63,19 +66,31 @@ class Variant:
         """The same variant without the overrides that equal the profile's values."""
         return replace(self, overrides=tuple((k, v) for k, v in self.overrides if getattr(prof, k) != v))
 
+    @property
+    def last(self) -> int:
+        return self.through or self.stage
+
     def name(self, prof) -> str:
         """Folder name; equal settings give equal names, so figures share their common points."""
+        if self.tag:
+            return self.tag
         v = self.effective(prof)
         parts = [f"{k}{val:g}" if isinstance(val, float) else f"{k}{val}" for k, val in v.overrides]
         parts += [] if v.heads == "greedy" else [f"heads_{v.heads}"]
-        return f"stage{v.stage}_" + ("_".join(parts) or "full")
+        stages_ = f"stage{v.stage}" + (f"to{v.last}" if v.last != v.stage else "")
+        return f"{stages_}_" + ("_".join(parts) or "full") + ("_full_budget" if v.full_budget else "")
 
     def profile(self, prof):
-        """The variant's profile: overrides plus the reduced restoration budget."""
+        """The variant's profile: overrides plus (unless ``full_budget``) the reduced restoration budget."""
         unknown = {k for k, _ in self.overrides} - set(prof.to_dict())
         if unknown:
             raise PruneRecError(f"unknown profile field(s) in a variant: {', '.join(sorted(unknown))}")
-        return replace(prof, max_train=prof.ablation_max_train or prof.max_train, **dict(self.overrides))
+        max_train = prof.max_train if self.full_budget else prof.ablation_max_train or prof.max_train
+        return replace(prof, max_train=max_train, **dict(self.overrides))
+
+    def users(self, prof) -> int | None:
+        """Test users it is evaluated on (the first ones of the run's fixed sample)."""
+        return prof.max_test if self.full_budget else prof.ablation_users or prof.max_test
 
 
 # ---- the paper's ablation groups -------------------------------------------------------------
@@ -203,11 +218,12 @@ def len_test_users(dataset: str, prof, runs_root=None) -> int:
 def run_variant(dataset: str, prof, variant: Variant, runs_root=None, progress: bool = False) -> dict:
     """Prune + distil + evaluate one variant (each step resumes); returns its row for the tables."""
     root, vprof = prepare(dataset, prof, variant, runs_root)
-    out = getattr(stages, f"stage{variant.stage}")(dataset, vprof, root, progress)
-    users = min(prof.ablation_users or prof.max_test or 10**9, len_test_users(dataset, prof, runs_root))
-    res = evaluate_cached(f"stage{variant.stage}_n{users}", out["distilled_dir"], dataset, vprof, root, limit=users,
+    for stage in range(variant.stage, variant.last + 1):
+        out = getattr(stages, f"stage{stage}")(dataset, vprof, root, progress)
+    users = min(variant.users(prof) or 10**9, len_test_users(dataset, prof, runs_root))
+    res = evaluate_cached(f"stage{variant.last}_n{users}", out["distilled_dir"], dataset, vprof, root, limit=users,
                           progress=progress)
-    params = out["surgery"]["params"][f"stage{variant.stage}"]
+    params = out["surgery"]["params"][f"stage{variant.last}"]
     return {"variant": variant.name(prof), "label": variant.label, "stage": variant.stage,
             "heads": variant.heads, **dict(variant.overrides), "result": res,
             "non_embedding": params["non_embedding"], "total": params["total"],

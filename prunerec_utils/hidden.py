@@ -7,7 +7,8 @@ reference code):
 * ``"weight_x_grad"`` — eq. 7 (default);
 * ``"gradient"`` — mean |∂L/∂E_d|;
 * ``"weight"`` — mean |E_d|;
-* ``"reference"`` — the reference code: one sample, |E ⊙ ∇E| of the top logit at the last position.
+* ``"reference"`` — the reference code: one sample, |E ⊙ ∇E| of the top logit at the last position;
+* ``"random"`` — seeded uniform scores (the random structured-pruning baseline).
 
 Keep the d' = kept_heads × head_dim most important dimensions.
 """
@@ -19,14 +20,16 @@ import torch.nn.functional as F
 
 from .prompts import IGNORE
 
-VARIANTS = ("weight_x_grad", "gradient", "weight", "reference")
+VARIANTS = ("weight_x_grad", "gradient", "weight", "reference", "random")
 
 
-def hidden_importance(model, batch: dict, variant: str = "weight_x_grad") -> torch.Tensor:
+def hidden_importance(model, batch: dict, variant: str = "weight_x_grad", seed: int = 0) -> torch.Tensor:
     """``[d]`` importance per hidden dimension from a collated batch (input_ids, attention_mask,
-    position_ids, labels) — see the module docstring for the variants."""
+    position_ids, labels) — see the module docstring for the variants (``seed``: "random" only)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if variant == "random":
+        return torch.rand(model.config.hidden_size, generator=torch.Generator().manual_seed(seed))
     model.eval()
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}

@@ -8,6 +8,8 @@ strongly, S(d) = #{b : |H_bd| > τ_l}; keep the K_MLP highest per layer (ties: l
 
 Reference-code scorer (``variant="reference"``): one sample, up to 100 tokens; per token, the
 top-K signed up_proj outputs; a neuron's score is how often it is among them.
+
+``variant="random"``: seeded uniform scores, no forward pass (the random structured baseline).
 """
 
 from __future__ import annotations
@@ -52,8 +54,13 @@ def up_outputs(model, batch: dict, last_only: bool = True) -> torch.Tensor:
 
 
 def mlp_scores(model, batch: dict, tau_quantile: float = 0.9, variant: str = "paper", top_k: int | None = None,
-               tokens: int = 100) -> MLPScores:
-    """Neuron scores per layer (see the module docstring). ``top_k`` is the reference scorer's K."""
+               tokens: int = 100, seed: int = 0) -> MLPScores:
+    """Neuron scores per layer (see the module docstring). ``top_k`` is the reference scorer's K;
+    ``seed`` is used by the random scorer only."""
+    if variant == "random":
+        L, I = len(decoder_layers(model)), model.config.intermediate_size
+        return MLPScores(torch.rand(L, I, generator=torch.Generator().manual_seed(seed)),
+                         torch.full((L,), float("nan")), torch.zeros(L, 1, I))
     if variant == "paper":
         H = up_outputs(model, batch).abs()  # [L, B, I]
         tau = torch.quantile(H.reshape(H.shape[0], -1), tau_quantile, dim=1)  # [L]
@@ -68,4 +75,4 @@ def mlp_scores(model, batch: dict, tau_quantile: float = 0.9, variant: str = "pa
         counts = torch.zeros(H.shape[0], H.shape[-1], dtype=torch.long)
         counts.scatter_add_(1, top.reshape(H.shape[0], -1), torch.ones_like(top.reshape(H.shape[0], -1)))
         return MLPScores(counts, torch.full((H.shape[0],), float("nan")), H)
-    raise ValueError(f"unknown variant {variant!r}; use paper or reference")
+    raise ValueError(f"unknown variant {variant!r}; use paper, reference or random")

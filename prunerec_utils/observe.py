@@ -321,3 +321,18 @@ def pruning_claim(verdict: pd.DataFrame, basis: str) -> str:
         finding = "does not hold at any level"
     return (f"compared on {basis}: Wanda below random at {below}, equal at {equal}, above at {above} of {n} "
             f"sparsity levels -> the paper's finding {finding}")
+
+
+def save_observations(path, mlp_summary: pd.DataFrame, attention_summary: pd.DataFrame, verdict: pd.DataFrame,
+                      basis: str) -> None:
+    """The findings of notebook 02 as JSON (``results/observations.json``), for the scorecard."""
+    import json
+
+    from .paths import atomic_write_text
+
+    def records(df):
+        return df.reset_index().to_dict(orient="records")
+
+    atomic_write_text(path, json.dumps({"mlp_concentration": records(mlp_summary),
+                                        "attention_concentration": records(attention_summary),
+                                        "wanda_vs_random": records(verdict), "basis": basis}))

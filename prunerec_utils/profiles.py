@@ -45,10 +45,11 @@ class Profile:
     mlp_keep_factor: float = 2.0  # K_MLP = factor × d' (paper 896 = 2 × 448)
     mlp_samples: int = 64  # B samples whose last-token up_proj outputs are counted
     mlp_tau_quantile: float = 0.9  # τ per layer = this quantile of |H| (the paper gives no τ)
-    mlp_variant: str = "paper"  # or "reference" (see prunerec_utils.mlp)
+    mlp_variant: str = "paper"  # or "reference", "random" (see prunerec_utils.mlp)
     # Stage III (SPEC §5)
     layers_removed_share: float = 2 / 3  # paper: 16 of 24
     calibration_samples: int = 16  # prompt + answer samples for the ΔPPL search
+    layer_variant: str = "ppl"  # greedy ΔPPL (eq. 12), or "random" (the random structured baseline)
     # Ablations (notebook 06): reduced restoration and evaluation budget of every variant
     ablation_max_train: int | None = None  # distillation samples; None = max_train
     ablation_users: int | None = None  # first users of the fixed test sample; None = max_test

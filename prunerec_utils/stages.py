@@ -19,6 +19,7 @@ each pruned folder holds its surgery record (``surgery.json``).
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     rows = importance_rows(dataset, prof, runs_root)
     t0 = time.time()
     hid = hidden_importance(model, _collated(tok, rows, get_dataset_config(dataset), prof.cutoff_len),
-                            prof.hidden_variant)
+                            prof.hidden_variant, seed=prof.seed)
     dims = top_dims(hid, prof.kept_heads * head_dim(model.config))
     prune_hidden(model, dims)
     rec = {"original": original, "kept_heads": head_rec["kept"], "hidden_dims": dims,
@@ -123,12 +124,13 @@ def _save_pruned(model, tok, out: Path, rec: dict) -> dict:
     return rec
 
 
-def _stored(out: Path, wanted: dict) -> dict | None:
-    """The surgery record of a finished pruned folder (checked against ``wanted``), else None."""
+def _stored(out: Path, wanted: dict, legacy: dict | None = None) -> dict | None:
+    """The surgery record of a finished pruned folder (checked against ``wanted``), else None.
+    ``legacy``: values of settings that records written before the setting existed had."""
     if not (out / SURGERY).exists():
         return None
     rec = json.loads((out / SURGERY).read_text())
-    _same(out, wanted, rec)
+    _same(out, wanted, {**(legacy or {}), **rec})
     return rec
 
 
@@ -157,7 +159,7 @@ def stage2_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
     model, tok = load_model(src), load_tokenizer(src)
     t0 = time.time()
     scores = mlp_scores(model, _samples(dataset, prof, prof.mlp_samples, 2, runs_root, tok),
-                        prof.mlp_tau_quantile, prof.mlp_variant)
+                        prof.mlp_tau_quantile, prof.mlp_variant, seed=prof.seed)
     k = round(prof.mlp_keep_factor * model.config.hidden_size)
     keep = scores.keep(k)
     before = param_counts(model)
@@ -171,10 +173,12 @@ def stage2_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
 
 
 def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> tuple[Path, dict]:
-    """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (SPEC §5)."""
+    """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (SPEC §5);
+    ``prof.layer_variant = "random"`` removes seeded random layers instead (a baseline)."""
     out = run_dir(dataset, prof.name, runs_root) / "models" / "stage3_pruned"
-    wanted = {"share": prof.layers_removed_share, "calibration_samples": prof.calibration_samples}
-    rec = _stored(out, wanted)
+    wanted = {"share": prof.layers_removed_share, "calibration_samples": prof.calibration_samples,
+              "layer_variant": prof.layer_variant}
+    rec = _stored(out, wanted, legacy={"layer_variant": "ppl"})
     if rec:
         return out, rec
     src = stage_dir(dataset, prof, "stage2", runs_root, "04")
@@ -182,8 +186,13 @@ def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     L = model.config.num_hidden_layers
     n_remove = min(round(prof.layers_removed_share * L), L - 1)
     t0 = time.time()
-    search = greedy_layer_removal(model, _samples(dataset, prof, prof.calibration_samples, 3, runs_root, tok),
-                                  n_remove, progress)
+    if prof.layer_variant == "random":
+        search = {"removed": random.Random(prof.seed).sample(range(L), n_remove), "base_ppl": None, "steps": []}
+    elif prof.layer_variant == "ppl":
+        search = greedy_layer_removal(model, _samples(dataset, prof, prof.calibration_samples, 3, runs_root, tok),
+                                      n_remove, progress)
+    else:
+        raise PruneRecError(f"unknown layer_variant {prof.layer_variant!r}; use ppl or random")
     before = param_counts(model)
     remove_layers(model, search["removed"])
     rec = {**wanted, "layers_before": L, "n_remove": n_remove, **search, "seconds": round(time.time() - t0, 1),

@@ -1,0 +1,135 @@
+"""Pruned-LLM baselines at our final model's size (SPEC §7b) and the paper's Table 2 layout.
+
+* **SLMRec-style** (:func:`slmrec`): depth only. Keep the teacher's first *n* decoder layers, as
+  SLMRec's student does when it loads the teacher with fewer layers. *n* is chosen so that the
+  non-embedding count is closest to our final (Stage III) model's. The result is distilled from
+  the teacher with the same eq. 13 loss and budget as our stages. SLMRec's own feature-level,
+  multi-signal distillation is not reproduced: the comparison isolates *what is pruned*.
+* **Random structured** (:data:`RANDOM_STRUCTURED`): the same three stages at exactly our
+  shapes, with random heads, hidden dimensions, MLP neurons and layers. Each stage gets the
+  same restoration as ours. It runs as an ablation variant through stages I-III at the
+  profile's full budget (``runs/<dataset>/<profile>/ablations/random_structured/``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import stages
+from .ablations import Variant, run_variant
+from .assets import load_model, load_tokenizer
+from .evaluate import EvalResult, evaluate_cached, load_result
+from .paths import run_dir
+from .surgery import param_counts, param_formula, remove_layers
+
+RANDOM_STRUCTURED = Variant(1, "random structured",
+                            (("hidden_variant", "random"), ("mlp_variant", "random"), ("layer_variant", "random")),
+                            heads="random", through=3, full_budget=True, tag="random_structured")
+METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")
+
+
+def final_surgery(dataset: str, prof, runs_root=None) -> dict:
+    """Surgery record of the run's Stage III model (notebook 05)."""
+    final = stages.stage_dir(dataset, prof, "stage3", runs_root, "05")
+    pruned = final.parent / "stage3_pruned" / stages.SURGERY
+    return json.loads(pruned.read_text())
+
+
+def layers_for(config, target_non_embedding: int) -> int:
+    """The number of the teacher's first layers whose non-embedding count is closest to the target."""
+    def count(n):
+        c = copy.deepcopy(config)
+        c.num_hidden_layers = n
+        return param_formula(c)["non_embedding"]
+
+    return min(range(1, config.num_hidden_layers + 1), key=lambda n: (abs(count(n) - target_non_embedding), n))
+
+
+def slmrec_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
+    """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``."""
+    out = run_dir(dataset, prof.name, runs_root) / "models" / "slmrec_pruned"
+    target = final_surgery(dataset, prof, runs_root)["params"]["stage3"]["non_embedding"]
+    rec = stages._stored(out, {"target_non_embedding": target})
+    if rec:
+        return out, rec
+    tdir = stages.teacher_dir(dataset, prof, runs_root)
+    model, tok = load_model(tdir), load_tokenizer(tdir)
+    L = model.config.num_hidden_layers
+    n = layers_for(model.config, target)
+    before = param_counts(model)
+    remove_layers(model, range(n, L)) if n < L else None
+    rec = {"target_non_embedding": target, "layers_before": L, "layers_kept": n,
+           "params": {"teacher": before, "slmrec": param_counts(model)}}
+    return out, stages._save_pruned(model, tok, out, rec)
+
+
+def slmrec(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+    """SLMRec-style baseline end to end: prune, distil (``models/slmrec``), evaluate (``results/slmrec``)."""
+    pruned, surgery = slmrec_prune(dataset, prof, runs_root)
+    final, summary = stages.distill_stage(pruned, "slmrec", dataset, prof, runs_root, progress)
+    res = evaluate_cached("slmrec", final, dataset, prof, runs_root, progress=progress)
+    return {"pruned_dir": pruned, "surgery": surgery, "distilled_dir": final, "distill": summary, "result": res,
+            "non_embedding": surgery["params"]["slmrec"]["non_embedding"]}
+
+
+def random_structured(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+    """Random structured baseline end to end (stages I-III at our shapes, same restorations)."""
+    return run_variant(dataset, prof, RANDOM_STRUCTURED, runs_root, progress)
+
+
+def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teacher") -> pd.DataFrame:
+    """The paper's Table 2 layout for one dataset: HR/NDCG@10/20, non-embedding parameters and
+    "avg %" = mean over the four metrics of metric / teacher's (same users). ``rows``:
+    label → (result, non-embedding count or None for ID models)."""
+    ref = rows[teacher][0].metrics
+    out = {}
+    for label, (res, params) in rows.items():
+        m = res.metrics
+        if m["n"] != ref["n"]:
+            raise ValueError(f"{label} was evaluated on {m['n']} users, the teacher on {ref['n']}")
+        row = {k: m[k] for k in METRICS}
+        row["hr@20 95% CI"] = "[{:.4f}, {:.4f}]".format(*m["ci95"]["hr@20"])
+        row["non-embedding params"] = params
+        row["avg % of teacher"] = 100 * sum(m[k] / ref[k] if ref[k] else float("nan") for k in METRICS) / len(METRICS)
+        out[label] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def stored_rows(dataset: str, prof, runs_root=None) -> dict[str, tuple[EvalResult, int | None]]:
+    """Every Table 2 row whose evaluation is stored in the run folder (nothing is computed):
+    teacher, ours (Stage III), SLMRec-style, random structured, the ID baselines, most popular."""
+    from .baselines import MODELS, result_name
+
+    folder = run_dir(dataset, prof.name, runs_root)
+
+    def params_of(surgery_file: Path, key: str) -> int | None:
+        return json.loads(surgery_file.read_text())["params"][key]["non_embedding"] if surgery_file.exists() else None
+
+    teacher_params = params_of(folder / "models" / "stage1_pruned" / stages.SURGERY, "teacher")
+    wanted = [("teacher", folder, "teacher", teacher_params),
+              ("PruneRec (ours)", folder, "stage3", params_of(folder / "models" / "stage3_pruned" / stages.SURGERY,
+                                                              "stage3")),
+              ("SLMRec-style", folder, "slmrec", params_of(folder / "models" / "slmrec_pruned" / stages.SURGERY,
+                                                           "slmrec"))]
+    out = {}
+    for label, where, name, params in wanted:
+        res = load_result(where, name)
+        if res is not None:
+            out[label] = (res, params)
+    n = out["teacher"][0].metrics["n"] if "teacher" in out else None
+    rs_folder = run_dir(dataset, prof.name, folder / "ablations" / RANDOM_STRUCTURED.tag)
+    res = load_result(rs_folder, f"stage3_n{n}") if n else None
+    if res is not None:
+        out["random structured"] = (res, params_of(rs_folder / "models" / "stage3_pruned" / stages.SURGERY, "stage3"))
+    for model in MODELS:
+        res = load_result(folder, result_name(model))
+        if res is not None:
+            out[model] = (res, None)
+    res = load_result(folder, "most_popular")
+    if res is not None:
+        out["most popular"] = (res, None)
+    return out

@@ -1,0 +1,129 @@
+"""The reproduction scorecard: each claim of the paper, our number, the paper's, a verdict.
+
+Everything is read from the run folder's results files; nothing is computed or typed in. A
+claim whose files are missing reads "not measured here". Verdicts on model comparisons use the
+paired bootstrap over users (:func:`prunerec_utils.evaluate.compare`): "holds" / "does not
+hold" when the 95% interval of the difference excludes zero, and "(within noise)" otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from . import ablations
+from .evaluate import compare, load_result, retention_table
+from .paths import run_dir
+
+NOT_MEASURED = "not measured here"
+PAPER_RETENTION, PAPER_PARAM_SHARE = 0.88, 0.05  # SPEC §8 headline
+PAPER_ATTENTION_DROP, PAPER_ATTENTION_CUT = 0.08, 0.83
+
+
+def _row(section: str, claim: str, paper: str, ours: str = "—", verdict: str = NOT_MEASURED) -> dict:
+    return {"section": section, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict}
+
+
+def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
+    """Is model A better than B on ``metric`` (same users)? → (our numbers, verdict)."""
+    d = compare(a, b).loc[metric]
+    ours = f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} {d['95% CI']}"
+    better = d["difference"] > 0
+    return ours, ("holds" if better else "does not hold") + ("" if d["significant"] else " (within noise)")
+
+
+def observation_rows(folder) -> list[dict]:
+    """Observations 1-3 (paper §2.2) from ``results/observations.json`` (notebook 02)."""
+    path = folder / "results" / "observations.json"
+    claims = [("Obs. 1 (Fig 1a)", "fine-tuning concentrates the MLP activations (top 10% share above the base LM's)",
+               "higher in the fine-tuned recommender"),
+              ("Obs. 2 (Fig 2-3)", "…and the attention outputs (top 10% share above the base LM's)",
+               "a few units dominate"),
+              ("Obs. 3 (Fig 1b)", "Wanda prunes the recommender worse than random unstructured pruning",
+               "Wanda below random")]
+    if not path.exists():
+        return [_row(*c) for c in claims]
+    doc = json.loads(path.read_text())
+    rows = []
+    for (section, claim, paper), key in zip(claims[:2], ("mlp_concentration", "attention_concentration")):
+        r = next(x for x in doc[key] if abs(x["K"] - 0.1) < 1e-9)
+        ft, base = r["mean share, fine-tuned"], r["mean share, base"]
+        ours = (f"{ft:.3f} vs {base:.3f} (mean over layers; higher in {int(r['layers where fine-tuned is higher'])} "
+                f"of {int(r['layers'])} layers)")
+        rows.append(_row(section, claim, paper, ours, "holds" if ft > base else "does not hold"))
+    levels = doc["wanda_vs_random"]
+    below = sum(v["wanda vs random"] == "below" for v in levels)
+    ours = ", ".join(f"{v['sparsity']:.0%}: {v['wanda']:.3f} vs {v['random']:.3f}" for v in levels)
+    verdict = ("holds" if below == len(levels) else f"holds at {below} of {len(levels)} levels" if below
+               else "does not hold")
+    rows.append(_row(*claims[2], f"{doc['basis']}, Wanda vs random: {ours}", verdict))
+    return rows
+
+
+def _params(folder, stage_dir: str, key: str) -> dict | None:
+    """Parameter counts ``key`` of a pruned folder's surgery record (None if it is not there)."""
+    path = folder / "models" / stage_dir / "surgery.json"
+    return json.loads(path.read_text())["params"][key] if path.exists() else None
+
+
+def headline_rows(folder) -> list[dict]:
+    """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (SPEC §8)."""
+    teacher, s1, s3 = (load_result(folder, n) for n in ("teacher", "stage1", "stage3"))
+    p1, p3 = _params(folder, "stage1_pruned", "stage1"), _params(folder, "stage3_pruned", "stage3")
+    p0 = _params(folder, "stage1_pruned", "teacher")
+    rows = []
+    attn = _row("Stage I", "the attention stage costs little quality for most of the attention parameters",
+                f"≈ {PAPER_ATTENTION_DROP:.0%} drop, ≈ {PAPER_ATTENTION_CUT:.0%} fewer attention parameters")
+    if teacher is not None and s1 is not None and p1 and p0:
+        ret = retention_table({"t": teacher, "s": s1}, "t").loc["s", "avg"]
+        cut = 1 - p1["attention"] / p0["attention"]
+        attn.update(ours=f"{1 - ret:+.1%} drop (avg retention {ret:.1%}), {cut:.0%} fewer attention parameters",
+                    verdict="holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
+    rows.append(attn)
+    head = _row("Headline", "≈ 88% average retention of the teacher's metrics after Stages I-III",
+                f"≈ {PAPER_RETENTION:.0%} (Games, CDs, Sports)")
+    share = _row("Headline", "…with under 5% of the non-embedding parameters",
+                 f"< {PAPER_PARAM_SHARE:.0%} (Qwen2-0.5B: ≈ 358M → ≈ 14M)")
+    if teacher is not None and s3 is not None:
+        ret = retention_table({"t": teacher, "s": s3}, "t").loc["s", "avg"]
+        head.update(ours=f"{ret:.1%} (HR/NDCG@10/20, {teacher.metrics['n']} users)",
+                    verdict="holds" if ret >= PAPER_RETENTION else "does not hold")
+    if p3 and p0:
+        frac = p3["non_embedding"] / p0["non_embedding"]
+        share.update(ours=f"{frac:.1%} ({p0['non_embedding'] / 1e6:.1f}M → {p3['non_embedding'] / 1e6:.1f}M)",
+                     verdict=("holds" if frac < PAPER_PARAM_SHARE else "does not hold")
+                     + " (set by the profile's shapes, not measured)")
+    return rows + [head, share]
+
+
+def comparison_rows(folder) -> list[dict]:
+    """PruneRec's final model against SLMRec-style pruning and the ID baselines (paired, NDCG@20)."""
+    from .baselines import MODELS, result_name
+
+    ours = load_result(folder, "stage3")
+    rows = []
+    for label, name in [("SLMRec-style layer-only pruning", "slmrec")] + [(m, result_name(m)) for m in MODELS]:
+        claim = f"PruneRec beats {label}"
+        other = load_result(folder, name)
+        if ours is None or other is None or other.metrics["n"] != ours.metrics["n"]:
+            rows.append(_row("Table 2", claim, "PruneRec ahead"))
+            continue
+        rows.append(_row("Table 2", claim, "PruneRec ahead", *paired_verdict(ours, other)))
+    return rows
+
+
+def ablation_rows(dataset: str, prof, runs_root=None) -> list[dict]:
+    """Table 3 and Fig 5 claims from ``results/ablation_<group>.json`` (notebook 06)."""
+    tables = {g: ablations.load_group(dataset, prof, g, runs_root)
+              for g in ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")}
+    return [_row("Ablations", r["claim"], r["paper"], r["ours (HR@20)"], r["verdict"])
+            for _, r in ablations.claims(tables, prof).iterrows()]
+
+
+def scorecard(dataset: str, prof, runs_root=None) -> pd.DataFrame:
+    """Every claim, in the paper's order: observations, stages and headline, ablations, Table 2."""
+    folder = run_dir(dataset, prof.name, runs_root)
+    rows = (observation_rows(folder) + headline_rows(folder) + ablation_rows(dataset, prof, runs_root)
+            + comparison_rows(folder))
+    return pd.DataFrame(rows)

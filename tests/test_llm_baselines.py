@@ -1,0 +1,81 @@
+"""Pruned-LLM baselines (SLMRec-style, random structured), Table 2 and the scorecard on the ci profile."""
+
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from prunerec_utils import llm_baselines, scorecard, stages
+from prunerec_utils.evaluate import evaluate_cached
+from prunerec_utils.finetune import train_teacher
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.surgery import param_formula
+
+
+def test_layers_for_matches_the_closest_depth(tiny_model_dir):
+    cfg = AutoConfig.from_pretrained(tiny_model_dir)
+    one = param_formula(cfg)["non_embedding"] // cfg.num_hidden_layers
+    for n in (1, 2, 3):
+        two = AutoConfig.from_pretrained(tiny_model_dir, num_hidden_layers=n)
+        assert llm_baselines.layers_for(cfg, param_formula(two)["non_embedding"] + one // 4) == n
+    assert llm_baselines.layers_for(cfg, 10**12) == cfg.num_hidden_layers and llm_baselines.layers_for(cfg, 0) == 1
+
+
+def test_scorecard_without_results_measures_nothing(tmp_path):
+    card = scorecard.scorecard("ml-100k", get_profile("ci"), tmp_path)
+    assert len(card) >= 14 and (card["verdict"] == scorecard.NOT_MEASURED).all()
+    assert set(card["section"]) >= {"Obs. 1 (Fig 1a)", "Headline", "Ablations", "Table 2"}
+
+
+def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_train=48, max_valid=16, max_test=12, epochs=1, importance_samples=3)
+    train_teacher("ml-100k", prof, tmp_path, progress=False)
+    for stage in (stages.stage1, stages.stage2, stages.stage3):
+        final = stage("ml-100k", prof, tmp_path)
+    teacher_dir = stages.teacher_dir("ml-100k", prof, tmp_path)
+    evaluate_cached("teacher", teacher_dir, "ml-100k", prof, tmp_path, progress=False)
+    evaluate_cached("stage3", final["distilled_dir"], "ml-100k", prof, tmp_path, progress=False)
+
+    slm = llm_baselines.slmrec("ml-100k", prof, tmp_path)
+    target = final["surgery"]["params"]["stage3"]["non_embedding"]
+    teacher_cfg = AutoConfig.from_pretrained(teacher_dir)
+    n = slm["surgery"]["layers_kept"]
+    assert n == llm_baselines.layers_for(teacher_cfg, target) and slm["surgery"]["target_non_embedding"] == target
+    pruned = AutoModelForCausalLM.from_pretrained(slm["pruned_dir"])
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
+    assert pruned.config.num_hidden_layers == n
+    assert torch.equal(pruned.model.layers[n - 1].mlp.up_proj.weight, teacher.model.layers[n - 1].mlp.up_proj.weight)
+    assert slm["result"].metrics["n"] == 12
+
+    rnd = llm_baselines.random_structured("ml-100k", prof, tmp_path)
+    ours_cfg = AutoConfig.from_pretrained(final["distilled_dir"])
+    rs = tmp_path / "ml-100k" / "ci" / "ablations" / "random_structured" / "ml-100k" / "ci" / "models"
+    rnd_cfg = AutoConfig.from_pretrained(rs / "stage3")
+    shape = ("hidden_size", "num_attention_heads", "intermediate_size", "num_hidden_layers")
+    assert [getattr(rnd_cfg, k) for k in shape] == [getattr(ours_cfg, k) for k in shape]  # same shapes
+    assert rnd["non_embedding"] == target and rnd["result"].metrics["n"] == 12  # full budget: every test user
+    s3 = json.loads((rs / "stage3_pruned" / "surgery.json").read_text())
+    assert s3["removed"] == random.Random(prof.seed).sample(range(4), s3["n_remove"]) and s3["steps"] == []
+    s1 = json.loads((rs / "stage1_pruned" / "surgery.json").read_text())
+    assert s1["hidden_variant"] == "random" and s1["hidden_dims"] != final["surgery"].get("hidden_dims")
+    assert json.loads((rs / "stage1" / "training_summary.json").read_text())["profile"]["max_train"] == prof.max_train
+
+    rows = llm_baselines.stored_rows("ml-100k", prof, tmp_path)
+    assert list(rows) == ["teacher", "PruneRec (ours)", "SLMRec-style", "random structured"]
+    t2 = llm_baselines.table2(rows)
+    assert t2.loc["PruneRec (ours)", "non-embedding params"] == target
+    assert t2.loc["teacher", "non-embedding params"] == param_formula(teacher_cfg)["non_embedding"]
+    t = rows["teacher"][0].metrics
+    want = 100 * sum(rows["SLMRec-style"][0].metrics[k] / t[k] if t[k] else float("nan")
+                     for k in llm_baselines.METRICS) / 4
+    assert t2.loc["SLMRec-style", "avg % of teacher"] == pytest.approx(want, nan_ok=True)
+
+    card = scorecard.scorecard("ml-100k", prof, tmp_path).set_index("claim")
+    assert card.loc["PruneRec beats SLMRec-style layer-only pruning", "verdict"] != scorecard.NOT_MEASURED
+    assert card.loc["PruneRec beats sasrec", "verdict"] == scorecard.NOT_MEASURED  # notebook 08 not run here
+    share = card.loc["…with under 5% of the non-embedding parameters"]
+    assert share["verdict"].startswith("does not hold") and f"{target / 1e6:.1f}M" in share["ours"]
