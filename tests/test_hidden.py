@@ -50,3 +50,10 @@ def test_weight_x_grad_is_the_product_of_embedding_and_loss_gradient(tiny_model,
 
 def test_top_dims_keeps_the_largest_in_index_order():
     assert top_dims(torch.tensor([0.1, 5.0, 0.3, 5.0, 2.0]), 3) == [1, 3, 4]
+
+
+def test_random_scores_are_seeded_and_need_no_batch(tiny_model):
+    a, b = hidden_importance(tiny_model, {}, "random", seed=3), hidden_importance(tiny_model, {}, "random", seed=3)
+    assert torch.equal(a, b) and a.shape == (tiny_model.config.hidden_size,)
+    assert not torch.equal(a, hidden_importance(tiny_model, {}, "random", seed=4))
+    assert top_dims(a, 8) != top_dims(hidden_importance(tiny_model, {}, "random", seed=4), 8)

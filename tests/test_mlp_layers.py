@@ -131,3 +131,12 @@ def test_mlp_scores_count_strong_activations(tiny_model, tokenizer, ml100k_split
 def test_keep_breaks_ties_by_mean_activation():
     s = MLPScores(torch.tensor([[2, 2, 1, 0]]), torch.tensor([1.0]), torch.tensor([[[1.0, 3.0, 9.0, 9.0]]]))
     assert s.keep(2) == [[0, 1]] and s.keep(1) == [[1]]
+
+
+def test_random_neuron_scores_are_seeded_per_layer(tiny_model):
+    a, b = mlp_scores(tiny_model, {}, variant="random", seed=1), mlp_scores(tiny_model, {}, variant="random", seed=1)
+    L, I = tiny_model.config.num_hidden_layers, tiny_model.config.intermediate_size
+    assert a.scores.shape == (L, I) and torch.equal(a.scores, b.scores)
+    keep = a.keep(16)
+    assert all(len(k) == 16 for k in keep) and len({tuple(k) for k in keep}) == L  # drawn per layer
+    assert keep != mlp_scores(tiny_model, {}, variant="random", seed=2).keep(16)
