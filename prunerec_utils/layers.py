@@ -25,32 +25,79 @@ def skipping(model, removed):
 
 
 @torch.no_grad()
-def perplexity(model, batch: dict) -> float:
-    """exp(mean next-token cross-entropy) over the real (non-pad) tokens of a left-padded batch."""
+def perplexity(model, batch: dict, embeds: torch.Tensor | None = None) -> float:
+    """exp(mean next-token cross-entropy) over the real (non-pad) tokens of a left-padded batch;
+    ``embeds`` ``[B, T, d]``: start the decoder from this residual stream instead of the embeddings.
+    The LM head runs only at the positions whose next token is real."""
     device = next(model.parameters()).device
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     pos = batch.get("position_ids")
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=None if pos is None else pos.to(device),
-                   use_cache=False).logits[:, :-1].float()
-    target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    return math.exp(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100))
+    feed = {"input_ids": ids} if embeds is None else {"inputs_embeds": embeds}
+    hidden = model.get_decoder()(**feed, attention_mask=mask, position_ids=None if pos is None else pos.to(device),
+                                 use_cache=False).last_hidden_state
+    real = mask[:, 1:].bool()
+    logits = model.get_output_embeddings()(hidden[:, :-1][real]).float()
+    return math.exp(F.cross_entropy(logits, ids[:, 1:][real]))
 
 
-def greedy_layer_removal(model, batch: dict, n_remove: int, progress: bool = False) -> dict:
+@torch.no_grad()
+def layer_inputs(model, batch: dict, keep: list[int]) -> list[torch.Tensor]:
+    """The residual stream entering each layer of ``keep`` (``[B, T, d]`` each), from one forward of
+    the decoder holding only those layers."""
+    device = next(model.parameters()).device
+    layers, got = model.get_decoder().layers, []
+    hooks = [layers[i].register_forward_pre_hook(
+        lambda _m, args, kwargs: got.append(args[0] if args else kwargs["hidden_states"]), with_kwargs=True)
+        for i in keep]
+    pos = batch.get("position_ids")
+    try:
+        with temporary_layers(model, keep):
+            model.get_decoder()(input_ids=batch["input_ids"].to(device),
+                                attention_mask=batch["attention_mask"].to(device),
+                                position_ids=None if pos is None else pos.to(device), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got
+
+
+def _deltas_cached(model, batch: dict, keep: list[int], current: float) -> dict[int, float]:
+    """ΔPPL of removing each layer of ``keep`` next: the decoder restarts from the cached residual
+    entering that layer and runs only the layers after it (the ones before are unchanged)."""
+    inputs = layer_inputs(model, batch, keep)
+    delta = {}
+    for j, layer in enumerate(keep):
+        with temporary_layers(model, keep[j + 1:]):
+            delta[layer] = perplexity(model, batch, inputs[j]) - current
+    return delta
+
+
+def _deltas_naive(model, batch: dict, keep: list[int], current: float) -> dict[int, float]:
+    """The same with one full forward per candidate (the reference the cached engine is tested against)."""
+    delta = {}
+    for layer in keep:
+        with temporary_layers(model, [i for i in keep if i != layer]):
+            delta[layer] = perplexity(model, batch) - current
+    return delta
+
+
+def greedy_layer_removal(model, batch: dict, n_remove: int, progress: bool = False, engine: str = "cached") -> dict:
     """Choose ``n_remove`` layers by greedy ΔPPL (eq. 12).
 
-    Returns ``{"removed": [...] in removal order, "base_ppl", "steps": [{"removed", "ppl", "delta":
-    {layer: ΔPPL of removing it next}}]}`` — the deltas are relative to the model at that step.
+    ``engine`` "cached" (default) reuses the residual stream entering each candidate, which halves
+    the decoder work of a step on average; "naive" runs the whole model per candidate. Both give
+    the same choices. Returns ``{"removed": [...] in removal order, "base_ppl", "steps": [{"removed",
+    "ppl", "delta": {layer: ΔPPL of removing it next}}]}`` — deltas are relative to the model at that step.
     """
+    deltas = {"cached": _deltas_cached, "naive": _deltas_naive}.get(engine)
+    if deltas is None:
+        raise ValueError(f"unknown engine {engine!r}; use cached or naive")
     L = len(model.get_decoder().layers)
     removed: list[int] = []
     base = current = perplexity(model, batch)
     steps = []
     for _ in tqdm(range(n_remove), desc="layer search", unit="layer", disable=not progress):
-        delta = {}
-        for layer in (i for i in range(L) if i not in removed):
-            with skipping(model, removed + [layer]):
-                delta[layer] = perplexity(model, batch) - current
+        delta = deltas(model, batch, [i for i in range(L) if i not in removed], current)
         best = min(delta, key=lambda k: (delta[k], k))
         removed.append(best)
         current += delta[best]

@@ -1,6 +1,7 @@
 """Stage II / III pieces: neuron scores and slicing, layer search and deletion."""
 
 import contextlib
+import math
 
 import pytest
 import torch
@@ -90,6 +91,28 @@ def test_layer_search_removes_the_harmless_layer_first(tiny_model_dir, tokenizer
     assert len(decoder_layers(model)) == 4  # skipping is temporary
 
 
+def test_cached_layer_search_matches_one_forward_per_candidate(tiny_model_dir, tokenizer, ml100k_splits):
+    model = load_model(tiny_model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    batch = _batch(tokenizer, ml100k_splits)
+    with torch.no_grad():  # perplexity = exp(CE over every real next token), by the full logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch.get("position_ids")).logits[:, :-1]
+    target = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)
+    full = math.exp(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
+    assert perplexity(model, batch) == pytest.approx(full, rel=1e-5)
+    cached, naive = (greedy_layer_removal(model, batch, 3, engine=e) for e in ("cached", "naive"))
+    assert cached["removed"] == naive["removed"]
+    for a, b in zip(cached["steps"], naive["steps"]):
+        assert a["delta"].keys() == b["delta"].keys()
+        assert all(abs(a["delta"][k] - b["delta"][k]) <= 1e-4 * naive["base_ppl"] for k in a["delta"])
+    with pytest.raises(ValueError, match="engine"):
+        greedy_layer_removal(model, batch, 1, engine="fast")
+
+
 def test_greedy_search_rescores_after_each_removal(monkeypatch):
     import prunerec_utils.layers as layers
 
@@ -99,17 +122,17 @@ def test_greedy_search_rescores_after_each_removal(monkeypatch):
     state = {"removed": []}
 
     @contextlib.contextmanager
-    def fake_skipping(_m, removed):
-        state["removed"] = list(removed)
+    def fake_layers(_m, keep):
+        state["removed"] = [i for i in range(4) if i not in keep]
         yield
 
     def fake_ppl(_m, _b):  # removing 1 makes 2 expensive afterwards: re-scoring must notice
         r = set(state["removed"])
         return 10 + sum(cost[i] for i in r) + (10.0 if {1, 2} <= r else 0.0)
 
-    monkeypatch.setattr(layers, "skipping", fake_skipping)
+    monkeypatch.setattr(layers, "temporary_layers", fake_layers)
     monkeypatch.setattr(layers, "perplexity", fake_ppl)
-    out = layers.greedy_layer_removal(model, {}, 2)
+    out = layers.greedy_layer_removal(model, {}, 2, engine="naive")
     assert out["removed"] == [1, 3] and out["steps"][1]["delta"][2] == 12.0
     assert out["steps"][-1]["ppl"] == 14.0
 
