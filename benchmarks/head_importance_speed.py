@@ -14,14 +14,13 @@ weights). Median of ``--repeats`` runs after a warm-up.
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 
 import torch
 
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
+from prunerec_utils.efficiency import median_time
 from prunerec_utils.heads import head_importance, scoring_batch
 from prunerec_utils.paths import splits_dir
 
@@ -62,18 +61,9 @@ def main(argv=None):
     only = None if not args.layers else {round(i * (L - 1) / max(args.layers - 1, 1)) for i in range(args.layers)}
     run = lambda engine: head_importance(model, batch, prune, engine=engine, only_layers_scored=only)  # noqa: E731
     run("kernel")  # warm-up
-    times, out = {}, {}
-    for engine in ("naive", "kernel"):
-        ts = []
-        for _ in range(args.repeats):
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            out[engine] = run(engine)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t0)
-        times[engine] = statistics.median(ts)
+    out = {}  # each engine's last result
+    times = {engine: median_time(lambda e=engine: out.__setitem__(e, run(e)), args.repeats, warmup=0,
+                                 device=args.device) for engine in ("naive", "kernel")}
     diff = float((out["kernel"].raw - out["naive"].raw).abs().max())
     print(json.dumps({
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),

@@ -12,14 +12,13 @@ warm-up step.
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 
 import torch
 from head_importance_speed import build
 
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
+from prunerec_utils.efficiency import median_time
 from prunerec_utils.layers import greedy_layer_removal
 from prunerec_utils.paths import splits_dir
 from prunerec_utils.stages import _collated
@@ -42,18 +41,9 @@ def main(argv=None):
     batch = _collated(tok, rows, get_dataset_config(args.dataset), 512)
     run = lambda engine: greedy_layer_removal(model, batch, args.steps, engine=engine)  # noqa: E731
     greedy_layer_removal(model, batch, 1)  # warm-up
-    times, out = {}, {}
-    for engine in ("naive", "cached"):
-        ts = []
-        for _ in range(args.repeats):
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            out[engine] = run(engine)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t0)
-        times[engine] = statistics.median(ts)
+    out = {}  # each engine's last result
+    times = {engine: median_time(lambda e=engine: out.__setitem__(e, run(e)), args.repeats, warmup=0,
+                                 device=args.device) for engine in ("naive", "cached")}
     diff = max(abs(a["delta"][k] - b["delta"][k]) for a, b in zip(out["cached"]["steps"], out["naive"]["steps"])
                for k in a["delta"])
     print(json.dumps({

@@ -72,12 +72,19 @@ def test_removing_a_layer_whose_outputs_are_zero_keeps_logits_and_the_cache_work
         remove_layers(stock, [0, 1])
 
 
-def test_layer_search_removes_the_harmless_layer_first(tiny_model_dir, tokenizer, ml100k_splits):
-    model = load_model(tiny_model_dir)
-    torch.manual_seed(0)
+def _perturbed(folder, seed: int):
+    """The tiny model with seeded noise on every weight (its layers then differ from each other)."""
+    model = load_model(folder)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def test_layer_search_removes_the_harmless_layer_first(tiny_model_dir, tokenizer, ml100k_splits):
+    model = _perturbed(tiny_model_dir, 0)
+    with torch.no_grad():
         layer = decoder_layers(model)[2]  # make layer 2 an identity: removing it costs nothing
         layer.self_attn.o_proj.weight.zero_()
         layer.mlp.down_proj.weight.zero_()
@@ -92,11 +99,7 @@ def test_layer_search_removes_the_harmless_layer_first(tiny_model_dir, tokenizer
 
 
 def test_cached_layer_search_matches_one_forward_per_candidate(tiny_model_dir, tokenizer, ml100k_splits):
-    model = load_model(tiny_model_dir)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    model = _perturbed(tiny_model_dir, 1)
     batch = _batch(tokenizer, ml100k_splits)
     with torch.no_grad():  # perplexity = exp(CE over every real next token), by the full logits
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
