@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {
         name="ci", model="tiny-qwen2", dataset="ml-100k",
         max_train=256, max_valid=32, max_test=48,
         epochs=2, batch_size=16, grad_accum=1, lr=2e-3, warmup_steps=4,
-        num_beams=20, eval_batch=8, kept_heads=2, ablation_max_train=128,
+        num_beams=20, eval_batch=8, kept_heads=2, ablation_max_train=64, ablation_users=16,
     ),
     "default": Profile(
         name="default", model="smollm2-135m", dataset="ml-100k",
