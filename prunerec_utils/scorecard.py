@@ -17,6 +17,7 @@ from .evaluate import compare, load_result, retention_table
 from .paths import run_dir
 
 NOT_MEASURED = "not measured here"
+NO_HIT = "not measurable: the teacher has no hit on these users"
 PAPER_RETENTION, PAPER_PARAM_SHARE = 0.88, 0.05  # SPEC §8 headline
 PAPER_ATTENTION_DROP, PAPER_ATTENTION_CUT = 0.08, 0.83
 
@@ -55,8 +56,9 @@ def observation_rows(folder) -> list[dict]:
     levels = doc["wanda_vs_random"]
     below = sum(v["wanda vs random"] == "below" for v in levels)
     ours = ", ".join(f"{v['sparsity']:.0%}: {v['wanda']:.3f} vs {v['random']:.3f}" for v in levels)
+    equal = sum(v["wanda vs random"] == "equal" for v in levels)
     verdict = ("holds" if below == len(levels) else f"holds at {below} of {len(levels)} levels" if below
-               else "does not hold")
+               else "cannot be checked: equal at every level" if equal == len(levels) else "does not hold")
     rows.append(_row(*claims[2], f"{doc['basis']}, Wanda vs random: {ours}", verdict))
     return rows
 
@@ -79,7 +81,7 @@ def headline_rows(folder) -> list[dict]:
         ret = retention_table({"t": teacher, "s": s1}, "t").loc["s", "avg"]
         cut = 1 - p1["attention"] / p0["attention"]
         attn.update(ours=f"{1 - ret:+.1%} drop (avg retention {ret:.1%}), {cut:.0%} fewer attention parameters",
-                    verdict="holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
+                    verdict=NO_HIT if pd.isna(ret) else "holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
     rows.append(attn)
     head = _row("Headline", "≈ 88% average retention of the teacher's metrics after Stages I-III",
                 f"≈ {PAPER_RETENTION:.0%} (Games, CDs, Sports)")
@@ -88,10 +90,10 @@ def headline_rows(folder) -> list[dict]:
     if teacher is not None and s3 is not None:
         ret = retention_table({"t": teacher, "s": s3}, "t").loc["s", "avg"]
         head.update(ours=f"{ret:.1%} (HR/NDCG@10/20, {teacher.metrics['n']} users)",
-                    verdict="holds" if ret >= PAPER_RETENTION else "does not hold")
+                    verdict=NO_HIT if pd.isna(ret) else "holds" if ret >= PAPER_RETENTION else "does not hold")
     if p3 and p0:
         frac = p3["non_embedding"] / p0["non_embedding"]
-        share.update(ours=f"{frac:.1%} ({p0['non_embedding'] / 1e6:.1f}M → {p3['non_embedding'] / 1e6:.1f}M)",
+        share.update(ours=f"{frac:.1%} ({p0['non_embedding']:,} → {p3['non_embedding']:,})",
                      verdict=("holds" if frac < PAPER_PARAM_SHARE else "does not hold")
                      + " (set by the profile's shapes, not measured)")
     return rows + [head, share]

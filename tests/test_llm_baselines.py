@@ -78,4 +78,6 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
     assert card.loc["PruneRec beats SLMRec-style layer-only pruning", "verdict"] != scorecard.NOT_MEASURED
     assert card.loc["PruneRec beats sasrec", "verdict"] == scorecard.NOT_MEASURED  # notebook 08 not run here
     share = card.loc["…with under 5% of the non-embedding parameters"]
-    assert share["verdict"].startswith("does not hold") and f"{target / 1e6:.1f}M" in share["ours"]
+    assert share["verdict"].startswith("does not hold") and f"{target:,}" in share["ours"]
+    head = card.loc["≈ 88% average retention of the teacher's metrics after Stages I-III", "verdict"]
+    assert head == (scorecard.NO_HIT if any(t[k] == 0 for k in llm_baselines.METRICS) else head)
