@@ -231,12 +231,15 @@ def kernel_beams(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, nu
 
 def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, titles: list[str], num_beams: int = 20,
                    length_penalty: float = 0.0, batch_size: int = 4, cutoff_len: int = 512,
-                   progress: bool = True, engine: str = "kernel", exclude_seen: bool = False) -> EvalResult:
+                   progress: bool = True, engine: str = "kernel", exclude_seen: bool = False,
+                   done: list | None = None, checkpoint=None) -> EvalResult:
     """Constrained beam search for every row of ``df``; ranks and metrics with 95% bootstrap CIs.
 
     ``engine``: "kernel" (ours, fast) or "generate" (``transformers.generate``, the reference).
     ``exclude_seen``: never recommend a title from the user's history (kernel only) — fair
     where the data has no repeat consumption (MovieLens: the target is never in the history).
+    ``done``: ranked lists of the first users from an interrupted run (they are not searched
+    again); ``checkpoint(ranked)`` is called after every batch with all lists so far.
     """
     if exclude_seen and engine != "kernel":
         raise PruneRecError("exclude_seen needs the kernel engine")
@@ -253,16 +256,18 @@ def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, title
                          length_penalty=length_penalty)
     else:
         raise PruneRecError(f"unknown engine {engine!r}; use kernel or generate")
-    ranked: list[list[str | None]] = []
+    ranked: list[list[str | None]] = list(done or [])
     t0 = time.time()
-    bar = tqdm(total=len(df), desc="evaluate", unit="user", disable=not progress)
+    bar = tqdm(total=len(df), initial=len(ranked), desc="evaluate", unit="user", disable=not progress)
     histories = df["history_item_title"].tolist()
-    for i in range(0, len(df), batch_size):
+    for i in range(len(ranked), len(df), batch_size):
         prompts = [prompt_ids(tokenizer, h, cfg, cutoff_len - trie.depth) for h in histories[i:i + batch_size]]
         extra = {"banned_titles": histories[i:i + batch_size]} if exclude_seen else {}
         for beams in search(prompts, **extra):
             ranked.append([t for t, _ in beams])
         bar.update(len(prompts))
+        if checkpoint is not None:
+            checkpoint(ranked)
     bar.close()
     return _result(df, ranked, {"num_beams": num_beams, "length_penalty": length_penalty, "engine": engine,
                                 "exclude_seen": exclude_seen, "seconds": round(time.time() - t0, 1)})
@@ -325,19 +330,47 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     if limit is not None:
         test = test.iloc[:limit]
     cached = load_result(folder, name)
+    made = [len(test), prof.num_beams, lp, "kernel", exclude_seen]
     if cached:
         m = cached.metrics
-        made = (m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False))
-        if made == (len(test), prof.num_beams, lp, "kernel", exclude_seen):
+        if [m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False)] == made:
             return cached
+    partial_file = folder / "ranks" / f".{name}.partial.json"
+    done, spent = resume_partial(partial_file, made, str(resolve(model_dir)), test["user_id"].astype(str).tolist())
     model = load_model(model_dir)
     if torch.cuda.is_available():
         model = model.cuda()
+    t0 = time.time()
+
+    def checkpoint(ranked):  # the lists so far, so that an interrupted evaluation resumes
+        atomic_write_text(partial_file, json.dumps({"made": made, "model": str(resolve(model_dir)), "ranked": ranked,
+                                               "users": test["user_id"].astype(str).tolist()[:len(ranked)],
+                                               "seconds": spent + time.time() - t0}))
+
     res = evaluate_model(model, load_tokenizer(model_dir), test, get_dataset_config(dataset),
                          read_items(splits)["item_title"].tolist(), prof.num_beams, lp, prof.eval_batch,
-                         prof.cutoff_len, progress, exclude_seen=exclude_seen)
+                         prof.cutoff_len, progress, exclude_seen=exclude_seen, done=done, checkpoint=checkpoint)
+    res.metrics["seconds"] = round(spent + time.time() - t0, 1)
+    if done:
+        res.metrics["resumed_after_users"] = len(done)
     save_result(res, folder, name)
+    partial_file.unlink(missing_ok=True)
     return res
+
+
+def resume_partial(path: Path, made: list, model_dir: str, users: list[str]) -> tuple[list, float]:
+    """Ranked lists and seconds of an interrupted evaluation with the same settings, model and
+    users (``([], 0.0)`` if there is none or it does not match)."""
+    if not path.exists():
+        return [], 0.0
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return [], 0.0
+    ranked = doc.get("ranked", [])
+    if doc.get("made") != made or doc.get("model") != model_dir or doc.get("users") != users[:len(ranked)]:
+        return [], 0.0
+    return ranked, float(doc.get("seconds", 0.0))
 
 
 def popularity_cached(dataset: str, prof, runs_root=None, limit: int | None = None, exclude_seen: bool = False,

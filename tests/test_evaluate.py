@@ -151,3 +151,40 @@ def test_list_agreement_counts_identical_lists_top1_and_overlap():
     b = res([["x", "y", "z", "w"], ["q", "p", "t", "u"]])
     got = list_agreement(a, b, k=4)
     assert got == {"users": 2, "identical": 0.5, "same_top1": 0.5, "mean_overlap": (1.0 + 0.5) / 2}
+
+
+def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml100k_splits, tmp_path, monkeypatch):
+    from prunerec_utils import evaluate
+    from prunerec_utils.profiles import get_profile
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_test=12, eval_batch=4)
+    run = lambda name: evaluate.evaluate_cached(name, tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)  # noqa: E731
+    whole = run("whole")
+    calls, real = [], evaluate.kernel_beams
+
+    def stop_at_third(*args, **kwargs):
+        calls.append(len(args[2]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "kernel_beams", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        run("cut")
+    partial = tmp_path / "ml-100k" / "ci" / "ranks" / ".cut.partial.json"
+    assert len(json.loads(partial.read_text())["ranked"]) == 8  # two batches of 4 kept
+    calls.clear()
+    monkeypatch.setattr(evaluate, "kernel_beams", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    resumed = run("cut")
+    assert calls == [4] and resumed.metrics["resumed_after_users"] == 8 and not partial.exists()
+    assert resumed.per_user["top"].tolist() == whole.per_user["top"].tolist()
+    assert resumed.metrics["hr@20"] == whole.metrics["hr@20"]
+    made, users = [12, 20, 0.0, "kernel", False], resumed.per_user["user_id"].astype(str).tolist()
+    partial.write_text(json.dumps({"made": made, "model": "m", "ranked": [["a"]] * 4, "users": users[:4],
+                                   "seconds": 3.0}))
+    assert evaluate.resume_partial(partial, made, "m", users) == ([["a"]] * 4, 3.0)
+    assert evaluate.resume_partial(partial, [12, 10, 0.0, "kernel", False], "m", users) == ([], 0.0)  # other beams
+    assert evaluate.resume_partial(partial, made, "other model", users) == ([], 0.0)
+    assert evaluate.resume_partial(partial, made, "m", users[1:] + users[:1]) == ([], 0.0)  # other users
