@@ -27,8 +27,10 @@ def test_equal_settings_share_one_folder_name():
 def test_bad_variants_are_refused():
     with pytest.raises(PruneRecError, match="head choice"):
         Variant(1, "x", heads="best")
-    with pytest.raises(PruneRecError, match="stage 1, 2 or 3"):
+    with pytest.raises(PruneRecError, match="stages 1, 2 or 3"):
         Variant(4, "x")
+    with pytest.raises(PruneRecError, match="in order"):
+        Variant(3, "x", through=2)
     with pytest.raises(PruneRecError, match="no_such_field"):
         Variant(1, "x", (("no_such_field", 1),)).profile(get_profile("ci"))
 
