@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from . import PruneRecError, stages
-from .evaluate import evaluate_cached, first_users
+from .evaluate import METRICS, evaluate_cached, first_users, interval_text, retention
 from .paths import atomic_write_text, run_dir, splits_dir
 
 HEAD_CHOICES = ("greedy", "global", "global_no_alpha", "random")
@@ -248,9 +248,6 @@ def run_group(group: str, variants: list[Variant], dataset: str, prof, runs_root
     return table
 
 
-METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")
-
-
 def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:
     """Metrics, their retention against ``teacher`` (same users), parameters — one row per variant."""
     out = {}
@@ -258,9 +255,8 @@ def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:
         m = r["result"].metrics
         row = {k: v for k, v in r.items() if k not in ("result", "label")}
         row.update({k: m[k] for k in METRICS})
-        row["hr@20 95% CI"] = "[{:.4f}, {:.4f}]".format(*m["ci95"]["hr@20"])
-        ret = [m[k] / teacher.metrics[k] if teacher.metrics[k] else float("nan") for k in METRICS]
-        row["avg retention"] = sum(ret) / len(ret)
+        row["hr@20 95% CI"] = interval_text(*m["ci95"]["hr@20"])
+        row["avg retention"] = retention(m, teacher.metrics)["avg"]
         row["n"] = m["n"]
         out[r["label"]] = row
     return pd.DataFrame.from_dict(out, orient="index")

@@ -38,6 +38,7 @@ from .paths import atomic_write_text, resolve, splits_dir
 from .prompts import prompt_ids, target_ids
 
 KS = (10, 20)
+METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")  # the paper's four, averaged for "retention"
 
 
 class TitleTrie:
@@ -165,7 +166,7 @@ def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFra
     if not res_a.per_user["user_id"].equals(res_b.per_user["user_id"]):
         raise PruneRecError("the two evaluations are not on the same users")
     diff = paired_bootstrap(res_a.per_user["rank"], res_b.per_user["rank"])
-    return pd.DataFrame({k: {"difference": round(d, digits), "95% CI": f"[{lo:.{digits}f}, {hi:.{digits}f}]",
+    return pd.DataFrame({k: {"difference": round(d, digits), "95% CI": interval_text(lo, hi, digits),
                              "significant": not lo <= 0 <= hi} for k, (d, lo, hi) in diff.items()}).T
 
 
@@ -391,26 +392,33 @@ def metrics_table(results: dict[str, EvalResult], digits: int = 4) -> pd.DataFra
     for name, res in results.items():
         m = res.metrics
         row = {}
-        for key in ("hr@10", "hr@20", "ndcg@10", "ndcg@20"):
-            lo, hi = m["ci95"][key]
+        for key in METRICS:
             row[key] = round(m[key], digits)
-            row[f"{key} 95% CI"] = f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+            row[f"{key} 95% CI"] = interval_text(*m["ci95"][key], digits)
         row.update({"n": m["n"], "invalid": m["invalid"], "distinct top-10": m["distinct_top10"],
                     "modal top-1 share": round(m["modal_top1_share"], 3)})
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def retention_table(results: dict[str, EvalResult], reference: str, metrics=("hr@10", "hr@20", "ndcg@10",
-                                                                              "ndcg@20")) -> pd.DataFrame:
-    """metric(model) / metric(reference) per metric, and their mean ("avg", the paper's retention)."""
+def interval_text(lo: float, hi: float, digits: int = 4) -> str:
+    """A 95% interval as the tables print it, "[lo, hi]" (read back by ``plots._interval``)."""
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def retention(metrics: dict, ref: dict, keys=METRICS) -> dict:
+    """metric / reference metric per key (NaN where the reference is 0), and their mean "avg"
+    (the paper's retention). ``metrics``, ``ref``: :attr:`EvalResult.metrics` dicts."""
+    row = {k: (metrics[k] / ref[k] if ref[k] else math.nan) for k in keys}
+    row["avg"] = sum(row.values()) / len(keys)
+    return row
+
+
+def retention_table(results: dict[str, EvalResult], reference: str, metrics=METRICS) -> pd.DataFrame:
+    """:func:`retention` of every model against ``reference``, one row each."""
     ref = results[reference].metrics
-    rows = {}
-    for name, res in results.items():
-        row = {m: (res.metrics[m] / ref[m] if ref[m] else math.nan) for m in metrics}
-        row["avg"] = sum(row.values()) / len(metrics)
-        rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict({name: retention(res.metrics, ref, metrics) for name, res in results.items()},
+                                  orient="index")
 
 
 @cli

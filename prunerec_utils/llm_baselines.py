@@ -22,14 +22,13 @@ import pandas as pd
 from . import stages
 from .ablations import Variant, run_variant
 from .assets import load_model, load_tokenizer
-from .evaluate import EvalResult, evaluate_cached, load_result
+from .evaluate import METRICS, EvalResult, evaluate_cached, interval_text, load_result, retention
 from .paths import run_dir
 from .surgery import param_counts, param_formula, remove_layers
 
 RANDOM_STRUCTURED = Variant(1, "random structured",
                             (("hidden_variant", "random"), ("mlp_variant", "random"), ("layer_variant", "random")),
                             heads="random", through=3, full_budget=True, tag="random_structured")
-METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")
 
 
 def final_surgery(dataset: str, prof, runs_root=None) -> dict:
@@ -92,9 +91,9 @@ def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teach
         if m["n"] != ref["n"]:
             raise ValueError(f"{label} was evaluated on {m['n']} users, the teacher on {ref['n']}")
         row = {k: m[k] for k in METRICS}
-        row["hr@20 95% CI"] = "[{:.4f}, {:.4f}]".format(*m["ci95"]["hr@20"])
+        row["hr@20 95% CI"] = interval_text(*m["ci95"]["hr@20"])
         row["non-embedding params"] = params
-        row["avg % of teacher"] = 100 * sum(m[k] / ref[k] if ref[k] else float("nan") for k in METRICS) / len(METRICS)
+        row["avg % of teacher"] = 100 * retention(m, ref)["avg"]
         out[label] = row
     return pd.DataFrame.from_dict(out, orient="index")
 

@@ -35,14 +35,13 @@ from tqdm.auto import tqdm
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
 from .data import get_dataset_config, read_items
-from .evaluate import (EvalResult, evaluate_cached, evaluate_model, first_users, fixed_test_users, load_result,
-                       retention_table, save_result)
+from .evaluate import (METRICS, EvalResult, evaluate_cached, evaluate_model, first_users, fixed_test_users,
+                       load_result, retention_table, save_result)
 from .paths import run_dir, splits_dir
 from .stages import _samples, teacher_dir
 from .surgery import decoder_layers, temporary_layers
 
 METHODS = ("wanda", "random")
-METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")
 SHARES = (0.1, 0.5)  # K of Fig 1a
 SAMPLE_OFFSET = 4  # seed offset of the observation samples (stages use 0-3)
 # Reduced budgets per profile (any other profile gets "default"): samples for the activation

@@ -13,7 +13,7 @@ import json
 import pandas as pd
 
 from . import ablations
-from .evaluate import compare, load_result, retention_table
+from .evaluate import compare, load_result, retention
 from .paths import run_dir
 
 NOT_MEASURED = "not measured here"
@@ -78,7 +78,7 @@ def headline_rows(folder) -> list[dict]:
     attn = _row("Stage I", "the attention stage costs little quality for most of the attention parameters",
                 f"≈ {PAPER_ATTENTION_DROP:.0%} drop, ≈ {PAPER_ATTENTION_CUT:.0%} fewer attention parameters")
     if teacher is not None and s1 is not None and p1 and p0:
-        ret = retention_table({"t": teacher, "s": s1}, "t").loc["s", "avg"]
+        ret = retention(s1.metrics, teacher.metrics)["avg"]
         cut = 1 - p1["attention"] / p0["attention"]
         attn.update(ours=f"{1 - ret:+.1%} drop (avg retention {ret:.1%}), {cut:.0%} fewer attention parameters",
                     verdict=NO_HIT if pd.isna(ret) else "holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
@@ -88,7 +88,7 @@ def headline_rows(folder) -> list[dict]:
     share = _row("Headline", "…with under 5% of the non-embedding parameters",
                  f"< {PAPER_PARAM_SHARE:.0%} (Qwen2-0.5B: ≈ 358M → ≈ 14M)")
     if teacher is not None and s3 is not None:
-        ret = retention_table({"t": teacher, "s": s3}, "t").loc["s", "avg"]
+        ret = retention(s3.metrics, teacher.metrics)["avg"]
         head.update(ours=f"{ret:.1%} (HR/NDCG@10/20, {teacher.metrics['n']} users)",
                     verdict=NO_HIT if pd.isna(ret) else "holds" if ret >= PAPER_RETENTION else "does not hold")
     if p3 and p0:
