@@ -242,7 +242,8 @@ def run_group(group: str, variants: list[Variant], dataset: str, prof, runs_root
                                           runs_root, progress=progress), n)
     table = ablation_table(rows, teacher)
     out = run_dir(dataset, prof.name, runs_root) / "results" / f"ablation_{group}.json"
-    atomic_write_text(out, json.dumps({"group": group, "users": n, "max_train": prof.ablation_max_train or prof.max_train,
+    atomic_write_text(out, json.dumps({"group": group, "users": n,
+                                       "max_train": variants[0].profile(prof).max_train,  # same for the group
                                        "teacher": {k: teacher.metrics[k] for k in METRICS},
                                        "rows": table.reset_index().to_dict(orient="records")}))
     return table

@@ -337,16 +337,16 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
         if [m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False)] == made:
             return cached
     partial_file = folder / "ranks" / f".{name}.partial.json"
-    done, spent = resume_partial(partial_file, made, str(resolve(model_dir)), test["user_id"].astype(str).tolist())
+    model_path, users = str(resolve(model_dir)), test["user_id"].astype(str).tolist()
+    done, spent = resume_partial(partial_file, made, model_path, users)
     model = load_model(model_dir)
     if torch.cuda.is_available():
         model = model.cuda()
     t0 = time.time()
 
     def checkpoint(ranked):  # the lists so far, so that an interrupted evaluation resumes
-        atomic_write_text(partial_file, json.dumps({"made": made, "model": str(resolve(model_dir)), "ranked": ranked,
-                                               "users": test["user_id"].astype(str).tolist()[:len(ranked)],
-                                               "seconds": spent + time.time() - t0}))
+        atomic_write_text(partial_file, json.dumps({"made": made, "model": model_path, "ranked": ranked,
+                                                    "users": users[:len(ranked)], "seconds": spent + time.time() - t0}))
 
     res = evaluate_model(model, load_tokenizer(model_dir), test, get_dataset_config(dataset),
                          read_items(splits)["item_title"].tolist(), prof.num_beams, lp, prof.eval_batch,

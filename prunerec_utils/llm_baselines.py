@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -31,13 +30,6 @@ RANDOM_STRUCTURED = Variant(1, "random structured",
                             heads="random", through=3, full_budget=True, tag="random_structured")
 
 
-def final_surgery(dataset: str, prof, runs_root=None) -> dict:
-    """Surgery record of the run's Stage III model (notebook 05)."""
-    final = stages.stage_dir(dataset, prof, "stage3", runs_root, "05")
-    pruned = final.parent / "stage3_pruned" / stages.SURGERY
-    return json.loads(pruned.read_text())
-
-
 def layers_for(config, target_non_embedding: int) -> int:
     """The number of the teacher's first layers whose non-embedding count is closest to the target."""
     def count(n):
@@ -51,7 +43,8 @@ def layers_for(config, target_non_embedding: int) -> int:
 def slmrec_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
     """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``."""
     out = run_dir(dataset, prof.name, runs_root) / "models" / "slmrec_pruned"
-    target = final_surgery(dataset, prof, runs_root)["params"]["stage3"]["non_embedding"]
+    final = stages.stage_dir(dataset, prof, "stage3", runs_root, "05")  # notebook 05 must have run
+    target = stages.surgery_params(final.parent / "stage3_pruned", "stage3")["non_embedding"]
     rec = stages._stored(out, {"target_non_embedding": target})
     if rec:
         return out, rec
@@ -60,7 +53,8 @@ def slmrec_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
     L = model.config.num_hidden_layers
     n = layers_for(model.config, target)
     before = param_counts(model)
-    remove_layers(model, range(n, L)) if n < L else None
+    if n < L:
+        remove_layers(model, range(n, L))
     rec = {"target_non_embedding": target, "layers_before": L, "layers_kept": n,
            "params": {"teacher": before, "slmrec": param_counts(model)}}
     return out, stages._save_pruned(model, tok, out, rec)
@@ -105,25 +99,23 @@ def stored_rows(dataset: str, prof, runs_root=None) -> dict[str, tuple[EvalResul
 
     folder = run_dir(dataset, prof.name, runs_root)
 
-    def params_of(surgery_file: Path, key: str) -> int | None:
-        return json.loads(surgery_file.read_text())["params"][key]["non_embedding"] if surgery_file.exists() else None
+    def non_embedding(run: Path, pruned: str, key: str) -> int | None:
+        params = stages.surgery_params(run / "models" / pruned, key)
+        return params and params["non_embedding"]
 
-    teacher_params = params_of(folder / "models" / "stage1_pruned" / stages.SURGERY, "teacher")
-    wanted = [("teacher", folder, "teacher", teacher_params),
-              ("PruneRec (ours)", folder, "stage3", params_of(folder / "models" / "stage3_pruned" / stages.SURGERY,
-                                                              "stage3")),
-              ("SLMRec-style", folder, "slmrec", params_of(folder / "models" / "slmrec_pruned" / stages.SURGERY,
-                                                           "slmrec"))]
+    wanted = [("teacher", "teacher", non_embedding(folder, "stage1_pruned", "teacher")),
+              ("PruneRec (ours)", "stage3", non_embedding(folder, "stage3_pruned", "stage3")),
+              ("SLMRec-style", "slmrec", non_embedding(folder, "slmrec_pruned", "slmrec"))]
     out = {}
-    for label, where, name, params in wanted:
-        res = load_result(where, name)
+    for label, name, params in wanted:
+        res = load_result(folder, name)
         if res is not None:
             out[label] = (res, params)
     n = out["teacher"][0].metrics["n"] if "teacher" in out else None
     rs_folder = run_dir(dataset, prof.name, folder / "ablations" / RANDOM_STRUCTURED.tag)
     res = load_result(rs_folder, f"stage3_n{n}") if n else None
     if res is not None:
-        out["random structured"] = (res, params_of(rs_folder / "models" / "stage3_pruned" / stages.SURGERY, "stage3"))
+        out["random structured"] = (res, non_embedding(rs_folder, "stage3_pruned", "stage3"))
     for model in MODELS:
         res = load_result(folder, result_name(model))
         if res is not None:

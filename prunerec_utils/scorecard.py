@@ -15,6 +15,7 @@ import pandas as pd
 from . import ablations
 from .evaluate import compare, load_result, retention
 from .paths import run_dir
+from .stages import surgery_params
 
 NOT_MEASURED = "not measured here"
 NO_HIT = "not measurable: the teacher has no hit on these users"
@@ -63,17 +64,12 @@ def observation_rows(folder) -> list[dict]:
     return rows
 
 
-def _params(folder, stage_dir: str, key: str) -> dict | None:
-    """Parameter counts ``key`` of a pruned folder's surgery record (None if it is not there)."""
-    path = folder / "models" / stage_dir / "surgery.json"
-    return json.loads(path.read_text())["params"][key] if path.exists() else None
-
-
 def headline_rows(folder) -> list[dict]:
     """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (SPEC §8)."""
     teacher, s1, s3 = (load_result(folder, n) for n in ("teacher", "stage1", "stage3"))
-    p1, p3 = _params(folder, "stage1_pruned", "stage1"), _params(folder, "stage3_pruned", "stage3")
-    p0 = _params(folder, "stage1_pruned", "teacher")
+    models = folder / "models"
+    p1, p3 = surgery_params(models / "stage1_pruned", "stage1"), surgery_params(models / "stage3_pruned", "stage3")
+    p0 = surgery_params(models / "stage1_pruned", "teacher")
     rows = []
     attn = _row("Stage I", "the attention stage costs little quality for most of the attention parameters",
                 f"≈ {PAPER_ATTENTION_DROP:.0%} drop, ≈ {PAPER_ATTENTION_CUT:.0%} fewer attention parameters")

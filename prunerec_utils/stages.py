@@ -134,6 +134,13 @@ def _stored(out: Path, wanted: dict, legacy: dict | None = None) -> dict | None:
     return rec
 
 
+def surgery_params(pruned_dir: Path, key: str) -> dict | None:
+    """Parameter counts ``key`` (e.g. "teacher", "stage3") of a pruned folder's surgery record,
+    or None if the folder has none."""
+    path = Path(pruned_dir) / SURGERY
+    return json.loads(path.read_text())["params"][key] if path.exists() else None
+
+
 def stage_dir(dataset: str, prof, name: str, runs_root=None, notebook: str = "") -> Path:
     """A finished (distilled) stage folder, or a one-line error naming the notebook that makes it."""
     folder = run_dir(dataset, prof.name, runs_root) / "models" / name
