@@ -55,6 +55,12 @@ def forward_flops(config, new_tokens: int, past: int, logits_tokens: int, rows: 
     return rows * (2 * weights * new_tokens + attention + head)
 
 
+def kv_cache_values(config) -> int:
+    """Numbers cached per token by the KV cache: keys and values, ``2 × layers × KV heads × head_dim``."""
+    _, hd, L, _, G, _ = _dims(config)
+    return 2 * L * G * hd
+
+
 def flop_costs(config, prompt_len: int, num_beams: int, steps: float) -> dict:
     """FLOPs of the measured operations (``steps``: mean decode steps of the beam search)."""
     beam = forward_flops(config, 1, prompt_len + steps / 2, 1, num_beams)
@@ -254,6 +260,8 @@ def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
         if "users_per_s" in r and "users_per_s" in ref:
             row["users/s"] = r["users_per_s"]
             row["throughput speed-up"] = r["users_per_s"] / ref["users_per_s"]
+        row["KV cache ratio"] = kv_cache_values(SimpleNamespace(**r["config"])) / kv_cache_values(
+            SimpleNamespace(**ref["config"]))
         row["peak MB"] = r["peak_mb"]
         row["memory ratio"] = r["peak_mb"] / ref["peak_mb"] if ref["peak_mb"] > 0 else float("nan")
         row["disk MB"] = r["disk_mb"]
@@ -305,6 +313,61 @@ def tables(bench: dict) -> dict:
     out = {"run": ratio_table(own, "teacher", bench["num_beams"])}
     if paper:
         out["paper geometry"] = ratio_table(paper, "teacher", bench["num_beams"])
+    return out
+
+
+def formatted(table):
+    """A ratio table (one row per model) as strings, models as columns: counts with thousands
+    separators, milliseconds and MB to 0.1, throughput to 0.001, ratios to 0.01."""
+    def fmt(row: str, v) -> str:
+        if v != v:  # NaN
+            return "–"
+        if "params" in row:
+            return f"{v:,.0f}"
+        if row.endswith(" ms") or row.endswith(" MB"):
+            return f"{v:,.1f}"
+        return f"{v:.3f}" if row == "users/s" else f"{v:.2f}"
+
+    t = table.T
+    return t.apply(lambda col: [fmt(row, v) for row, v in zip(t.index, col)])
+
+
+STEPS = ("prefill", "decode", "beam_step", "recommend")
+
+
+def findings(table, reference: str = "teacher") -> list[str]:
+    """Sentences read off a ratio table (rows: models, smallest last): which measured step of the
+    smallest model comes closest to / farthest from its FLOP bound, which models cache more keys
+    and values per token than ``reference`` and what their throughput and memory ratios are, and
+    what vocabulary pruning (a ``<model>_vocab`` row beside ``<model>``) changed."""
+    out = []
+    small = table.drop(index=reference).sort_values(["non-embedding params", "total params"]).index
+    if len(small):
+        m = table.loc[small[0]]
+        share = {s: m[f"{s} speed-up"] / m[f"{s} FLOP bound"] for s in STEPS
+                 if f"{s} speed-up" in m and f"{s} FLOP bound" in m}
+
+        def said(s: str) -> str:
+            return f"{s} ({m[s + ' speed-up']:.2f}× of a {m[s + ' FLOP bound']:.2f}× bound, {share[s]:.0%})"
+
+        if share:
+            best, worst = max(share, key=share.get), min(share, key=share.get)
+            out.append(f"{small[0]}: {said(best)} comes closest to its FLOP bound, {said(worst)} the farthest.")
+    for name, r in table.drop(index=reference).iterrows():
+        if r["KV cache ratio"] > 1:
+            more = [f"its peak memory {r['memory ratio']:.2f}×"]
+            if "throughput speed-up" in r and r["throughput speed-up"] == r["throughput speed-up"]:
+                more.insert(0, f"its batch throughput {r['throughput speed-up']:.2f}×")
+            out.append(f"{name} caches {r['KV cache ratio']:.2f}× the {reference}'s keys and values per token; "
+                       f"{' and '.join(more)} the {reference}'s.")
+    for name in table.index:
+        base = name[:-len("_vocab")] if name.endswith("_vocab") else None
+        if base in table.index:
+            a, b = table.loc[base], table.loc[name]
+            steps = [f"{col[:-3]} {a[col]:.1f} → {b[col]:.1f} ms" for col in table.columns if col.endswith(" ms")]
+            out.append(f"vocabulary pruning ({base} → {name}): {', '.join(steps)}; peak memory "
+                       f"{a['peak MB']:.0f} → {b['peak MB']:.0f} MB, weights on disk {a['disk MB']:.0f} → "
+                       f"{b['disk MB']:.0f} MB.")
     return out
 
 

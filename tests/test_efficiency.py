@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.efficiency import (flop_costs, folder_mb, forward_flops, measure, measure_in_subprocess,
-                                       ratio_table)
+from prunerec_utils.efficiency import (findings, flop_costs, folder_mb, formatted, forward_flops, measure,
+                                       measure_in_subprocess, ratio_table)
 from prunerec_utils.evaluate import TitleTrie
 from prunerec_utils.prompts import prompt_ids
 from prunerec_utils.surgery import head_dim, param_counts, prune_heads, prune_mlp
@@ -100,3 +100,51 @@ def test_ratio_table_is_relative_to_the_reference(tiny_model_dir):
     assert pr["memory ratio"] == pytest.approx(0.5)
     assert pr["prefill FLOP bound"] > 1 and pr["decode FLOP bound"] > 1
     assert json.loads(table.to_json())  # serialisable for the results file
+
+
+def _synthetic(layers: int, kv_heads: int, inter: int, vocab: int, times: dict, params: int) -> dict:
+    """A worker result for a made-up geometry (hidden 64, 4 query heads of 16 dims)."""
+    conf = {"hidden_size": 64, "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": kv_heads,
+            "intermediate_size": inter, "vocab_size": vocab, "head_dim": 16}
+    return {"prompt_tokens": 50, "search_steps": 10, **{f"{k}_s": v for k, v in times.items()},
+            "users_per_s": 1 / times["recommend"], "peak_mb": 10.0 * layers * kv_heads, "disk_mb": params / 1e5,
+            "params": {"total": params + 64 * vocab, "embedding": 64 * vocab, "non_embedding": params},
+            "config": conf}
+
+
+def test_findings_name_the_step_nearest_its_bound_the_kv_growth_and_the_vocabulary_cut():
+    from types import SimpleNamespace
+
+    ones = dict.fromkeys(("prefill", "decode", "beam_step", "recommend"), 1.0)
+    small = dict(layers=2, kv_heads=4, inter=32, vocab=1000)
+    bound = {k[:-2]: v for k, v in flop_costs(SimpleNamespace(**_synthetic(8, 2, 128, 1000, ones, 1)["config"]),
+                                              50, 20, 10).items()}
+    own = {k[:-2]: v for k, v in flop_costs(SimpleNamespace(**_synthetic(**small, times=ones, params=1)["config"]),
+                                            50, 20, 10).items()}
+    # the small model reaches its bound exactly on decode and half of it everywhere else
+    times = {s: (own[s] / bound[s]) * (1 if s == "decode" else 2) for s in ones}
+    results = {"teacher": _synthetic(8, 2, 128, 1000, ones, 8000),
+               "wide": _synthetic(8, 4, 128, 1000, dict(ones, recommend=2.0), 9000),
+               "final": _synthetic(**small, times=times, params=1000),
+               "final_vocab": _synthetic(2, 4, 32, 100, dict(times, decode=times["decode"] / 2), 1000)}
+    table = ratio_table(results, "teacher", num_beams=20)
+    assert table.loc["wide", "KV cache ratio"] == pytest.approx(2.0)
+    assert table.loc["final", "KV cache ratio"] == pytest.approx(0.5)
+    said = findings(table.drop(index="final_vocab"))
+    assert said[0].startswith("final: decode (") and "100%" in said[0] and "the farthest" in said[0]
+    assert "decode" not in said[0].split("closest")[1]  # the farthest step is another one
+    assert [s.split(" ")[0] for s in said[1:]] == ["wide"]  # only the model with a larger KV cache
+    assert "batch throughput 0.50×" in said[1]
+    with_vocab = findings(table)
+    assert with_vocab[0].startswith("final_vocab:")  # equal non-embedding count, fewer parameters in all
+    assert any(s.startswith("vocabulary pruning (final → final_vocab)") and
+               f"decode {1000 * times['decode']:.1f} → {500 * times['decode']:.1f} ms" in s for s in with_vocab)
+
+
+def test_formatted_table_reads_as_counts_times_and_ratios():
+    results = {"teacher": _synthetic(8, 2, 128, 1000, dict.fromkeys(("prefill", "decode", "recommend"), 1.0),
+                                     1234567)}
+    shown = formatted(ratio_table(results, "teacher", num_beams=20))
+    col = shown["teacher"]
+    assert col["non-embedding params"] == "1,234,567" and col["prefill ms"] == "1,000.0"
+    assert col["prefill speed-up"] == "1.00" and col["KV cache ratio"] == "1.00"
