@@ -5,7 +5,6 @@ No wall-clock limits: speed is the benchmark's business (benchmarks/efficiency.p
 import json
 
 import pytest
-import torch
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.efficiency import (findings, flop_costs, folder_mb, formatted, forward_flops, measure,
