@@ -286,19 +286,22 @@ def _hr_interval(row) -> tuple[float, float]:
     return lo, hi
 
 
-def verdict(ok: bool, rows) -> str:
-    """"holds" / "does not hold", with "(within noise)" when the compared rows' HR@20 95%
-    intervals all overlap (a different seed or user sample could flip it)."""
+def verdict(margin: float, rows, tie: str = "tie") -> str:
+    """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0),
+    with "(within noise)" when the compared rows' HR@20 95% intervals all overlap (a different
+    seed or user sample could flip it)."""
     ivals = [_hr_interval(r) for r in rows]
     overlap = max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals)
-    return ("holds" if ok else "does not hold") + (" (within noise)" if overlap else "")
+    said = "holds" if margin > 0 else "does not hold" if margin < 0 else tie
+    return said + (" (within noise)" if overlap else "")
 
 
-def _best(table: pd.DataFrame, expected) -> tuple[bool, list]:
-    """Is ``expected`` (an index label) the HR@20 maximum? Returns (answer, [expected row, best other])."""
+def _best(table: pd.DataFrame, expected) -> tuple[float, list]:
+    """How far ``expected`` (an index label) is above the best other HR@20 (≤ 0: not the
+    maximum; 0: tied with it). Returns (margin, [expected row, best other])."""
     others = table.drop(index=expected)
-    return bool(table.loc[expected, "hr@20"] >= others["hr@20"].max()), [table.loc[expected],
-                                                                        others.loc[others["hr@20"].idxmax()]]
+    return float(table.loc[expected, "hr@20"] - others["hr@20"].max()), [table.loc[expected],
+                                                                         others.loc[others["hr@20"].idxmax()]]
 
 
 def _at(table: pd.DataFrame, column: str, value) -> pd.Series | None:
@@ -315,11 +318,11 @@ def claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
     ``tables``: group → table (:func:`run_group` / :func:`load_group`), None if not run."""
     rows = []
 
-    def add(claim, paper, table=None, ok=None, compared=None):
-        if table is None or ok is None:
+    def add(claim, paper, table=None, margin=None, compared=None, tie="tie"):
+        if table is None or margin is None:
             rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "verdict": "not measured here"})
         else:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table), "verdict": verdict(ok, compared)})
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table), "verdict": verdict(margin, compared, tie)})
 
     t3 = tables.get("table3")
     by_heads = t3.set_index("heads", drop=False) if t3 is not None else None
@@ -327,7 +330,7 @@ def claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
     add("Table 3: the full method chooses the best heads", ".1166 vs .1111 / .1034 / .1029", t3, *full_best)
     if by_heads is not None and {"global", "global_no_alpha"} <= set(by_heads.index):
         g, n = by_heads.loc["global"], by_heads.loc["global_no_alpha"]
-        add("Table 3: α helps a global ranking", ".1111 vs .1029", t3, bool(g["hr@20"] >= n["hr@20"]), [g, n])
+        add("Table 3: α helps a global ranking", ".1111 vs .1029", t3, g["hr@20"] - n["hr@20"], [g, n])
     else:
         add("Table 3: α helps a global ranking", ".1111 vs .1029")
     t5a = tables.get("fig5a")
@@ -343,7 +346,7 @@ def claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
     if all(p is not None for p in pts):
         d1, d2 = pts[0]["hr@20"] - pts[1]["hr@20"], pts[1]["hr@20"] - pts[2]["hr@20"]
         add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24", t5c,
-            bool(d2 > max(d1, 0)), pts[1:])
+            d2 - max(d1, 0), pts[1:], tie="does not hold")  # no drop at all is no sharp drop
     else:
         add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24")
     for group, column, ours, base, claim in (("alpha", "alpha", prof.alpha, 0.0, "α mixing across layers helps"),
@@ -355,5 +358,5 @@ def claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
         if a is None or b is None:
             add(f"{claim} ({ours:g} vs {base:g})", paper)
         else:
-            add(f"{claim} ({ours:g} vs {base:g})", paper, t, bool(a["hr@20"] >= b["hr@20"]), [a, b])
+            add(f"{claim} ({ours:g} vs {base:g})", paper, t, a["hr@20"] - b["hr@20"], [a, b])
     return pd.DataFrame(rows)

@@ -1,9 +1,10 @@
 """The reproduction scorecard: each claim of the paper, our number, the paper's, a verdict.
 
 Everything is read from the run folder's results files; nothing is computed or typed in. A
-claim whose files are missing reads "not measured here". Verdicts on model comparisons use the
-paired bootstrap over users (:func:`prunerec_utils.evaluate.compare`): "holds" / "does not
-hold" when the 95% interval of the difference excludes zero, and "(within noise)" otherwise.
+claim whose files are missing reads "not measured here". A comparison of two models reads
+"holds" or "does not hold" by the sign of the difference ("tie" when it is zero to the four decimals shown), and
+"(within noise)" is added when the paired bootstrap over users
+(:func:`prunerec_utils.evaluate.compare`) gives a 95% interval of the difference that contains zero.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
     """Is model A better than B on ``metric`` (same users)? → (our numbers, verdict)."""
     d = compare(a, b).loc[metric]
     ours = f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} {d['95% CI']}"
-    better = d["difference"] > 0
-    return ours, ("holds" if better else "does not hold") + ("" if d["significant"] else " (within noise)")
+    diff = d["difference"]
+    said = "holds" if diff > 0 else "does not hold" if diff < 0 else "tie"
+    return ours, said + ("" if d["significant"] else " (within noise)")
 
 
 def observation_rows(folder) -> list[dict]:

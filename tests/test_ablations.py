@@ -116,3 +116,8 @@ def test_claims_follow_the_numbers():
     wide = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], ["[0.05, 0.15]", "[0.06, 0.16]"])
     c = ablations.claims({"alpha": wide}, prof).set_index("claim")["verdict"]
     assert c.filter(like="α mixing").iloc[0] == "holds (within noise)"
+    flat = {"table3": _table("heads", heads, [0.0] * 4),
+            "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.06] * 3)}
+    c = ablations.claims(flat, prof).set_index("claim")["verdict"]
+    assert c.filter(like="Table 3").tolist() == ["tie (within noise)"] * 2  # equal numbers support no order
+    assert c.filter(like="Fig 5c").iloc[0] == "does not hold (within noise)"  # no drop at all

@@ -98,3 +98,20 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
     head = card.loc["≈ 88% average retention of the teacher's metrics after Stages I-III", "verdict"]
     no_hit = any(t[k] == 0 for k in llm_baselines.METRICS)
     assert head == scorecard.NO_HIT if no_hit else head in ("holds", "does not hold")
+
+
+def test_paired_verdict_reads_the_sign_and_calls_equal_models_a_tie():
+    import pandas as pd
+
+    from prunerec_utils.evaluate import EvalResult
+    from prunerec_utils.scorecard import paired_verdict
+
+    def res(ranks):
+        per_user = pd.DataFrame({"user_id": [str(i) for i in range(len(ranks))], "rank": ranks})
+        return EvalResult(per_user, {"ndcg@20": 0.0})
+
+    hits, misses = res([0] * 50), res([-1] * 50)
+    assert paired_verdict(hits, misses)[1] == "holds"
+    assert paired_verdict(misses, hits)[1] == "does not hold"
+    assert paired_verdict(hits, res([0] * 50))[1] == "tie (within noise)"
+    assert paired_verdict(res([0] + [-1] * 49), misses)[1] == "holds (within noise)"
