@@ -89,7 +89,9 @@ def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teach
         row["non-embedding params"] = params
         row["avg % of teacher"] = 100 * retention(m, ref)["avg"]
         out[label] = row
-    return pd.DataFrame.from_dict(out, orient="index")
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table["non-embedding params"] = table["non-embedding params"].astype("Int64")  # blank for ID models
+    return table
 
 
 def stored_rows(dataset: str, prof, runs_root=None) -> dict[str, tuple[EvalResult, int | None]]:
