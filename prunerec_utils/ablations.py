@@ -286,14 +286,18 @@ def _hr_interval(row) -> tuple[float, float]:
     return lo, hi
 
 
+def order_word(margin: float, tie: str = "tie") -> str:
+    """"holds" when ``margin`` > 0 (the claimed order), "does not hold" when < 0, ``tie`` at 0."""
+    return "holds" if margin > 0 else "does not hold" if margin < 0 else tie
+
+
 def verdict(margin: float, rows, tie: str = "tie") -> str:
     """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0),
     with "(within noise)" when the compared rows' HR@20 95% intervals all overlap (a different
     seed or user sample could flip it)."""
     ivals = [_hr_interval(r) for r in rows]
     overlap = max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals)
-    said = "holds" if margin > 0 else "does not hold" if margin < 0 else tie
-    return said + (" (within noise)" if overlap else "")
+    return order_word(margin, tie) + (" (within noise)" if overlap else "")
 
 
 def _best(table: pd.DataFrame, expected) -> tuple[float, list]:

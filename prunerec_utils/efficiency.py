@@ -238,6 +238,9 @@ def measure_in_subprocess(job: dict, device: str = "cpu", timeout: float | None 
         return json.loads(of.read_text())
 
 
+STEPS = ("prefill", "decode", "beam_step", "recommend")  # timed operations, ``<step>_s`` in a worker result
+
+
 def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
     """Speed-ups vs ``reference`` beside their FLOP bounds, memory and size (a DataFrame, one row
     per model). Each model's recommendation FLOPs use its own mean number of search steps."""
@@ -246,22 +249,25 @@ def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
     def flops(r):
         return flop_costs(SimpleNamespace(**r["config"]), r["prompt_tokens"], num_beams, r.get("search_steps", 0))
 
+    def kv(r):
+        return kv_cache_values(SimpleNamespace(**r["config"]))
+
     ref = results[reference]
-    ref_flops = flops(ref)
+    ref_flops, ref_kv = flops(ref), kv(ref)
     out = {}
     for name, r in results.items():
         row = {"non-embedding params": r["params"]["non_embedding"], "total params": r["params"]["total"]}
         own = flops(r)
-        for key in ("prefill_s", "decode_s", "beam_step_s", "recommend_s"):
+        for step in STEPS:
+            key = f"{step}_s"
             if key in r and key in ref:
-                row[f"{key[:-2]} ms"] = 1000 * r[key]
-                row[f"{key[:-2]} speed-up"] = ref[key] / r[key]
-                row[f"{key[:-2]} FLOP bound"] = ref_flops[key] / own[key]
+                row[f"{step} ms"] = 1000 * r[key]
+                row[f"{step} speed-up"] = ref[key] / r[key]
+                row[f"{step} FLOP bound"] = ref_flops[key] / own[key]
         if "users_per_s" in r and "users_per_s" in ref:
             row["users/s"] = r["users_per_s"]
             row["throughput speed-up"] = r["users_per_s"] / ref["users_per_s"]
-        row["KV cache ratio"] = kv_cache_values(SimpleNamespace(**r["config"])) / kv_cache_values(
-            SimpleNamespace(**ref["config"]))
+        row["KV cache ratio"] = kv(r) / ref_kv
         row["peak MB"] = r["peak_mb"]
         row["memory ratio"] = r["peak_mb"] / ref["peak_mb"] if ref["peak_mb"] > 0 else float("nan")
         row["disk MB"] = r["disk_mb"]
@@ -330,9 +336,6 @@ def formatted(table):
 
     t = table.T
     return t.apply(lambda col: [fmt(row, v) for row, v in zip(t.index, col)])
-
-
-STEPS = ("prefill", "decode", "beam_step", "recommend")
 
 
 def findings(table, reference: str = "teacher") -> list[str]:

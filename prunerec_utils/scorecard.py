@@ -32,9 +32,7 @@ def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
     """Is model A better than B on ``metric`` (same users)? → (our numbers, verdict)."""
     d = compare(a, b).loc[metric]
     ours = f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} {d['95% CI']}"
-    diff = d["difference"]
-    said = "holds" if diff > 0 else "does not hold" if diff < 0 else "tie"
-    return ours, said + ("" if d["significant"] else " (within noise)")
+    return ours, ablations.order_word(d["difference"]) + ("" if d["significant"] else " (within noise)")
 
 
 def observation_rows(folder) -> list[dict]:
