@@ -325,7 +325,6 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     from .paths import run_dir
 
     folder = run_dir(dataset, prof.name, runs_root)
-    splits = splits_dir(dataset, runs_root)
     lp = prof.length_penalty if length_penalty is None else length_penalty
     test = fixed_test_users(dataset, prof, runs_root)
     if limit is not None:
@@ -336,24 +335,41 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
         m = cached.metrics
         if [m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False)] == made:
             return cached
-    partial_file = folder / "ranks" / f".{name}.partial.json"
-    model_path, users = str(resolve(model_dir)), test["user_id"].astype(str).tolist()
-    done, spent = resume_partial(partial_file, made, model_path, users)
     model = load_model(model_dir)
     if torch.cuda.is_available():
         model = model.cuda()
+    return evaluate_resumable(model, load_tokenizer(model_dir), test, dataset, prof, runs_root, name, made,
+                              str(resolve(model_dir)), lp, progress, exclude_seen=exclude_seen)
+
+
+def evaluate_resumable(model, tok, test: pd.DataFrame, dataset: str, prof, runs_root, name: str, made,
+                       model_key: str, length_penalty: float, progress: bool = True, extra: dict | None = None,
+                       exclude_seen: bool = False) -> EvalResult:
+    """Evaluate ``model`` on ``test`` and store ``results/<name>.json`` (+ ranks) in the run folder.
+
+    Every finished batch of users is checkpointed to ``ranks/.<name>.partial.json``; a later call
+    with the same ``made`` settings, ``model_key`` and users resumes after them (the partial file is
+    removed once the result is stored). ``extra`` is merged into the stored metrics.
+    """
+    from .paths import run_dir
+
+    folder = run_dir(dataset, prof.name, runs_root)
+    partial_file = folder / "ranks" / f".{name}.partial.json"
+    users = test["user_id"].astype(str).tolist()
+    done, spent = resume_partial(partial_file, made, model_key, users)
     t0 = time.time()
 
     def checkpoint(ranked):  # the lists so far, so that an interrupted evaluation resumes
-        atomic_write_text(partial_file, json.dumps({"made": made, "model": model_path, "ranked": ranked,
+        atomic_write_text(partial_file, json.dumps({"made": made, "model": model_key, "ranked": ranked,
                                                     "users": users[:len(ranked)], "seconds": spent + time.time() - t0}))
 
-    res = evaluate_model(model, load_tokenizer(model_dir), test, get_dataset_config(dataset),
-                         read_items(splits)["item_title"].tolist(), prof.num_beams, lp, prof.eval_batch,
+    res = evaluate_model(model, tok, test, get_dataset_config(dataset),
+                         read_items(splits_dir(dataset, runs_root))["item_title"].tolist(), prof.num_beams, length_penalty, prof.eval_batch,
                          prof.cutoff_len, progress, exclude_seen=exclude_seen, done=done, checkpoint=checkpoint)
     res.metrics["seconds"] = round(spent + time.time() - t0, 1)
     if done:
         res.metrics["resumed_after_users"] = len(done)
+    res.metrics.update(extra or {})
     save_result(res, folder, name)
     partial_file.unlink(missing_ok=True)
     return res

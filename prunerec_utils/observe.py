@@ -34,10 +34,9 @@ from tqdm.auto import tqdm
 
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
-from .data import get_dataset_config, read_items
-from .evaluate import (METRICS, EvalResult, evaluate_cached, evaluate_model, first_users, fixed_test_users,
-                       load_result, retention_table, save_result)
-from .paths import run_dir, splits_dir
+from .evaluate import (METRICS, EvalResult, evaluate_cached, evaluate_resumable, first_users, fixed_test_users,
+                       load_result, retention_table)
+from .paths import resolve, run_dir
 from .stages import _samples, teacher_dir
 from .surgery import decoder_layers, temporary_layers
 
@@ -250,12 +249,8 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
         model = model.cuda()
     batch = sample_batch(dataset, prof, samples, tok, runs_root) if method == "wanda" else None
     prune(model, method, sparsity, batch, prof.seed)
-    res = evaluate_model(model, tok, test, get_dataset_config(dataset),
-                         read_items(splits_dir(dataset, runs_root))["item_title"].tolist(), prof.num_beams,
-                         prof.length_penalty, prof.eval_batch, prof.cutoff_len, progress)
-    res.metrics.update({**made, "measured_sparsity": sparsity_of(model)})
-    save_result(res, folder, name)
-    return res
+    return evaluate_resumable(model, tok, test, dataset, prof, runs_root, name, want, str(resolve(tdir)),
+                              prof.length_penalty, progress, extra={**made, "measured_sparsity": sparsity_of(model)})
 
 
 def _row(label: str, sparsity: float, res: EvalResult, teacher: EvalResult) -> dict:

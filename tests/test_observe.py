@@ -208,3 +208,43 @@ def test_budgets_come_from_the_profile_unless_given():
     assert budgets(get_profile("ci")) == {"samples": 8, "users": 16, "sparsities": (0.3, 0.6)}
     assert budgets(get_profile("paper"))["samples"] == 100  # profiles without their own budget use default's
     assert budgets(get_profile("ci"), users=5, sparsities=[0.5]) == {"samples": 8, "users": 5, "sparsities": (0.5,)}
+
+
+def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir, ml100k_splits, tmp_path, monkeypatch):
+    import shutil
+
+    from prunerec_utils import evaluate, observe
+    from prunerec_utils.stages import SUMMARY
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    run = tmp_path / "ml-100k" / "ci"
+    shutil.copytree(tiny_model_dir, run / "models" / "teacher")
+    (run / "models" / "teacher" / SUMMARY).write_text("{}")
+    prof = get_profile("ci", max_test=12, eval_batch=4)
+    pruned = lambda s: observe.pruned_result("random", s, "ml-100k", prof, tmp_path, users=12)  # noqa: E731
+    whole = pruned(0.3)
+    assert whole.metrics["measured_sparsity"] == pytest.approx(0.3, abs=0.01) and whole.metrics["n"] == 12
+    for f in (run / "results" / "obs_random_s0.3_n12.json", run / "ranks" / "obs_random_s0.3_n12.csv"):
+        f.unlink()
+    calls, real = [], evaluate.kernel_beams
+
+    def stop_at_third(*args, **kwargs):
+        calls.append(len(args[2]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "kernel_beams", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        pruned(0.3)
+    calls.clear()
+    monkeypatch.setattr(evaluate, "kernel_beams", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    resumed = pruned(0.3)
+    assert calls == [4] and resumed.metrics["resumed_after_users"] == 8
+    assert resumed.per_user["top"].tolist() == whole.per_user["top"].tolist()
+    assert resumed.metrics["measured_sparsity"] == whole.metrics["measured_sparsity"]
+    assert not (run / "ranks" / ".obs_random_s0.3_n12.partial.json").exists()
+    calls.clear()
+    pruned(0.3)  # stored: no evaluation at all
+    assert calls == []
