@@ -41,3 +41,26 @@ def ml100k_splits(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("splits") / "ml-100k"
     prepare("ml-100k", out)
     return out
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """``patch(stop_at=None)``: count the users of every constrained-beam-search call (the list it
+    returns) and raise KeyboardInterrupt at call ``stop_at`` (1-based), as a user pressing Ctrl-C would."""
+    from prunerec_utils import evaluate
+
+    real = evaluate.kernel_beams
+
+    def patch(stop_at: int | None = None) -> list[int]:
+        calls = []
+
+        def counted(*args, **kwargs):
+            calls.append(len(args[2]))
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(evaluate, "kernel_beams", counted)
+        return calls
+
+    return patch

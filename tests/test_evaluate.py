@@ -153,7 +153,7 @@ def test_list_agreement_counts_identical_lists_top1_and_overlap():
     assert got == {"users": 2, "identical": 0.5, "same_top1": 0.5, "mean_overlap": (1.0 + 0.5) / 2}
 
 
-def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml100k_splits, tmp_path, monkeypatch):
+def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
     from prunerec_utils import evaluate
     from prunerec_utils.profiles import get_profile
 
@@ -162,21 +162,12 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml10
     prof = get_profile("ci", max_test=12, eval_batch=4)
     run = lambda name: evaluate.evaluate_cached(name, tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)  # noqa: E731
     whole = run("whole")
-    calls, real = [], evaluate.kernel_beams
-
-    def stop_at_third(*args, **kwargs):
-        calls.append(len(args[2]))
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluate, "kernel_beams", stop_at_third)
+    kernel_calls(stop_at=3)
     with pytest.raises(KeyboardInterrupt):
         run("cut")
     partial = tmp_path / "ml-100k" / "ci" / "ranks" / ".cut.partial.json"
     assert len(json.loads(partial.read_text())["ranked"]) == 8  # two batches of 4 kept
-    calls.clear()
-    monkeypatch.setattr(evaluate, "kernel_beams", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    calls = kernel_calls()
     resumed = run("cut")
     assert calls == [4] and resumed.metrics["resumed_after_users"] == 8 and not partial.exists()
     assert resumed.per_user["top"].tolist() == whole.per_user["top"].tolist()

@@ -210,10 +210,10 @@ def test_budgets_come_from_the_profile_unless_given():
     assert budgets(get_profile("ci"), users=5, sparsities=[0.5]) == {"samples": 8, "users": 5, "sparsities": (0.5,)}
 
 
-def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir, ml100k_splits, tmp_path, monkeypatch):
+def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
     import shutil
 
-    from prunerec_utils import evaluate, observe
+    from prunerec_utils import observe
     from prunerec_utils.stages import SUMMARY
 
     (tmp_path / "ml-100k").mkdir()
@@ -227,19 +227,10 @@ def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir
     assert whole.metrics["measured_sparsity"] == pytest.approx(0.3, abs=0.01) and whole.metrics["n"] == 12
     for f in (run / "results" / "obs_random_s0.3_n12.json", run / "ranks" / "obs_random_s0.3_n12.csv"):
         f.unlink()
-    calls, real = [], evaluate.kernel_beams
-
-    def stop_at_third(*args, **kwargs):
-        calls.append(len(args[2]))
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluate, "kernel_beams", stop_at_third)
+    kernel_calls(stop_at=3)
     with pytest.raises(KeyboardInterrupt):
         pruned(0.3)
-    calls.clear()
-    monkeypatch.setattr(evaluate, "kernel_beams", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    calls = kernel_calls()
     resumed = pruned(0.3)
     assert calls == [4] and resumed.metrics["resumed_after_users"] == 8
     assert resumed.per_user["top"].tolist() == whole.per_user["top"].tolist()
