@@ -158,6 +158,9 @@ def prepare(dataset: str, prof, variant: Variant, runs_root=None) -> tuple[Path,
     if UPSTREAM[v.stage]:
         name, notebook = UPSTREAM[v.stage]
         _link(stages.stage_dir(dataset, prof, name, runs_root, notebook), vrun / "models" / name)
+        search = main / "models" / "stage3_pruned" / stages.SURGERY
+        if v.stage == 3 and search.exists():  # the main run's ΔPPL search on the same Stage II model
+            _link(search, vrun / "results" / stages.LAYER_SEARCH)
         return root, vprof
     fields = {k for k, _ in v.overrides}
     if v.heads == "greedy":

@@ -81,25 +81,34 @@ def _deltas_naive(model, batch: dict, keep: list[int], current: float) -> dict[i
     return delta
 
 
-def greedy_layer_removal(model, batch: dict, n_remove: int, progress: bool = False, engine: str = "cached") -> dict:
+def greedy_layer_removal(model, batch: dict, n_remove: int, progress: bool = False, engine: str = "cached",
+                         prefix: dict | None = None) -> dict:
     """Choose ``n_remove`` layers by greedy ΔPPL (eq. 12).
 
     ``engine`` "cached" (default) reuses the residual stream entering each candidate, which halves
     the decoder work of a step on average; "naive" runs the whole model per candidate. Both give
     the same choices. Returns ``{"removed": [...] in removal order, "base_ppl", "steps": [{"removed",
-    "ppl", "delta": {layer: ΔPPL of removing it next}}]}`` — deltas are relative to the model at that step.
+    "ppl", "delta": {layer: ΔPPL of removing it next}}], "reused_steps"}`` — deltas are relative to
+    the model at that step.
+
+    ``prefix``: an earlier result of this search on the same model and batch. Greedy choices do not
+    depend on how many layers will go in the end, so its first ``min(n_remove, its length)`` steps
+    are taken as they are and the search goes on from there; it is ignored unless its base
+    perplexity matches this model's on ``batch``.
     """
     deltas = {"cached": _deltas_cached, "naive": _deltas_naive}.get(engine)
     if deltas is None:
         raise ValueError(f"unknown engine {engine!r}; use cached or naive")
     L = len(model.get_decoder().layers)
-    removed: list[int] = []
-    base = current = perplexity(model, batch)
-    steps = []
-    for _ in tqdm(range(n_remove), desc="layer search", unit="layer", disable=not progress):
+    base = perplexity(model, batch)
+    same = prefix is not None and math.isclose(prefix.get("base_ppl") or 0.0, base, rel_tol=1e-6)
+    steps = list(prefix["steps"][:n_remove]) if same else []
+    removed, reused = [st["removed"] for st in steps], len(steps)
+    current = steps[-1]["ppl"] if steps else base
+    for _ in tqdm(range(len(steps), n_remove), desc="layer search", unit="layer", disable=not progress):
         delta = deltas(model, batch, [i for i in range(L) if i not in removed], current)
         best = min(delta, key=lambda k: (delta[k], k))
         removed.append(best)
         current += delta[best]
         steps.append({"removed": best, "ppl": current, "delta": delta})
-    return {"removed": removed, "base_ppl": base, "steps": steps}
+    return {"removed": removed, "base_ppl": base, "steps": steps, "reused_steps": reused}

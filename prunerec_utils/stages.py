@@ -39,6 +39,7 @@ from .prompts import encode_example, prompt_text, target_ids, target_text
 from .surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
 
 SURGERY = "surgery.json"
+LAYER_SEARCH = "layer_search.json"  # a ΔPPL search to continue (see layer_search_prefix)
 
 
 def _same(where: Path, wanted: dict, stored: dict) -> None:
@@ -197,7 +198,7 @@ def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
         search = {"removed": random.Random(prof.seed).sample(range(L), n_remove), "base_ppl": None, "steps": []}
     elif prof.layer_variant == "ppl":
         search = greedy_layer_removal(model, _samples(dataset, prof, prof.calibration_samples, 3, runs_root, tok),
-                                      n_remove, progress)
+                                      n_remove, progress, prefix=layer_search_prefix(dataset, prof, runs_root))
     else:
         raise PruneRecError(f"unknown layer_variant {prof.layer_variant!r}; use ppl or random")
     before = param_counts(model)
@@ -206,6 +207,22 @@ def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
            "params": {"stage2": before, "stage3": param_counts(model)}}
     rec["steps"] = [{**st, "delta": {str(k): v for k, v in st["delta"].items()}} for st in rec["steps"]]
     return out, _save_pruned(model, tok, out, rec)
+
+
+def layer_search_prefix(dataset: str, prof, runs_root=None) -> dict | None:
+    """An earlier ΔPPL search on this run's Stage II model, ``results/layer_search.json`` (an
+    ablation links the main run's Stage III surgery record there), if it used the same calibration
+    samples; :func:`greedy_layer_removal` reuses its first steps."""
+    path = run_dir(dataset, prof.name, runs_root) / "results" / LAYER_SEARCH
+    if not path.exists():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if rec.get("layer_variant", "ppl") != "ppl" or rec.get("calibration_samples") != prof.calibration_samples:
+        return None
+    return rec
 
 
 def dataset_texts(dataset: str, runs_root=None) -> tuple[list[str], list[str]]:

@@ -121,3 +121,30 @@ def test_claims_follow_the_numbers():
     c = ablations.claims(flat, prof).set_index("claim")["verdict"]
     assert c.filter(like="Table 3").tolist() == ["tie (within noise)"] * 2  # equal numbers support no order
     assert c.filter(like="Fig 5c").iloc[0] == "does not hold (within noise)"  # no drop at all
+
+
+def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_splits):
+    from prunerec_utils.finetune import SUMMARY
+
+    prof = get_profile("ci")
+    main = tmp_path / "ml-100k" / "ci"
+    (tmp_path / "ml-100k" / "splits").parent.mkdir(parents=True)
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    for stage in ("teacher", "stage1", "stage2"):
+        (main / "models" / stage).mkdir(parents=True)
+        (main / "models" / stage / SUMMARY).write_text("{}")
+    half = ablations.fig5c()[0]
+    root, vprof = ablations.prepare("ml-100k", prof, half, tmp_path)
+    assert stages.layer_search_prefix("ml-100k", vprof, root) is None  # the main run has no Stage III yet
+    record = {"share": 2 / 3, "calibration_samples": prof.calibration_samples, "layer_variant": "ppl",
+              "removed": [3, 1], "base_ppl": 9.0, "steps": [{"removed": 3, "ppl": 9.5, "delta": {"3": 0.5}}]}
+    (main / "models" / "stage3_pruned").mkdir(parents=True)
+    (main / "models" / "stage3_pruned" / stages.SURGERY).write_text(json.dumps(record))
+    for variant in (half, Variant(3, "fewer samples", (("calibration_samples", prof.calibration_samples + 1),))):
+        root, vprof = ablations.prepare("ml-100k", prof, variant, tmp_path)
+        link = root / "ml-100k" / "ci" / "results" / stages.LAYER_SEARCH
+        assert link.resolve() == (main / "models" / "stage3_pruned" / stages.SURGERY).resolve()
+        got = stages.layer_search_prefix("ml-100k", vprof, root)
+        assert got == (record if variant is half else None)  # other calibration samples: a new search
+    root, _ = ablations.prepare("ml-100k", prof, ablations.fig5b()[0], tmp_path)
+    assert not (root / "ml-100k" / "ci" / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II

@@ -116,6 +116,27 @@ def test_cached_layer_search_matches_one_forward_per_candidate(tiny_model_dir, t
         greedy_layer_removal(model, batch, 1, engine="fast")
 
 
+def test_a_longer_layer_search_continues_a_shorter_one(tiny_model_dir, tokenizer, ml100k_splits, monkeypatch):
+    import prunerec_utils.layers as layers
+
+    model = _perturbed(tiny_model_dir, 2)
+    batch = _batch(tokenizer, ml100k_splits)
+    two, three = greedy_layer_removal(model, batch, 2), greedy_layer_removal(model, batch, 3)
+    assert two["reused_steps"] == three["reused_steps"] == 0
+    scored = []
+    real = layers._deltas_cached
+    monkeypatch.setattr(layers, "_deltas_cached", lambda m, b, keep, cur: scored.append(keep) or real(m, b, keep, cur))
+    more = greedy_layer_removal(model, batch, 3, prefix=two)
+    assert more["removed"] == three["removed"] and more["reused_steps"] == 2
+    assert len(scored) == 1 and len(scored[0]) == 2  # only the third step was scored
+    assert more["steps"][-1]["ppl"] == pytest.approx(three["steps"][-1]["ppl"], rel=1e-6)
+    scored.clear()
+    fewer = greedy_layer_removal(model, batch, 1, prefix=three)
+    assert fewer["removed"] == three["removed"][:1] and fewer["steps"] == three["steps"][:1] and scored == []
+    other = greedy_layer_removal(model, batch, 2, prefix={**two, "base_ppl": two["base_ppl"] * 1.01})
+    assert other["reused_steps"] == 0 and other["removed"] == two["removed"]  # another model's search is ignored
+
+
 def test_greedy_search_rescores_after_each_removal(monkeypatch):
     import prunerec_utils.layers as layers
 
