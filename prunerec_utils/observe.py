@@ -289,12 +289,12 @@ def wanda_vs_random(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return wide, basis
 
 
-def concentration_claim(summary: pd.DataFrame) -> str:
-    """One line per K: does the fine-tuned model concentrate more than the base (mean over layers)?"""
+def concentration_claim(summary: pd.DataFrame, what: str = "MLP units") -> str:
+    """One line per K: does the fine-tuned model concentrate ``what`` more than the base (mean over layers)?"""
     lines = []
     for k, r in summary.iterrows():
         ft, base = r["mean share, fine-tuned"], r["mean share, base"]
-        lines.append(f"top {k:.0%} of MLP units: fine-tuned {ft:.3f} vs base {base:.3f} of Σ|a| (mean over "
+        lines.append(f"top {k:.0%} of {what}: fine-tuned {ft:.3f} vs base {base:.3f} of Σ|a| (mean over "
                      f"layers), fine-tuned higher in {int(r['layers where fine-tuned is higher'])} of "
                      f"{int(r['layers'])} layers -> the paper's claim {'holds' if ft > base else 'does not hold'} here")
     return "\n".join(lines)

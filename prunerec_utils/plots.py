@@ -229,17 +229,20 @@ def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = 
     return _save(fig, path)
 
 
-def activation_concentration(table: pd.DataFrame, path=None):
-    """Fig 1a: per layer, the share of Σ|MLP intermediate activation| held by the top-K% units, one
-    panel per K, one line per model. ``table``: :func:`prunerec_utils.observe.concentration`."""
-    ks = sorted(table["K"].unique())
-    fig, axes = plt.subplots(1, len(ks), figsize=(5.5 * len(ks), 3.6), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        for model, g in table[table["K"] == k].groupby("model", sort=False):
-            ax.plot(g["layer"], 100 * g["share"], marker="o", label=model)
-        ax.axhline(100 * k, color="grey", linestyle=":", label="all units equal")
-        ax.set(xlabel="layer (0-based)", ylabel="share of Σ|activation| (%)", title=f"Top {k:.0%} of MLP units")
-        ax.set_xticks(sorted(table["layer"].unique()))
+def activation_concentration(tables: dict[str, pd.DataFrame], path=None):
+    """Fig 1a: per layer, the share of Σ|activation| held by the top-K% units; one row of panels per
+    kind of unit (``tables``: "MLP units" → :func:`prunerec_utils.observe.concentration`, ...), one
+    panel per K, one line per model."""
+    ks = sorted(next(iter(tables.values()))["K"].unique())
+    fig, axes = plt.subplots(len(tables), len(ks), figsize=(5.5 * len(ks), 3.6 * len(tables)), squeeze=False)
+    for row, (what, table) in zip(axes, tables.items()):
+        layers = sorted(table["layer"].unique())
+        for ax, k in zip(row, ks):
+            for model, g in table[table["K"] == k].groupby("model", sort=False):
+                ax.plot(g["layer"], 100 * g["share"], marker="o", markersize=4, label=model)
+            ax.axhline(100 * k, color="grey", linestyle=":", label="all units equal")
+            ax.set(xlabel="layer (0-based)", ylabel="share of Σ|activation| (%)", title=f"Top {k:.0%} of {what}")
+            ax.set_xticks(layers[::max(1, round(len(layers) / 10))])  # about ten labels, whatever the depth
     axes[0][0].legend(fontsize=8)
     return _save(fig, path)
 

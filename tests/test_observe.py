@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.observe import (attention_outputs, budgets, concentration, decoder_linears, input_sums,
+from prunerec_utils.observe import (attention_outputs, budgets, concentration, concentration_claim,
+                                    concentration_summary, decoder_linears, input_sums,
                                     mlp_activations, prune, pruned_per_row, pruning_claim, random_prune, top_share,
                                     wanda_prune, wanda_vs_random)
 from prunerec_utils.profiles import get_profile
@@ -61,6 +62,16 @@ def test_top_share_of_a_model_is_one_at_k_100_and_grows_with_k():
     assert (top_share(mags, 0.1) < top_share(mags, 0.5)).all()
     table = concentration({"m": mags})
     assert len(table) == 2 * 2 and table["share"].between(0, 1).all()
+
+
+def test_concentration_claim_says_holds_only_where_the_fine_tuned_model_is_more_concentrated():
+    rows = [{"model": m, "K": k, "layer": layer, "share": k + (0.01 if (m == "fine-tuned") == (k == 0.1) else 0)}
+            for m in ("fine-tuned", "base") for k in (0.1, 0.5) for layer in range(3)]
+    summary = concentration_summary(pd.DataFrame(rows), "fine-tuned", "base")
+    assert summary["layers where fine-tuned is higher"].tolist() == [3, 0]
+    lines = concentration_claim(summary, "heads").splitlines()
+    assert lines[0].startswith("top 10% of heads") and lines[0].endswith("holds here")
+    assert lines[1].startswith("top 50% of heads") and lines[1].endswith("does not hold here")
 
 
 # -- (d) hooks see what the module receives --------------------------------------------------

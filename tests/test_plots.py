@@ -45,3 +45,16 @@ def test_ablation_sweep_sorts_by_the_swept_setting(tmp_path):
     hr = fig.axes[0].get_lines()[0]
     assert list(hr.get_xdata()) == [0.5, 1.0, 2.0] and list(hr.get_ydata()) == [0.02, 0.04, 0.05]
     assert (tmp_path / "sweep.png").exists()
+
+
+def test_concentration_draws_a_row_per_kind_of_unit_with_sparse_layer_labels(tmp_path):
+    rows = [{"model": m, "K": k, "layer": layer, "share": k + 0.01 * layer + (0.02 if m == "ft" else 0)}
+            for m in ("ft", "base") for k in (0.1, 0.5) for layer in range(30)]
+    tables = {"MLP units": pd.DataFrame(rows), "attention-output units": pd.DataFrame(rows[:2 * 30])}
+    fig = plots.activation_concentration(tables, tmp_path / "c.png")
+    assert len(fig.axes) == 4 and (tmp_path / "c.png").exists()
+    assert [ax.get_title() for ax in fig.axes] == ["Top 10% of MLP units", "Top 50% of MLP units",
+                                                   "Top 10% of attention-output units", "Top 50% of attention-output units"]
+    assert len(fig.axes[0].get_xticks()) <= 15  # 30 layers, not 30 crowded labels
+    ft = fig.axes[1].get_lines()[0]
+    assert ft.get_ydata()[3] == pytest.approx(100 * (0.5 + 0.03 + 0.02))
