@@ -39,10 +39,11 @@ def test_observation_verdicts_follow_the_stored_findings(tmp_path):
              "wanda_vs_random": [{"sparsity": s, "wanda": w, "random": r, "wanda vs random": v} for s, w, r, v in levels]}))
         return [r["verdict"] for r in scorecard.observation_rows(tmp_path)]
 
-    assert card([(0.3, 0.5, 0.8, "below"), (0.6, 0.1, 0.4, "below")]) == ["holds", "holds", "holds"]
-    assert card([(0.3, 0.5, 0.8, "below"), (0.6, 0.5, 0.4, "above")])[2] == "holds at 1 of 2 levels"
-    assert card([(0.3, 0.0, 0.0, "equal")])[2].startswith("cannot be checked")
-    assert card([(0.3, 0.9, 0.8, "above")], ft=0.1)[::2] == ["does not hold", "does not hold"]
+    assert card([(0.3, 0.5, 0.8, "below"), (0.6, 0.1, 0.4, "below")]) == ["holds"] * 4
+    assert card([(0.3, 0.5, 0.8, "below"), (0.6, 0.5, 0.4, "above")])[3] == "holds at 1 of 2 levels"
+    assert card([(0.3, 0.0, 0.0, "equal")])[3].startswith("cannot be checked")
+    # fine-tuned below the base and its top 10% at 1.5x the uniform share: Obs. 1 and 2 fail
+    assert card([(0.3, 0.9, 0.8, "above")], ft=0.15)[:4] == ["does not hold"] * 4
 
 
 def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
