@@ -100,16 +100,18 @@ def _table(column, values, hr, ci=None):
 def test_claims_follow_the_numbers():
     prof = get_profile("ci")
     heads = ["random", "global_no_alpha", "global", "greedy"]
-    good = {"table3": _table("heads", heads, [0.10, 0.11, 0.12, 0.13]),
-            "fig5b": _table("mlp_keep_factor", [4.0, 2.0, 1.0, 0.5], [0.10, 0.12, 0.09, 0.05]),
-            "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.12, 0.11, 0.05])}
+
+    def groups(table3, fig5b, fig5c):
+        return {"table3": _table("heads", heads, table3),
+                "fig5b": _table("mlp_keep_factor", [4.0, 2.0, 1.0, 0.5], fig5b),
+                "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], fig5c)}
+
+    good = groups([0.10, 0.11, 0.12, 0.13], [0.10, 0.12, 0.09, 0.05], [0.12, 0.11, 0.05])
     c = ablations.claims(good, prof).set_index("claim")["verdict"]
     assert c.filter(like="Table 3").tolist() == ["holds", "holds"]
     assert c.filter(like="Fig 5b").iloc[0] == "holds" and c.filter(like="Fig 5c").iloc[0] == "holds"
     assert (c.filter(like="Fig 5a") == "not measured here").all() and (c.filter(like="λ") == "not measured here").all()
-    bad = {"table3": _table("heads", heads, [0.10, 0.13, 0.12, 0.11]),
-           "fig5b": _table("mlp_keep_factor", [4.0, 2.0, 1.0, 0.5], [0.13, 0.12, 0.09, 0.05]),
-           "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.12, 0.06, 0.05])}
+    bad = groups([0.10, 0.13, 0.12, 0.11], [0.13, 0.12, 0.09, 0.05], [0.12, 0.06, 0.05])
     c = ablations.claims(bad, prof).set_index("claim")["verdict"]
     assert c.filter(like="Table 3").tolist() == ["does not hold", "does not hold"]
     assert c.filter(like="Fig 5b").iloc[0] == "does not hold" and c.filter(like="Fig 5c").iloc[0] == "does not hold"
