@@ -212,6 +212,27 @@ def other_heads(dataset: str, prof, choice: str, runs_root=None, progress: bool 
     return rec
 
 
+def cut_heads(dataset: str, prof, variant: Variant, runs_root=None) -> list[list[int]] | None:
+    """The heads a Stage I variant cut, per layer (its ``stage1_heads.json``), or None if not prepared."""
+    root = variant_root(dataset, prof, variant, runs_root)
+    path = run_dir(dataset, variant.profile(prof).name, root) / "results" / "stage1_heads.json"
+    return json.loads(path.read_text())["pruned"] if path.exists() else None
+
+
+def cut_head_overlap(dataset: str, prof, variants: list[Variant], runs_root=None) -> pd.DataFrame:
+    """[variants × variants] share of the row variant's cut (layer, head) pairs that the column
+    variant cuts too (every choice cuts as many heads per layer, so the matrix is symmetric).
+    1.0 off the diagonal: the two choices give the same model before restoration. NaN where a
+    variant's choice is not stored yet."""
+    sets = {}
+    for v in variants:
+        heads = cut_heads(dataset, prof, v, runs_root)
+        sets[v.label] = None if heads is None else {(layer, h) for layer, cut in enumerate(heads) for h in cut}
+    labels = list(sets)
+    return pd.DataFrame([[len(sets[a] & sets[b]) / len(sets[a]) if sets[a] and sets[b] else float("nan")
+                          for b in labels] for a in labels], index=labels, columns=labels)
+
+
 def len_test_users(dataset: str, prof, runs_root=None) -> int:
     from .evaluate import fixed_test_users
 

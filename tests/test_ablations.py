@@ -97,6 +97,22 @@ def _table(column, values, hr, ci=None):
     return pd.DataFrame({column: values, "hr@20": hr, "hr@20 95% CI": ci}, index=[f"r{i}" for i in range(len(hr))])
 
 
+def test_cut_head_overlap_compares_the_stored_choices(tmp_path):
+    prof = get_profile("ci")
+    choices = {"global_no_alpha": [[1, 2], [1, 2]], "global": [[1, 2], [1, 2]], "greedy": [[1, 3], [0, 2]]}
+    for v in ablations.table3():
+        if v.heads in choices:  # random heads: not prepared yet
+            root = ablations.variant_root("ml-100k", prof, v, tmp_path)
+            path = root / "ml-100k" / prof.name / "results" / "stage1_heads.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"pruned": choices[v.heads]}))
+    m = ablations.cut_head_overlap("ml-100k", prof, ablations.table3(), tmp_path)
+    assert m.loc["no layer-wise importance", "no layer-wise importance, no α"] == 1.0  # the same model
+    assert m.loc["full method", "no layer-wise importance"] == 0.5  # (0, 1) and (1, 2) of four pairs
+    assert m.loc["full method", "full method"] == 1.0
+    assert m["random heads"].isna().all() and m.loc["random heads"].isna().all()
+
+
 def test_claims_follow_the_numbers():
     prof = get_profile("ci")
     heads = ["random", "global_no_alpha", "global", "greedy"]
