@@ -144,6 +144,13 @@ def variant_root(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
     return run_dir(dataset, prof.name, runs_root) / "ablations" / variant.name(prof)
 
 
+def heads_file(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
+    """A variant's Stage I head choice: ``results/stage1_heads.json`` of its run folder, the file
+    its Stage I driver reads (linked to the main run's or written by :func:`prepare`)."""
+    root = variant_root(dataset, prof, variant, runs_root)
+    return run_dir(dataset, variant.profile(prof).name, root) / "results" / "stage1_heads.json"
+
+
 def _head_file(prof, alpha: float) -> str:
     return "stage1_heads.json" if alpha == prof.alpha else f"stage1_heads_alpha{alpha:g}.json"
 
@@ -166,11 +173,11 @@ def prepare(dataset: str, prof, variant: Variant, runs_root=None) -> tuple[Path,
     if v.heads == "greedy":
         heads = main / "results" / _head_file(prof, vprof.alpha)
         if heads.exists():
-            _link(heads, vrun / "results" / "stage1_heads.json")
+            _link(heads, heads_file(dataset, prof, variant, runs_root))
         if fields <= RESTORATION_ONLY and (main / "models" / "stage1_pruned" / stages.SURGERY).exists():
             _link(main / "models" / "stage1_pruned", vrun / "models" / "stage1_pruned")
     else:
-        out = vrun / "results" / "stage1_heads.json"
+        out = heads_file(dataset, prof, variant, runs_root)
         if not out.exists():
             atomic_write_text(out, json.dumps(other_heads(dataset, prof, v.heads, runs_root)))
     return root, vprof
@@ -214,8 +221,7 @@ def other_heads(dataset: str, prof, choice: str, runs_root=None, progress: bool 
 
 def cut_heads(dataset: str, prof, variant: Variant, runs_root=None) -> list[list[int]] | None:
     """The heads a Stage I variant cut, per layer (its ``stage1_heads.json``), or None if not prepared."""
-    root = variant_root(dataset, prof, variant, runs_root)
-    path = run_dir(dataset, variant.profile(prof).name, root) / "results" / "stage1_heads.json"
+    path = heads_file(dataset, prof, variant, runs_root)
     return json.loads(path.read_text())["pruned"] if path.exists() else None
 
 
