@@ -69,6 +69,21 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
             tags.append("hide-cell")
 
 
+def source_cells(path: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of a notebook, without the cells the runner adds (parameters, run record)."""
+    nb = json.loads(Path(path).read_text())
+    added = {"run-record", "injected-parameters"}
+    return [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]
+            if not added & set(c.get("metadata", {}).get("tags", []))]
+
+
+def stale_copies(out_dir: Path) -> list[str]:
+    """Names of the executed copies in ``out_dir`` whose cells differ from ``notebooks/`` (or
+    that are missing): they were not re-executed after the notebook changed."""
+    return [src.name for src in notebook_paths()
+            if not (out_dir / src.name).exists() or source_cells(out_dir / src.name) != source_cells(src)]
+
+
 def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
     """Execute ``src`` into ``out_dir/<same name>``; returns the wall time in seconds."""
     import nbformat

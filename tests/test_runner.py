@@ -4,7 +4,8 @@ import nbformat
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.runner import notebook_paths, run_notebook
+from prunerec_utils.paths import REPO_ROOT
+from prunerec_utils.runner import notebook_paths, run_notebook, stale_copies
 
 
 def test_failing_notebook_raises_and_leaves_nothing(tmp_path):
@@ -32,3 +33,21 @@ def test_extra_papermill_parameters_parse_as_json_or_text():
                                                                              "x": None}
     with pytest.raises(PruneRecError, match="NAME=VALUE"):
         parse_params(["max_train"])
+
+
+def test_nbval_copies_are_executions_of_the_current_notebooks():
+    # nbval replays tests/notebooks: a notebook edited without regenerating its ci copy
+    # (make ci-notebooks) would leave CI testing old code.
+    assert stale_copies(REPO_ROOT / "tests" / "notebooks") == []
+
+
+def test_an_edited_notebook_makes_its_copy_stale(tmp_path):
+    import shutil
+
+    for src in notebook_paths():
+        shutil.copy(REPO_ROOT / "tests" / "notebooks" / src.name, tmp_path / src.name)
+    nb = nbformat.read(tmp_path / "03_stage1_heads.ipynb", as_version=4)
+    nb.cells[-1].source += "\n# edited"
+    nbformat.write(nb, tmp_path / "03_stage1_heads.ipynb")
+    (tmp_path / "08_baselines.ipynb").unlink()
+    assert stale_copies(tmp_path) == ["03_stage1_heads.ipynb", "08_baselines.ipynb"]
