@@ -355,7 +355,7 @@ def ablation_sweep(table: pd.DataFrame, x: str, path=None, xlabel: str = "", tit
     for ax in (a, b):
         if method is not None:
             ax.axvline(method, color="grey", linestyle=":", label="the method's setting")
-        ax.set_xticks(t[x])
+        ax.set_xticks(t[x], [f"{v:.3g}" for v in t[x]])  # 2/3 reads 0.667, not 0.6667
         ax.set(xlabel=xlabel or x)
     a.set(ylabel=f"metric ({int(t['n'].iloc[0])} test users)", title=title)
     b.set(ylabel="avg retention vs teacher", title="Retention (same users)")

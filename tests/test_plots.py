@@ -40,10 +40,11 @@ def test_ablation_bars_draw_every_variant_and_the_paper_markers(tmp_path):
 
 
 def test_ablation_sweep_sorts_by_the_swept_setting(tmp_path):
-    t = _table([2.0, 0.5, 1.0])
+    t = _table([2.0, 0.5, 2 / 3])
     fig = plots.ablation_sweep(t, "factor", tmp_path / "sweep.png", method=2.0)
     hr = fig.axes[0].get_lines()[0]
-    assert list(hr.get_xdata()) == [0.5, 1.0, 2.0] and list(hr.get_ydata()) == [0.02, 0.04, 0.05]
+    assert list(hr.get_xdata()) == [0.5, 2 / 3, 2.0] and list(hr.get_ydata()) == [0.02, 0.04, 0.05]
+    assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == ["0.5", "0.667", "2"]
     assert (tmp_path / "sweep.png").exists()
 
 
