@@ -24,6 +24,7 @@ from . import PruneRecError, cli
 from .paths import REPO_ROOT, resolve
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
+RECORD_TAG = "run-record"  # the markdown cell the runner adds under the title
 
 
 def notebook_paths(selection: list[str] | None = None) -> list[Path]:
@@ -59,8 +60,8 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
             f"**{seconds / 60:.1f} min** on {os.cpu_count()} CPU cores ({platform.machine()}). Stages found "
             f"complete in the run folder are reused; their own compute times are printed below.\n```")
     cell = nbformat.v4.new_markdown_cell(text)
-    cell.metadata["tags"] = ["run-record"]
-    nb.cells = [c for c in nb.cells if "run-record" not in c.metadata.get("tags", [])]
+    cell.metadata["tags"] = [RECORD_TAG]
+    nb.cells = [c for c in nb.cells if RECORD_TAG not in c.metadata.get("tags", [])]
     pos = next((i + 1 for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
     nb.cells.insert(pos, cell)  # under the notebook's title
     for c in nb.cells:  # the book folds the parameter cells (still one click away)
@@ -72,7 +73,7 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
 def source_cells(path: Path) -> list[tuple[str, str]]:
     """(cell type, source) of a notebook, without the cells the runner adds (parameters, run record)."""
     nb = json.loads(Path(path).read_text())
-    added = {"run-record", "injected-parameters"}
+    added = {RECORD_TAG, "injected-parameters"}
     return [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]
             if not added & set(c.get("metadata", {}).get("tags", []))]
 
