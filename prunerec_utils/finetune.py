@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from . import PruneRecError
 from .data import DatasetConfig
@@ -96,6 +96,20 @@ class ResponseLossTrainer(Trainer):
         return (loss, {}) if return_outputs else loss
 
 
+class SaveEverySteps(TrainerCallback):
+    """Save a resumable checkpoint every ``steps`` optimizer steps *without* evaluating, so a long
+    epoch cut short resumes mid-way while the best checkpoint is still chosen at epoch ends only
+    (``load_best_model_at_end`` forbids step saves with epoch evaluation in ``TrainingArguments``)."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.steps > 0 and state.global_step % self.steps == 0:
+            control.should_save = True
+        return control
+
+
 def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> TrainingArguments:
     """Profile → ``TrainingArguments``: AdamW, warm-up + linear decay, eval/save per epoch, best by val loss."""
     use_cuda = torch.cuda.is_available()
@@ -117,7 +131,8 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
              **extra) -> dict:
     """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``.
 
-    Resumes from the newest ``out_dir/../<name>.ckpt/checkpoint-*``; if ``out_dir`` already holds a
+    Resumes from the newest ``out_dir/../<name>.ckpt/checkpoint-*`` (saved per epoch, and every
+    ``prof.save_steps`` optimizer steps when set); if ``out_dir`` already holds a
     finished model (its summary file exists) nothing is trained and the stored summary is returned.
     The epoch checkpoints (weights + optimizer state, for resuming) are deleted once the final
     folder is written, unless ``keep_checkpoints``.
@@ -131,6 +146,8 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
                           train_dataset=train_ds, eval_dataset=valid_ds,
                           data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
+    if prof.save_steps:
+        trainer.add_callback(SaveEverySteps(prof.save_steps))
     if not progress:
         trainer.remove_callback(ProgressCallback)
     resume = any(ckpt_dir.glob("checkpoint-*"))

@@ -33,6 +33,7 @@ class Profile:
     eval_batch: int = 4  # users per constrained-beam-search call
     length_penalty: float = 0.0  # 0 = rank beams by the plain sum of log-probs (D3)
     bf16: bool = False  # bf16 autocast for training (evaluation is always fp32)
+    save_steps: int = 0  # also save a resumable checkpoint every this many optimizer steps (0: per epoch only)
     seed: int = 42
     # Stage I (SPEC §3) and restoration (§6)
     kept_heads: int = 2  # query heads kept per layer (paper 7 of 14); d' = kept_heads × head_dim
@@ -74,12 +75,14 @@ PROFILES: dict[str, Profile] = {
         max_train=2048, max_valid=256, max_test=1000,
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
         num_beams=20, eval_batch=4, bf16=True, kept_heads=5, ablation_max_train=512, ablation_users=200,
+        save_steps=32,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
         max_train=None, max_valid=None, max_test=None,
         epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
         num_beams=20, eval_batch=16, bf16=True, kept_heads=7, ablation_max_train=20000, ablation_users=2000,
+        save_steps=200,
     ),
 }
 

@@ -75,6 +75,27 @@ def test_finetune_resumes_from_last_checkpoint(tiny_model_dir, tokenizer, tiny_d
     assert summary["resumed"] and summary["steps"] == int(ckpts[-1].name.split("-")[1])
 
 
+def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+    """save_steps: a run cut mid-epoch resumes from its step checkpoint and ends where an
+    uninterrupted run ends; evaluation (and so the best-checkpoint choice) stays per epoch."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    train, valid = tiny_data
+    prof = get_profile("ci", epochs=1, batch_size=8, lr=3e-3, save_steps=2)  # 48 samples: 6 steps
+    whole = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "a", prof, progress=False,
+                     keep_checkpoints=True)
+    assert sum("eval_loss" in h for h in whole["log_history"]) == 1  # the step saves do not evaluate
+    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "a.ckpt").glob("checkpoint-*"))
+    assert steps == [4, 6]  # 2 and 4 saved mid-epoch, 2 rotated out (save_total_limit)
+    shutil.copytree(tmp_path / "a.ckpt" / "checkpoint-4", tmp_path / "b.ckpt" / "checkpoint-4")  # cut at step 5
+    cut = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "b", prof, progress=False)
+    assert cut["resumed"] and cut["steps"] == whole["steps"] == 6
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_stored_teacher_with_another_budget_is_refused(tmp_path):
     from prunerec_utils import PruneRecError
     from prunerec_utils.finetune import train_teacher
