@@ -106,20 +106,25 @@ def headline_rows(folder) -> list[dict]:
     return rows + [head, share]
 
 
-def comparison_rows(folder) -> list[dict]:
-    """PruneRec's final model against SLMRec-style pruning and the ID baselines (paired, NDCG@20)."""
-    from .baselines import MODELS, result_name
+def comparison_rows(dataset: str, prof, runs_root=None) -> list[dict]:
+    """PruneRec's final model against both pruned-LLM baselines and the ID baselines (paired, NDCG@20),
+    from the Table 2 rows stored in the run folder (:func:`prunerec_utils.llm_baselines.stored_rows`)."""
+    from .baselines import MODELS
+    from .llm_baselines import stored_rows
 
-    ours = load_result(folder, "stage3")
-    rows = []
-    for label, name in [("SLMRec-style layer-only pruning", "slmrec")] + [(m, result_name(m)) for m in MODELS]:
-        claim = f"PruneRec beats {label}"
-        other = load_result(folder, name)
+    rows = {label: res for label, (res, _) in stored_rows(dataset, prof, runs_root).items()}
+    ours = rows.get("PruneRec (ours)")
+    out = []
+    for claim_of, label in [("SLMRec-style layer-only pruning", "SLMRec-style"),
+                            ("random structured pruning at the same shapes", "random structured")] \
+            + [(m, m) for m in MODELS]:
+        claim = f"PruneRec beats {claim_of}"
+        other = rows.get(label)
         if ours is None or other is None or other.metrics["n"] != ours.metrics["n"]:
-            rows.append(_row("Table 2", claim, "PruneRec ahead"))
+            out.append(_row("Table 2", claim, "PruneRec ahead"))
             continue
-        rows.append(_row("Table 2", claim, "PruneRec ahead", *paired_verdict(ours, other)))
-    return rows
+        out.append(_row("Table 2", claim, "PruneRec ahead", *paired_verdict(ours, other)))
+    return out
 
 
 def ablation_rows(dataset: str, prof, runs_root=None) -> list[dict]:
@@ -134,5 +139,5 @@ def scorecard(dataset: str, prof, runs_root=None) -> pd.DataFrame:
     """Every claim, in the paper's order: observations, stages and headline, ablations, Table 2."""
     folder = run_dir(dataset, prof.name, runs_root)
     rows = (observation_rows(folder) + headline_rows(folder) + ablation_rows(dataset, prof, runs_root)
-            + comparison_rows(folder))
+            + comparison_rows(dataset, prof, runs_root))
     return pd.DataFrame(rows)
