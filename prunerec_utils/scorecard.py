@@ -114,10 +114,11 @@ def comparison_rows(dataset: str, prof, runs_root=None) -> list[dict]:
 
     rows = {label: res for label, (res, _) in stored_rows(dataset, prof, runs_root).items()}
     ours = rows.get("PruneRec (ours)")
+    others = [("SLMRec-style layer-only pruning", "SLMRec-style"),
+              ("random structured pruning at the same shapes", "random structured"),
+              *((m, m) for m in MODELS)]  # (what the claim names, its Table 2 row)
     out = []
-    for claim_of, label in [("SLMRec-style layer-only pruning", "SLMRec-style"),
-                            ("random structured pruning at the same shapes", "random structured")] \
-            + [(m, m) for m in MODELS]:
+    for claim_of, label in others:
         claim = f"PruneRec beats {claim_of}"
         other = rows.get(label)
         if ours is None or other is None or other.metrics["n"] != ours.metrics["n"]:
