@@ -1,55 +1,80 @@
-"""Constrained beam search: our kernel vs ``transformers.generate``, same prompts, one run.
+"""Constrained beam search: our kernel vs the layout it replaced vs ``transformers.generate``, one run.
 
-    python benchmarks/evaluator_speed.py --model runs/ml-100k/default/models/teacher --users 8
+    python benchmarks/evaluator_speed.py --model runs/ml-100k/default/models/teacher --users 16 \
+        [--json benchmarks/results/evaluator_speed_cpu.json] [--device cuda] [--no-generate]
 
-Prints seconds per user for (a) ``generate`` + ``prefix_allowed_tokens_fn`` at batch 1 (the
-plain reference), (b) ``generate`` with the prompt prefilled once and its cache shared by the
-beams, (c) our kernel at ``--batch`` users per call, the speed ratios against (a), and whether
-the ranked lists agree (where ``generate`` pads its list with sentinel beams, the kernel's list
-must contain every real hypothesis of it; see ``prunerec_utils/beam_search.py``). Median of ``--repeats`` runs after one warm-up user.
+Prints seconds per user, on the same prompts, for
+
+* ``generate`` + ``prefix_allowed_tokens_fn`` at batch 1 (the plain reference) and with the prompt
+  prefilled once and its cache shared by the beams (fp32; skipped with ``--no-generate``);
+* the reference kernel layout (``prompt_cache="copied"``: the prompt cache copied to every beam,
+  reordered and appended to at every step; the evaluator until this benchmark's rows were added)
+  at ``--reference-batch`` users per call, in fp32 and bf16;
+* the kernel (prompt keys/values shared by a user's beams) at ``--batch`` users per call, fp32 and bf16;
+
+then each row's speed-up over the reference kernel in fp32, and each row's ranked lists against
+the reference kernel's fp32 lists: identical lists, same top-1, mean top-20 overlap. (Where
+``generate`` pads its list with sentinel beams, its list is shorter; see
+``prunerec_utils/beam_search.py``.) Median of ``--repeats`` runs after one warm-up call.
 """
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
 
 import torch
 
+from _report import emit, machine
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.beam_search import TensorTrie
 from prunerec_utils.data import get_dataset_config, prepare, read_items, read_split, sample_rows
-from prunerec_utils.evaluate import TitleTrie, beam_search_generate, kernel_beams
+from prunerec_utils.evaluate import DTYPES, TitleTrie, beam_search_generate, kernel_beams
 from prunerec_utils.paths import splits_dir
 from prunerec_utils.prompts import prompt_ids
 
 
-def timed(fn, prompts, batch, repeats):
+def timed(fn, prompts, batch, repeats, device):
+    fn(prompts[:batch])  # warm-up
     runs, out = [], None
     for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         res = []
         for i in range(0, len(prompts), batch):
             res += fn(prompts[i:i + batch])
+        if device == "cuda":
+            torch.cuda.synchronize()
         runs.append((time.perf_counter() - t0) / len(prompts))
-        out = res
+        out = [[t for t, _ in user] for user in res]
     return statistics.median(runs), out
+
+
+def agreement(lists, ref) -> dict:
+    n = len(ref)
+    return {"identical": sum(a == b for a, b in zip(lists, ref)) / n,
+            "same_top1": sum(a[:1] == b[:1] for a, b in zip(lists, ref)) / n,
+            "top20_overlap": sum(len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(lists, ref)) / n}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--users", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--users", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8, help="users per call of the kernel")
+    ap.add_argument("--reference-batch", type=int, default=4, help="users per call of the reference layout")
     ap.add_argument("--beams", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-generate", action="store_true", help="skip the two generate rows (slow on a CPU)")
+    ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
+    if args.users < 1 or args.batch < 1 or args.reference_batch < 1 or args.repeats < 1:
+        ap.error("--users, --batch, --reference-batch and --repeats must be positive")
     folder = resolve_model(args.model)
-    model, tok = load_model(folder).to(args.device), load_tokenizer(folder)
+    tok = load_tokenizer(folder)
     cfg = get_dataset_config(args.dataset)
     splits = splits_dir(args.dataset)
     prepare(args.dataset, splits)
@@ -57,28 +82,32 @@ def main(argv=None):
     tt = TensorTrie(trie, args.device)
     rows = sample_rows(read_split(splits, "test"), args.users, 7)
     prompts = [prompt_ids(tok, h, cfg) for h in rows["history_item_title"]]
-    kernel_beams(model, tok, prompts[:1], trie, args.beams, 0.0, tt)  # warm-up
-    plain, ref = timed(lambda p: beam_search_generate(model, tok, p, trie, args.beams, 0.0, share_prompt=False),
-                       prompts, 1, args.repeats)
-    shared, _ = timed(lambda p: beam_search_generate(model, tok, p, trie, args.beams, 0.0, share_prompt=True),
-                      prompts, args.batch, args.repeats)
-    ours, mine = timed(lambda p: kernel_beams(model, tok, p, trie, args.beams, 0.0, tt), prompts, args.batch,
-                       args.repeats)
-    normal = [(a, b) for a, b in zip(mine, ref) if min(s for _, s in b) > -1e6]
-    same = sum([t for t, _ in a] == [t for t, _ in b] for a, b in normal)
-    superset = sum({t for t, s in b if s > -1e6} <= {t for t, _ in a} for a, b in zip(mine, ref))
-    print(json.dumps({
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-        "model": str(args.model), "users": len(prompts), "beams": args.beams, "batch": args.batch,
+    seconds, lists = {}, {}
+    for dtype in DTYPES:
+        model = load_model(folder, dtype=DTYPES[dtype]).to(args.device)
+        for layout, batch in (("copied", args.reference_batch), ("shared", args.batch)):
+            name = f"kernel_{dtype}" if layout == "shared" else f"reference_kernel_{dtype}"
+            seconds[name], lists[name] = timed(
+                lambda p: kernel_beams(model, tok, p, trie, args.beams, 0.0, tt, prompt_cache=layout),
+                prompts, batch, args.repeats, args.device)
+            print(f"{name}: {seconds[name]:.3f} s/user", file=sys.stderr, flush=True)
+        if dtype == "fp32" and not args.no_generate:
+            for name, share, batch in (("generate_batch1", False, 1), ("generate_shared_prompt", True, args.batch)):
+                seconds[name], lists[name] = timed(
+                    lambda p: beam_search_generate(model, tok, p, trie, args.beams, 0.0, share_prompt=share),
+                    prompts, batch, args.repeats, args.device)
+                print(f"{name}: {seconds[name]:.3f} s/user", file=sys.stderr, flush=True)
+    ref = seconds["reference_kernel_fp32"]
+    out = {
+        **machine(args.device), "model": str(args.model), "users": len(prompts), "beams": args.beams,
+        "batch": args.batch, "reference_batch": args.reference_batch,
         "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1),
-        "s_per_user": {"generate_batch1": round(plain, 3), "generate_shared_prompt": round(shared, 3),
-                       "kernel": round(ours, 3)},
-        "speedup_vs_generate_batch1": {"generate_shared_prompt": round(plain / shared, 2),
-                                       "kernel": round(plain / ours, 2)},
-        "lists": {"generate_finished_all_beams": len(normal), "identical_there": same,
-                  "kernel_contains_generate_hypotheses": f"{superset}/{len(prompts)}"},
-    }, indent=1))
+        "s_per_user": {k: round(v, 3) for k, v in seconds.items()},
+        "speedup_vs_reference_kernel_fp32": {k: round(ref / v, 2) for k, v in seconds.items()},
+        "lists_vs_reference_kernel_fp32": {k: {m: round(x, 3) for m, x in agreement(v, lists["reference_kernel_fp32"]).items()}
+                                           for k, v in lists.items() if k != "reference_kernel_fp32"},
+    }
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ L = λ·KL(p_T ‖ p_S) + (1-λ)·CE(y, p_S) on the shifted response positions, 
 both terms summed over answer tokens and divided by the token count (SPEC §6; the reference
 code forgot the one-token shift). Training goes through ``transformers.Trainer`` via
 :func:`prunerec_utils.finetune.finetune`: resumable epoch checkpoints, best epoch by the
-validation loss (the same KD loss), bf16 autocast, multi-GPU via ``torchrun``/``accelerate``.
+validation loss (the same KD loss), the profile's training precision (the frozen teacher runs in
+bf16 under ``no_grad`` whenever the student trains in bf16 or under autocast), multi-GPU via
+``torchrun``/``accelerate``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class DistillTrainer(ResponseLossTrainer):
 def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path, prof, kd_lambda: float = 0.8,
             progress: bool = True, **extra) -> dict:
     """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done)."""
+    if prof.train_precision != "fp32":
+        teacher = teacher.to(torch.bfloat16)
     trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)
     return finetune(student, tokenizer, train_ds, valid_ds, out_dir, prof, progress=progress,
                     trainer_cls=trainer_cls, weight_decay=extra.pop("weight_decay", 0.01), **extra)

@@ -191,7 +191,7 @@ def _worker(args) -> dict:
     """One model in this process: load, measure, report (see :func:`measure_in_subprocess`)."""
     from .assets import load_model, load_tokenizer
     from .data import get_dataset_config
-    from .evaluate import TitleTrie
+    from .evaluate import DTYPES, TitleTrie
     from .prompts import prompt_ids
     from .surgery import head_dim, param_counts
 
@@ -202,7 +202,7 @@ def _worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     model = load_model(job["model"])
     disk = folder_mb(job["model"])
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[job.get("dtype", "fp32")]
+    dtype = DTYPES[job.get("dtype", "fp32")]
     model = model.to(device=args.device, dtype=dtype)
     tok = load_tokenizer(job.get("tokenizer") or job["model"])
     cfg = get_dataset_config(job["dataset"])

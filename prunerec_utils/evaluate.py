@@ -38,6 +38,7 @@ from .paths import atomic_write_text, resolve, splits_dir
 from .prompts import prompt_ids, target_ids
 
 KS = (10, 20)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # evaluation precisions (profile ``eval_dtype``)
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")  # the paper's four, averaged for "retention"
 
 
@@ -211,22 +212,43 @@ def first_users(res: EvalResult, n: int) -> EvalResult:
     """The same evaluation restricted to its first ``n`` users (metrics and CIs recomputed)."""
     pu = res.per_user.iloc[:n]
     df = pd.DataFrame({"user_id": pu["user_id"], "item_title": pu["target"]})
-    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty", "engine", "exclude_seen") if k in res.metrics}
+    keep = {k: res.metrics[k] for k in ("num_beams", "length_penalty", "engine", "exclude_seen", "dtype")
+            if k in res.metrics}
     return _result(df, [json.loads(t) for t in pu["top"]], keep)
 
 
+def precision_of(model) -> str:
+    """"fp32" or "bf16": the dtype the model's weights (and so its evaluation) run in."""
+    found = next(model.parameters()).dtype
+    names = {v: k for k, v in DTYPES.items()}
+    if found not in names:
+        raise PruneRecError(f"cannot evaluate a {found} model; cast it to one of {', '.join(DTYPES)}")
+    return names[found]
+
+
+def model_for_eval(model_dir: str | Path, dtype: str = "fp32"):
+    """The model of ``model_dir`` in ``dtype`` ("fp32" or "bf16"), on the GPU when there is one."""
+    from .assets import load_model
+
+    if dtype not in DTYPES:
+        raise PruneRecError(f"unknown evaluation dtype {dtype!r}; use {' or '.join(DTYPES)}")
+    model = load_model(model_dir, dtype=DTYPES[dtype])
+    return model.cuda() if torch.cuda.is_available() else model
+
+
 def kernel_beams(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, num_beams: int = 20,
-                 length_penalty: float = 0.0, tensor_trie=None, banned_titles: list[list[str]] | None = None
-                 ) -> list[list[tuple[str | None, float]]]:
+                 length_penalty: float = 0.0, tensor_trie=None, banned_titles: list[list[str]] | None = None,
+                 prompt_cache: str = "shared") -> list[list[tuple[str | None, float]]]:
     """Same contract as :func:`beam_search_generate`, computed by our kernel (``beam_search.py``).
 
-    ``banned_titles[u]``: titles user ``u`` must not be recommended (e.g. already seen).
+    ``banned_titles[u]``: titles user ``u`` must not be recommended (e.g. already seen);
+    ``prompt_cache``: the kernel's layout ("shared", or the "copied" reference).
     """
     from .beam_search import constrained_beam_search
 
     banned = None if banned_titles is None else [[target_ids(tokenizer, t) for t in ts] for ts in banned_titles]
     hyps = constrained_beam_search(model, prompts, trie, num_beams, length_penalty, tokenizer.pad_token_id,
-                                   tensor_trie, banned)
+                                   tensor_trie, banned, prompt_cache)
     return [[(trie.title_of(ids), score) for ids, score in user] for user in hyps]
 
 
@@ -271,7 +293,8 @@ def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, title
             checkpoint(ranked)
     bar.close()
     return _result(df, ranked, {"num_beams": num_beams, "length_penalty": length_penalty, "engine": engine,
-                                "exclude_seen": exclude_seen, "seconds": round(time.time() - t0, 1)})
+                                "exclude_seen": exclude_seen, "dtype": precision_of(model),
+                                "seconds": round(time.time() - t0, 1)})
 
 
 def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20, exclude_seen: bool = False) -> EvalResult:
@@ -318,10 +341,10 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``; a stored
-    result is reused only if it was made with the same users count, beams, length penalty, engine
-    and seen-item rule.
+    result is reused only if it was made with the same users count, beams, length penalty, engine,
+    seen-item rule and precision (``prof.eval_dtype``).
     """
-    from .assets import load_model, load_tokenizer
+    from .assets import load_tokenizer
     from .paths import run_dir
 
     folder = run_dir(dataset, prof.name, runs_root)
@@ -330,14 +353,13 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     if limit is not None:
         test = test.iloc[:limit]
     cached = load_result(folder, name)
-    made = [len(test), prof.num_beams, lp, "kernel", exclude_seen]
+    made = [len(test), prof.num_beams, lp, "kernel", exclude_seen, prof.eval_dtype]
     if cached:
         m = cached.metrics
-        if [m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False)] == made:
+        if [m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False),
+                m.get("dtype", "fp32")] == made:
             return cached
-    model = load_model(model_dir)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = model_for_eval(model_dir, prof.eval_dtype)
     return evaluate_resumable(model, load_tokenizer(model_dir), test, dataset, prof, runs_root, name, made,
                               str(resolve(model_dir)), lp, progress, exclude_seen=exclude_seen)
 
@@ -439,7 +461,7 @@ def retention_table(results: dict[str, EvalResult], reference: str, metrics=METR
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from .assets import load_model, load_tokenizer, resolve_model
+    from .assets import load_tokenizer, resolve_model
     from .profiles import get_profile
 
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.evaluate", description=__doc__.split("\n")[0])
@@ -453,20 +475,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="kernel", choices=["kernel", "generate"],
                     help="our constrained beam-search kernel, or transformers.generate (reference)")
     ap.add_argument("--exclude-seen", action="store_true", help="never recommend an item of the user's history")
+    ap.add_argument("--dtype", default=None, choices=list(DTYPES),
+                    help="evaluation precision (default: the profile's eval_dtype); bf16 runs on AMX / tensor cores")
     args = ap.parse_args(argv)
     prof = get_profile(args.profile)
     cfg = get_dataset_config(args.dataset)
     splits = resolve(args.splits) if args.splits else splits_dir(args.dataset)
     df = sample_rows(read_split(splits, args.split), args.limit, prof.seed)
-    model = load_model(args.model)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = model_for_eval(args.model, args.dtype or prof.eval_dtype)
     tok = load_tokenizer(resolve_model(args.model))
     lp = prof.length_penalty if args.length_penalty is None else args.length_penalty
     res = evaluate_model(model, tok, df, cfg, read_items(splits)["item_title"].tolist(), prof.num_beams, lp,
                          prof.eval_batch, prof.cutoff_len, progress=sys.stderr.isatty(), engine=args.engine,
                          exclude_seen=args.exclude_seen)
-    keys = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "n", "invalid")
+    keys = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "n", "invalid", "dtype")
     print(json.dumps({k: res.metrics[k] for k in keys}))
     return 0
 

@@ -13,6 +13,7 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -111,8 +112,15 @@ class SaveEverySteps(TrainerCallback):
 
 
 def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> TrainingArguments:
-    """Profile → ``TrainingArguments``: AdamW, warm-up + linear decay, eval/save per epoch, best by val loss."""
+    """Profile → ``TrainingArguments``: AdamW, warm-up + linear decay, eval/save per epoch, best by val loss.
+
+    ``prof.train_precision``: "autocast" turns on Trainer's bf16 autocast over fp32 weights; "bf16"
+    (weights already bf16, see :func:`prepare_precision`) needs no autocast and draws batches of
+    similar lengths (``group_by_length``: less padding).
+    """
     use_cuda = torch.cuda.is_available()
+    if prof.train_precision == "bf16":
+        extra.setdefault("train_sampling_strategy", "group_by_length")
     return TrainingArguments(
         output_dir=str(out_dir), num_train_epochs=prof.epochs, learning_rate=prof.lr,
         per_device_train_batch_size=prof.batch_size, per_device_eval_batch_size=prof.batch_size,
@@ -121,9 +129,33 @@ def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> Trai
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2,
         logging_steps=extra.pop("logging_steps", 5), report_to="none", seed=prof.seed, data_seed=prof.seed,
-        bf16=prof.bf16, use_cpu=not use_cuda, disable_tqdm=not progress, remove_unused_columns=False,
+        bf16=prof.train_precision == "autocast", use_cpu=not use_cuda, disable_tqdm=not progress, remove_unused_columns=False,
         dataloader_num_workers=0, prediction_loss_only=True, **extra,
     )
+
+
+def prepare_precision(model, prof: Profile) -> dict:
+    """Put ``model`` in the profile's training precision and attention; the Trainer keyword
+    arguments that go with it.
+
+    "bf16": weights in bf16, so every matmul of forward and backward runs on the AMX units (CPU) or
+    tensor cores, with no fp32→bf16 weight casts per step as under autocast. Plain bf16 AdamW
+    would lose updates smaller than a weight's rounding step (lr·update ≪ 2⁻⁸·|w|); ``optimi``'s
+    AdamW with Kahan summation keeps each weight's rounding error in a compensation buffer and adds
+    it back at the next step, which matches fp32-master-weight training (its ``foreach`` path is
+    the fused-style multi-tensor update). Same hyper-parameters as ``adamw_torch``.
+    """
+    model.set_attn_implementation(prof.train_attention)
+    if prof.train_precision != "bf16":
+        return {}
+    from optimi import AdamW
+
+    # optimi prefers its Triton kernels (GPU only) and flags foreach as deprecated; on a CPU
+    # foreach is its fast path (None would fall back to a per-tensor loop).
+    warnings.filterwarnings("ignore", message="Parameter `foreach` is deprecated", category=DeprecationWarning)
+    model.to(torch.bfloat16)
+    kwargs = {"lr": prof.lr, "betas": (0.9, 0.999), "eps": 1e-8, "kahan_sum": True, "foreach": True}
+    return {"optimizer_cls_and_kwargs": (AdamW, kwargs)}
 
 
 def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path, prof: Profile,
@@ -144,7 +176,8 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
     torch.manual_seed(prof.seed)
     trainer = trainer_cls(model=model, args=training_args(ckpt_dir, prof, progress, **extra),
                           train_dataset=train_ds, eval_dataset=valid_ds,
-                          data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer)
+                          data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                          **prepare_precision(model, prof))
     trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
     if prof.save_steps:
         trainer.add_callback(SaveEverySteps(prof.save_steps))
@@ -184,7 +217,7 @@ def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float
     return total / max(count, 1) if count else math.nan
 
 
-TRAINING_FIELDS = ("model", "max_train", "epochs", "lr", "warmup_steps", "cutoff_len", "seed")
+TRAINING_FIELDS = ("model", "max_train", "epochs", "lr", "warmup_steps", "cutoff_len", "seed", "train_precision")
 
 
 def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True,

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
-from .evaluate import (METRICS, EvalResult, evaluate_cached, evaluate_resumable, first_users, fixed_test_users,
+from .evaluate import (DTYPES, METRICS, EvalResult, evaluate_cached, evaluate_resumable, first_users, fixed_test_users,
                        load_result, retention_table)
 from .paths import resolve, run_dir
 from .stages import _samples, teacher_dir
@@ -239,7 +239,7 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
     made = {"method": method, "sparsity": sparsity, "calibration_samples": samples if method == "wanda" else None,
             "seed": prof.seed}
     want = {"n": len(test), "num_beams": prof.num_beams, "length_penalty": prof.length_penalty,
-            "engine": "kernel", **made}
+            "engine": "kernel", "dtype": prof.eval_dtype, **made}
     cached = load_result(folder, name)
     if cached is not None and all(cached.metrics.get(k) == v for k, v in want.items()):
         return cached
@@ -249,8 +249,10 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
         model = model.cuda()
     batch = sample_batch(dataset, prof, samples, tok, runs_root) if method == "wanda" else None
     prune(model, method, sparsity, batch, prof.seed)
+    measured = sparsity_of(model)
+    model = model.to(DTYPES[prof.eval_dtype])
     return evaluate_resumable(model, tok, test, dataset, prof, runs_root, name, want, str(resolve(tdir)),
-                              prof.length_penalty, progress, extra={**made, "measured_sparsity": sparsity_of(model)})
+                              prof.length_penalty, progress, extra={**made, "measured_sparsity": measured})
 
 
 def _row(label: str, sparsity: float, res: EvalResult, teacher: EvalResult) -> dict:

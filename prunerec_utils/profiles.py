@@ -32,7 +32,11 @@ class Profile:
     num_beams: int = 20
     eval_batch: int = 4  # users per constrained-beam-search call
     length_penalty: float = 0.0  # 0 = rank beams by the plain sum of log-probs (D3)
-    bf16: bool = False  # bf16 autocast for training (evaluation is always fp32)
+    # training step: "bf16" (bf16 weights on AMX / tensor cores, Kahan-compensated AdamW, length-grouped
+    # batches), "autocast" (fp32 weights under bf16 autocast: the step before "bf16"), or "fp32"
+    train_precision: str = "fp32"
+    train_attention: str = "sdpa"  # attention implementation while training ("sdpa" or "eager")
+    eval_dtype: str = "fp32"  # precision of every evaluation of a run: "fp32" (exact) or "bf16" (AMX / tensor cores)
     save_steps: int = 0  # also save a resumable checkpoint every this many optimizer steps (0: per epoch only)
     seed: int = 42
     # Stage I (SPEC §3) and restoration (§6)
@@ -63,6 +67,9 @@ class Profile:
         return asdict(self)
 
 
+CHOICES = {"eval_dtype": ("fp32", "bf16"), "train_precision": ("bf16", "autocast", "fp32"),
+           "train_attention": ("sdpa", "eager")}
+
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", model="tiny-qwen2", dataset="ml-100k",
@@ -74,14 +81,14 @@ PROFILES: dict[str, Profile] = {
         name="default", model="smollm2-135m", dataset="ml-100k",
         max_train=2048, max_valid=256, max_test=1000,
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
-        num_beams=20, eval_batch=4, bf16=True, kept_heads=5, ablation_max_train=512, ablation_users=200,
-        save_steps=32,
+        num_beams=20, eval_batch=8, train_precision="bf16", train_attention="eager", kept_heads=5,
+        ablation_max_train=512, ablation_users=200, save_steps=32,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
         max_train=None, max_valid=None, max_test=None,
         epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
-        num_beams=20, eval_batch=16, bf16=True, kept_heads=7, ablation_max_train=20000, ablation_users=2000,
+        num_beams=20, eval_batch=16, train_precision="bf16", kept_heads=7, ablation_max_train=20000, ablation_users=2000,
         save_steps=200,
     ),
 }
@@ -92,6 +99,9 @@ def get_profile(name: str, **overrides) -> Profile:
     if name not in PROFILES:
         raise PruneRecError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
     prof = PROFILES[name]
+    for field, allowed in CHOICES.items():
+        if overrides.get(field) not in (None, *allowed):
+            raise PruneRecError(f"{field} must be one of {', '.join(allowed)}, not {overrides[field]!r}")
     unknown = set(overrides) - set(prof.to_dict())
     if unknown:
         raise PruneRecError(f"unknown profile field(s): {', '.join(sorted(unknown))}")

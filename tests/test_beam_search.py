@@ -1,6 +1,7 @@
 """Our constrained beam-search kernel against ``transformers.generate`` (the reference)."""
 
 import pytest
+import torch
 
 from prunerec_utils.beam_search import TensorTrie, constrained_beam_search
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
@@ -77,3 +78,36 @@ def test_banned_titles_never_appear_and_empty_ban_changes_nothing(tiny_model, to
         # a ban can leave beam search short of 20 finished beams; it never pads with fillers
         assert None not in titles and len(set(titles)) == len(titles) >= 10
     assert kernel_beams(tiny_model, tokenizer, prompts[:4], trie, 20, banned_titles=[[]] * 4) == free
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_shared_prompt_cache_gives_the_lists_of_the_copied_one(tiny_model, tokenizer, setup, length_penalty):
+    """The shared-prompt layout is exact: the same ranked lists and scores as the reference layout
+    (prompt cache copied to every beam), in several-user batches where users finish at different steps."""
+    trie, prompts = setup
+    tt = TensorTrie(trie)
+    pad = tokenizer.pad_token_id
+    for i in range(0, len(prompts), 9):
+        shared = constrained_beam_search(tiny_model, prompts[i:i + 9], trie, 20, length_penalty, pad, tt)
+        copied = constrained_beam_search(tiny_model, prompts[i:i + 9], trie, 20, length_penalty, pad, tt,
+                                         prompt_cache="copied")
+        for mine, ref in zip(shared, copied):
+            assert [ids for ids, _ in mine] == [ids for ids, _ in ref]
+            assert max(abs(a - b) for (_, a), (_, b) in zip(mine, ref)) < 1e-4
+
+
+def test_shared_prompt_attention_restores_the_model_and_refuses_outside_the_search(tiny_model, tokenizer, setup):
+    from prunerec_utils.beam_search import ATTENTION
+
+    trie, prompts = setup
+    before = tiny_model.config._attn_implementation
+    constrained_beam_search(tiny_model, prompts[:2], trie, 4, 0.0, tokenizer.pad_token_id)
+    assert tiny_model.config._attn_implementation == before == "sdpa"
+    tiny_model.set_attn_implementation(ATTENTION)
+    try:
+        with pytest.raises(RuntimeError, match="only runs inside constrained_beam_search"):
+            tiny_model(input_ids=torch.tensor([prompts[0]]))
+    finally:
+        tiny_model.set_attn_implementation(before)
+    with pytest.raises(ValueError, match="prompt_cache"):
+        constrained_beam_search(tiny_model, prompts[:1], trie, 4, 0.0, tokenizer.pad_token_id, prompt_cache="x")

@@ -8,6 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
+from prunerec_utils import PruneRecError
+
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
 from prunerec_utils.evaluate import (TitleTrie, beam_search_generate, bootstrap_ci, evaluate_model,
                                      first_users, metrics_from_ranks, most_popular, rank_of)
@@ -97,7 +99,18 @@ def test_cli_prints_metrics_json(tiny_model_dir, ml100k_splits):
                    "--limit", "2", "--profile", "ci")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert set(out) == {"hr@10", "hr@20", "ndcg@10", "ndcg@20", "n", "invalid"} and out["n"] == 2
+    assert set(out) == {"hr@10", "hr@20", "ndcg@10", "ndcg@20", "n", "invalid", "dtype"} and out["n"] == 2
+    assert out["dtype"] == "fp32"  # the ci profile's eval_dtype
+
+
+def test_cli_bf16_evaluation_runs_in_bf16(tiny_model_dir, ml100k_splits):
+    proc = run_cli("--model", str(tiny_model_dir), "--dataset", "ml-100k", "--splits", str(ml100k_splits),
+                   "--limit", "2", "--profile", "ci", "--dtype", "bf16")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["dtype"] == "bf16" and out["n"] == 2 and out["invalid"] == 0
+    bad = run_cli("--model", str(tiny_model_dir), "--dataset", "ml-100k", "--dtype", "fp16")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
 def test_cli_unreadable_model_is_one_line_error(tmp_path, ml100k_splits):
@@ -179,3 +192,21 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml10
     assert evaluate.resume_partial(partial, [12, 10, 0.0, "kernel", False], "m", users) == ([], 0.0)  # other beams
     assert evaluate.resume_partial(partial, made, "other model", users) == ([], 0.0)
     assert evaluate.resume_partial(partial, made, "m", users[1:] + users[:1]) == ([], 0.0)  # other users
+
+
+def test_a_stored_evaluation_is_not_reused_in_another_precision(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
+    from prunerec_utils import evaluate
+    from prunerec_utils.profiles import get_profile
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    fp32 = get_profile("ci", max_test=4, eval_batch=4)
+    bf16 = get_profile("ci", max_test=4, eval_batch=4, eval_dtype="bf16")
+    first = evaluate.evaluate_cached("t", tiny_model_dir, "ml-100k", fp32, tmp_path, progress=False)
+    calls = kernel_calls()
+    again = evaluate.evaluate_cached("t", tiny_model_dir, "ml-100k", fp32, tmp_path, progress=False)
+    assert calls == [] and again.per_user["top"].tolist() == first.per_user["top"].tolist()  # read back
+    other = evaluate.evaluate_cached("t", tiny_model_dir, "ml-100k", bf16, tmp_path, progress=False)
+    assert calls == [4] and first.metrics["dtype"] == "fp32" and other.metrics["dtype"] == "bf16"
+    with pytest.raises(PruneRecError, match="eval_dtype"):
+        get_profile("ci", eval_dtype="fp16")

@@ -107,3 +107,37 @@ def test_stored_teacher_with_another_budget_is_refused(tmp_path):
     assert train_teacher("ml-100k", prof, tmp_path, progress=False)[1]["steps"] == 3  # same budget: reused
     with pytest.raises(PruneRecError, match="max_train"):
         train_teacher("ml-100k", get_profile("ci", max_train=512), tmp_path, progress=False)
+
+
+def test_bf16_step_trains_bf16_weights_with_kahan_adamw_and_learns_like_fp32(tiny_model_dir, tokenizer, tiny_data,
+                                                                           tmp_path):
+    """train_precision="bf16": bf16 weights, Kahan-compensated AdamW (its compensation buffers are
+    in the resumable optimizer state), length-grouped batches; it learns as the fp32 step does and
+    saves a stock-loadable bf16 folder."""
+    from prunerec_utils.finetune import training_args
+
+    train, valid = tiny_data
+    fp32 = get_profile("ci", epochs=2, batch_size=8, lr=3e-3)
+    bf16 = get_profile("ci", epochs=2, batch_size=8, lr=3e-3, train_precision="bf16")
+    assert training_args(tmp_path / "x", bf16, False).train_sampling_strategy == "group_by_length"
+    assert training_args(tmp_path / "x", fp32, False).train_sampling_strategy == "random"
+    assert not training_args(tmp_path / "x", bf16, False).bf16  # no autocast over bf16 weights
+    assert training_args(tmp_path / "x", get_profile("ci", train_precision="autocast"), False).bf16
+    before = validation_loss(load_model(tiny_model_dir), tokenizer, valid)
+    ref = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "a", fp32, progress=False)
+    ours = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "b", bf16, progress=False,
+                    keep_checkpoints=True)
+    state = torch.load(next((tmp_path / "b.ckpt").glob("checkpoint-*")) / "optimizer.pt", weights_only=False)
+    first = next(iter(state["state"].values()))
+    assert "kahan_comp" in first and first["exp_avg"].dtype == torch.bfloat16
+    stock = AutoModelForCausalLM.from_pretrained(tmp_path / "b")
+    assert stock.dtype == torch.bfloat16
+    after = validation_loss(stock.float(), tokenizer, valid)
+    assert after < before - 0.5 and abs(ours["best_eval_loss"] - ref["best_eval_loss"]) < 0.05 * ref["best_eval_loss"]
+
+
+def test_bf16_step_rejects_an_unknown_precision():
+    from prunerec_utils import PruneRecError
+
+    with pytest.raises(PruneRecError, match="train_precision must be one of"):
+        get_profile("ci", train_precision="fp8")
