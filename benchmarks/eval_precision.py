@@ -1,0 +1,61 @@
+"""Is a bf16 evaluation safe? The run's teacher evaluated in fp32 and in bf16 on the same users.
+
+    python benchmarks/eval_precision.py --profile default [--users 1000] \
+        [--json benchmarks/results/eval_precision_default.json]
+
+Trains the profile's teacher if the run folder has none (``finetune.train_teacher``, resumable),
+evaluates it on the profile's fixed test users in both precisions (stored in the run folder as
+``teacher`` / ``teacher_bf16``, so a re-run only reads them), and prints per precision the
+metrics and seconds per user, the paired bootstrap of HR@10/20 and NDCG@10/20 (bf16 − fp32) with
+95% intervals, the share of users with the same top-1, the mean top-20 overlap, and the verdict
+of the rule the profiles follow: bf16 may be the default evaluation precision only if every
+paired interval contains 0 and at least 95% of the users get the same top-1.
+"""
+
+import argparse
+import sys
+
+from _report import emit, machine
+from prunerec_utils.data import prepare
+from prunerec_utils.evaluate import (METRICS, evaluate_cached, fixed_test_users, list_agreement,
+                                     paired_bootstrap)
+from prunerec_utils.finetune import train_teacher
+from prunerec_utils.paths import splits_dir
+from prunerec_utils.profiles import get_profile
+
+SAME_TOP1 = 0.95  # the least share of users whose top-1 must not change
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
+    ap.add_argument("--users", type=int, default=None, help="default: the profile's max_test")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, help="also write the result to this file")
+    args = ap.parse_args(argv)
+    if args.users is not None and args.users < 1:
+        ap.error("--users must be positive")
+    prof = get_profile(args.profile, max_test=args.users)
+    dataset = args.dataset or prof.dataset
+    prepare(dataset, splits_dir(dataset))
+    teacher, _ = train_teacher(dataset, prof)
+    res = {}
+    for dtype, name in (("fp32", "teacher"), ("bf16", "teacher_bf16")):
+        res[dtype] = evaluate_cached(name, teacher, dataset, get_profile(args.profile, max_test=args.users,
+                                                                         eval_dtype=dtype))
+    diff = paired_bootstrap(res["bf16"].per_user["rank"], res["fp32"].per_user["rank"])
+    lists = list_agreement(res["bf16"], res["fp32"])
+    holds = all(lo <= 0 <= hi for _, lo, hi in diff.values()) and lists["same_top1"] >= SAME_TOP1
+    n = len(fixed_test_users(dataset, prof))
+    emit({**machine(args.device), "profile": prof.name, "dataset": dataset, "teacher": str(teacher), "users": n,
+          "metrics": {d: {m: round(r.metrics[m], 4) for m in METRICS} for d, r in res.items()},
+          "s_per_user": {d: round(r.metrics["seconds"] / n, 3) for d, r in res.items()},
+          "bf16_minus_fp32": {m: [round(x, 4) for x in v] for m, v in diff.items()},
+          "same_top1": round(lists["same_top1"], 3), "top20_overlap": round(lists["mean_overlap"], 3),
+          "identical_lists": round(lists["identical"], 3),
+          "bf16_safe_as_default": holds}, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
