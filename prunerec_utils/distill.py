@@ -53,7 +53,10 @@ class DistillTrainer(ResponseLossTrainer):
 
 def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path, prof, kd_lambda: float = 0.8,
             progress: bool = True, **extra) -> dict:
-    """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done)."""
+    """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done).
+
+    Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward).
+    """
     if prof.train_precision != "fp32":
         teacher = teacher.to(torch.bfloat16)
     trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)

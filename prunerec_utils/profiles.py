@@ -6,6 +6,11 @@
             5 of 9 heads (hidden 576 → 320), about the paper's half.
 ``paper``   Qwen2-0.5B, full splits, 3 epochs, effective batch 128, lr 3e-4, 20 beams (GPU);
             Stage I keeps 7 of 14 heads (hidden 896 → 448).
+
+Precision: ``train_precision`` picks the training step ("bf16" in default / paper, "fp32" in
+ci, "autocast" the step before "bf16"); ``eval_dtype`` the precision every evaluation of a run
+uses ("fp32" everywhere until bf16 is shown safe on the run's teacher, see
+``benchmarks/eval_precision.py``).
 """
 
 from __future__ import annotations
