@@ -130,8 +130,8 @@ class SharedPromptBeams:
 
     where the prompt part is one matmul per user and KV head with the user's B·g query rows
     stacked: the prompt is read, never copied. Attention is computed in fp32 (the prompt cache is
-    stored in fp32 once), also for a bf16 model, whose projections and MLPs run in bf16. Exact: the same softmax over the same keys as the
-    copied layout, up to float summation order.
+    stored in fp32 once), also for a bf16 model, whose projections and MLPs run in bf16. Exact:
+    the same softmax over the same keys as the copied layout, up to float summation order.
     """
 
     def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, num_beams: int):

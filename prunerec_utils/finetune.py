@@ -129,8 +129,8 @@ def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> Trai
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2,
         logging_steps=extra.pop("logging_steps", 5), report_to="none", seed=prof.seed, data_seed=prof.seed,
-        bf16=prof.train_precision == "autocast", use_cpu=not use_cuda, disable_tqdm=not progress, remove_unused_columns=False,
-        dataloader_num_workers=0, prediction_loss_only=True, **extra,
+        bf16=prof.train_precision == "autocast", use_cpu=not use_cuda, disable_tqdm=not progress,
+        remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True, **extra,
     )
 
 
