@@ -17,8 +17,7 @@ import sys
 
 from _report import emit, machine
 from prunerec_utils.data import prepare
-from prunerec_utils.evaluate import (METRICS, evaluate_cached, fixed_test_users, list_agreement,
-                                     paired_bootstrap)
+from prunerec_utils.evaluate import METRICS, evaluate_cached, list_agreement, paired_bootstrap
 from prunerec_utils.finetune import train_teacher
 from prunerec_utils.paths import splits_dir
 from prunerec_utils.profiles import get_profile
@@ -47,7 +46,7 @@ def main(argv=None):
     diff = paired_bootstrap(res["bf16"].per_user["rank"], res["fp32"].per_user["rank"])
     lists = list_agreement(res["bf16"], res["fp32"])
     holds = all(lo <= 0 <= hi for _, lo, hi in diff.values()) and lists["same_top1"] >= SAME_TOP1
-    n = len(fixed_test_users(dataset, prof))
+    n = res["fp32"].metrics["n"]
     emit({**machine(args.device), "profile": prof.name, "dataset": dataset, "teacher": str(teacher), "users": n,
           "metrics": {d: {m: round(r.metrics[m], 4) for m in METRICS} for d, r in res.items()},
           "s_per_user": {d: round(r.metrics["seconds"] / n, 3) for d, r in res.items()},

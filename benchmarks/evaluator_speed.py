@@ -29,7 +29,7 @@ from _report import emit, machine
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.beam_search import TensorTrie
 from prunerec_utils.data import get_dataset_config, prepare, read_items, read_split, sample_rows
-from prunerec_utils.evaluate import DTYPES, TitleTrie, beam_search_generate, kernel_beams
+from prunerec_utils.evaluate import DTYPES, TitleTrie, beam_search_generate, kernel_beams, lists_agreement
 from prunerec_utils.paths import splits_dir
 from prunerec_utils.prompts import prompt_ids
 
@@ -52,10 +52,9 @@ def timed(fn, prompts, batch, repeats, device):
 
 
 def agreement(lists, ref) -> dict:
-    n = len(ref)
-    return {"identical": sum(a == b for a, b in zip(lists, ref)) / n,
-            "same_top1": sum(a[:1] == b[:1] for a, b in zip(lists, ref)) / n,
-            "top20_overlap": sum(len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(lists, ref)) / n}
+    """Identical lists, same top-1 and mean top-20 overlap of ``lists`` against ``ref``."""
+    same = lists_agreement(lists, ref, 20)
+    return {"identical": same["identical"], "same_top1": same["same_top1"], "top20_overlap": same["mean_overlap"]}
 
 
 def main(argv=None):

@@ -179,14 +179,20 @@ def list_diversity(top_lists: list[list[str | None]], k: int = 10) -> dict:
             "modal_top1_share": firsts.most_common(1)[0][1] / len(tops) if tops else math.nan}
 
 
-def list_agreement(res_a: "EvalResult", res_b: "EvalResult", k: int = 20) -> dict:
-    """How alike two models' lists are on the same users: identical top-k lists, same top-1,
+def lists_agreement(lists_a: list[list], lists_b: list[list], k: int = 20) -> dict:
+    """How alike two sets of ranked lists of the same users are: identical top-k lists, same top-1,
     and the mean share of the top-k titles the lists have in common."""
-    pairs = [(json.loads(a)[:k], json.loads(b)[:k]) for a, b in zip(res_a.per_user["top"], res_b.per_user["top"])]
+    pairs = [(a[:k], b[:k]) for a, b in zip(lists_a, lists_b)]
     n = max(len(pairs), 1)
     return {"users": len(pairs), "identical": sum(a == b for a, b in pairs) / n,
             "same_top1": sum(a[:1] == b[:1] for a, b in pairs) / n,
             "mean_overlap": sum(len(set(a) & set(b)) / k for a, b in pairs) / n}
+
+
+def list_agreement(res_a: "EvalResult", res_b: "EvalResult", k: int = 20) -> dict:
+    """:func:`lists_agreement` of two evaluations on the same users."""
+    return lists_agreement([json.loads(t) for t in res_a.per_user["top"]],
+                           [json.loads(t) for t in res_b.per_user["top"]], k)
 
 
 @dataclass
