@@ -3,17 +3,21 @@
     python benchmarks/train_speed.py --samples 512 [--json benchmarks/results/train_speed_cpu.json]
         [--model smollm2-135m] [--attention-steps 4] [--device cuda]
 
-1. **Attention at our lengths**: a few optimizer steps of the bf16 step with each attention
-   implementation (SDPA with the flash kernel, SDPA restricted to its math kernel, eager), on the
-   same batches; seconds per optimizer step.
+1. **Attention at our lengths**: a few optimizer steps of the (uncompiled) bf16 step with each
+   attention implementation (SDPA with the flash kernel, SDPA restricted to its math kernel,
+   eager), on the same batches; seconds per optimizer step.
 2. **Whole fine-tunes**: ``finetune`` (the BIGRec response-loss Trainer) on the same ``--samples``
-   training samples (seeded subset of the ml-100k train split, default profile hyper-parameters)
-   with ``train_precision="autocast"`` (fp32 weights, bf16 autocast, ``adamw_torch``, random
-   batches, SDPA attention) and ``"bf16"`` (bf16 weights, Kahan-summed AdamW, length-grouped
-   batches, the profile's ``train_attention``); training
-   samples per second (Trainer's own count, the epoch-end evaluation excluded), their ratio, the
-   training-loss curves and the fp32 validation loss of both models on the same 256 validation
-   samples: the two losses must agree within noise.
+   training samples (seeded subset of the ml-100k train split, default profile hyper-parameters),
+   three steps:
+   ``autocast``   the step before this work: fp32 weights, bf16 autocast, ``adamw_torch``, random
+                  batches, SDPA attention, no compilation;
+   ``bf16_eager`` bf16 weights, fp32 master weights in a fused AdamW, length-grouped batches, the
+                  profile's ``train_attention``, no compilation;
+   ``bf16``       the same, compiled (``torch_compile``): the default profile's step.
+   For each: training samples per second in steady state (after the first ``WARM_STEPS``
+   optimizer steps, which hold the compilation) and over the whole ``trainer.train`` call (the
+   epoch-end evaluation excluded), the ratios to ``autocast``, the training-loss curve and the fp32
+   validation loss on the same 256 validation samples: the losses must agree within noise.
 """
 
 import argparse
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from _report import emit, machine
@@ -39,15 +44,13 @@ ATTENTION = {"sdpa_flash": ("sdpa", SDPBackend.FLASH_ATTENTION), "sdpa_math": ("
 
 def attention_steps(folder, batches, prof, device) -> dict:
     """Seconds per optimizer step of the bf16 step with each attention implementation."""
-    from optimi import AdamW
-
     out = {}
     for name, (impl, backend) in ATTENTION.items():
         model = load_model(folder).to(device)
-        prepare_precision(model, prof)
+        opt_cls, opt_kwargs = prepare_precision(model, prof)["optimizer_cls_and_kwargs"]
         model.set_attn_implementation(impl)
         model.train()
-        opt = AdamW(model.parameters(), lr=prof.lr, kahan_sum=True, foreach=True)
+        opt = opt_cls(model.parameters(), **opt_kwargs)
         times = []
         with sdpa_kernel(backend) if backend is not None else torch.enable_grad():
             for i, batch in enumerate(batches):
@@ -65,18 +68,39 @@ def attention_steps(folder, batches, prof, device) -> dict:
     return out
 
 
-def fine_tune(precision, folder, tok, train, valid, prof, device) -> dict:
-    p = get_profile(prof.name, train_precision=precision, save_steps=0,
-                    train_attention=prof.train_attention if precision == "bf16" else "sdpa")
+WARM_STEPS = 2  # optimizer steps excluded from the steady-state rate (compilation happens in them)
+STEPS = {"autocast": {"train_precision": "autocast", "train_attention": "sdpa", "train_compile": False},
+         "bf16_eager": {"train_precision": "bf16", "train_compile": False},
+         "bf16": {"train_precision": "bf16", "train_compile": True}}
+
+
+class StepClock(TrainerCallback):
+    """Wall-clock time at the end of every optimizer step."""
+
+    def __init__(self):
+        self.ends = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def fine_tune(step, folder, tok, train, valid, prof, device) -> dict:
+    p = get_profile(prof.name, save_steps=0, **STEPS[step])
     model = load_model(folder).to(device)
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        summary = finetune(model, tok, train, valid.select(range(16)), Path(tmp) / "m", p, progress=False)
+        summary = finetune(model, tok, train, valid.select(range(16)), Path(tmp) / "m", p, progress=False,
+                           callbacks=[clock])
         trained = load_model(Path(tmp) / "m").to(device)
     logs = summary["log_history"]
     run = next(h for h in logs if "train_runtime" in h)
     evals = sum(h.get("eval_runtime", 0.0) for h in logs)
+    steady = len(clock.ends) - 1 - WARM_STEPS
+    per_step = p.batch_size * p.grad_accum
     return {"train_seconds": round(run["train_runtime"] - evals, 1),
-            "samples_per_s": round(len(train) / (run["train_runtime"] - evals), 3),
+            "samples_per_s_whole_run": round(len(train) / (run["train_runtime"] - evals), 3),
+            "samples_per_s": round(steady * per_step / (clock.ends[-1] - clock.ends[WARM_STEPS]), 3)
+            if steady > 0 else None,
             "train_loss_curve": [[h["step"], round(h["loss"], 4)] for h in logs if "loss" in h],
             "train_loss_mean": round(run["train_loss"], 4),
             "valid_loss_fp32": round(validation_loss(trained, tok, valid), 4)}
@@ -90,9 +114,11 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
-    if args.samples < 16 or args.attention_steps < 2:
-        ap.error("--samples must be at least 16 and --attention-steps at least 2")
     prof = get_profile("default")
+    least = prof.batch_size * prof.grad_accum * (WARM_STEPS + 2)
+    if args.samples < least or args.attention_steps < 2:
+        ap.error(f"--samples must be at least {least} (a steady-state step after {WARM_STEPS} warm-up steps) "
+                 "and --attention-steps at least 2")
     folder = resolve_model(args.model)
     tok = load_tokenizer(folder)
     cfg = get_dataset_config("ml-100k")
@@ -109,12 +135,17 @@ def main(argv=None):
     out = {**machine(args.device), "model": args.model, "samples": args.samples,
            "batch": f"{prof.batch_size} x {prof.grad_accum}",
            "attention_s_per_step": attention_steps(folder, batches, prof, args.device)}
-    for precision in ("autocast", "bf16"):
-        out[precision] = fine_tune(precision, folder, tok, train, valid, prof, args.device)
-        print(f"{precision}: {out[precision]['samples_per_s']} samples/s", file=sys.stderr, flush=True)
-    out["speedup_bf16_vs_autocast"] = round(out["bf16"]["samples_per_s"] / out["autocast"]["samples_per_s"], 2)
-    out["valid_loss_difference_bf16_minus_autocast"] = round(
-        out["bf16"]["valid_loss_fp32"] - out["autocast"]["valid_loss_fp32"], 4)
+    for step in STEPS:
+        out[step] = fine_tune(step, folder, tok, train, valid, prof, args.device)
+        print(f"{step}: {out[step]['samples_per_s']} samples/s steady, {out[step]['samples_per_s_whole_run']} "
+              f"over the whole run", file=sys.stderr, flush=True)
+    for step in ("bf16_eager", "bf16"):
+        for rate in ("samples_per_s", "samples_per_s_whole_run"):
+            if out[step][rate] and out["autocast"][rate]:
+                out[f"speedup_{step}_vs_autocast" + rate[len("samples_per_s"):]] = round(
+                    out[step][rate] / out["autocast"][rate], 2)
+        out[f"valid_loss_difference_{step}_minus_autocast"] = round(
+            out[step]["valid_loss_fp32"] - out["autocast"]["valid_loss_fp32"], 4)
     emit(out, args.json)
 
 

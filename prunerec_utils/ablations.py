@@ -201,11 +201,14 @@ def random_heads(num_layers: int, num_heads: int, num_prune: int, seed: int) -> 
 
 def other_heads(dataset: str, prof, choice: str, runs_root=None, progress: bool = False) -> dict:
     """A ``stage1_heads.json`` record for a Table 3 head choice other than the method's."""
-    cfg = json.loads((stages.teacher_dir(dataset, prof, runs_root) / "config.json").read_text())
+    from .identity import model_identity
+
+    tdir = stages.teacher_dir(dataset, prof, runs_root)
+    cfg = json.loads((tdir / "config.json").read_text())
     L, H = cfg["num_hidden_layers"], cfg["num_attention_heads"]
     num_prune = H - prof.kept_heads
     rec = {"alpha": prof.alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples, "choice": choice,
-           "seconds": 0.0}
+           "teacher_id": model_identity(tdir), "seconds": 0.0}
     if choice == "random":
         pruned = random_heads(L, H, num_prune, prof.seed + 5)
         zeros = [[0.0] * H for _ in range(L)]

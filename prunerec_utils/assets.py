@@ -148,8 +148,21 @@ def load_model(spec: str | Path, dtype=None):
 
     folder = resolve_model(spec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
+        model, info = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32,
+                                                           output_loading_info=True)
     except Exception as exc:  # corrupt or partial checkpoints surface here
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PruneRecError(f"cannot load model from {folder}: {msg}") from None
+    wrong = [f"{kind} {_listed(info.get(key))}" for kind, key in
+             (("missing", "missing_keys"), ("unexpected", "unexpected_keys"), ("mis-shaped", "mismatched_keys"))
+             if info.get(key)]
+    if wrong:  # transformers would fill missing tensors with random values and go on
+        raise PruneRecError(f"cannot load model from {folder}: its weights do not match config.json "
+                            f"({'; '.join(wrong)}); the checkpoint is incomplete or from another model")
     return model.eval()
+
+
+def _listed(keys, shown: int = 3) -> str:
+    names = sorted(k if isinstance(k, str) else k[0] for k in keys)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} tensors: {', '.join(names[:shown])}{more}"

@@ -5,7 +5,8 @@ both terms summed over answer tokens and divided by the token count (SPEC §6; t
 code forgot the one-token shift). Training goes through ``transformers.Trainer`` via
 :func:`prunerec_utils.finetune.finetune`: resumable epoch checkpoints, best epoch by the
 validation loss (the same KD loss), the profile's training precision (the frozen teacher runs in
-bf16 under ``no_grad`` whenever the student trains in bf16 or under autocast), multi-GPU via
+bf16 under ``no_grad`` whenever the student trains in bf16 or under autocast, compiled with the
+student under the profile's ``train_compile``), multi-GPU via
 ``torchrun``/``accelerate``.
 """
 
@@ -55,10 +56,13 @@ def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path
             progress: bool = True, **extra) -> dict:
     """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done).
 
-    Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward).
+    Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward);
+    with ``prof.train_compile`` its forward is compiled as the student's is.
     """
     if prof.train_precision != "fp32":
         teacher = teacher.to(torch.bfloat16)
+    if prof.train_compile:
+        teacher = torch.compile(teacher)
     trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)
     return finetune(student, tokenizer, train_ds, valid_ds, out_dir, prof, progress=progress,
                     trainer_cls=trainer_cls, weight_decay=extra.pop("weight_decay", 0.01), **extra)

@@ -347,27 +347,43 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``; a stored
-    result is reused only if it was made with the same users count, beams, length penalty, engine,
-    seen-item rule and precision (``prof.eval_dtype``).
+    result is reused only if it was made with the same :func:`evaluation_key`: users count, beams,
+    length penalty, engine, seen-item rule, precision (``prof.eval_dtype``) and the identity of
+    the model (a hash of its weights, config and tokenizer: a model retrained in the same folder
+    is evaluated again). Otherwise one line says why and it is evaluated again.
     """
-    from .assets import load_tokenizer
+    from .assets import load_tokenizer, resolve_model
+    from .identity import model_identity
     from .paths import run_dir
 
     folder = run_dir(dataset, prof.name, runs_root)
+    model_dir = resolve_model(model_dir)
     lp = prof.length_penalty if length_penalty is None else length_penalty
     test = fixed_test_users(dataset, prof, runs_root)
     if limit is not None:
         test = test.iloc[:limit]
+    want = evaluation_key(prof, len(test), lp, exclude_seen, model_identity(model_dir))
     cached = load_result(folder, name)
-    made = [len(test), prof.num_beams, lp, "kernel", exclude_seen, prof.eval_dtype]
     if cached:
-        m = cached.metrics
-        if [m["n"], m["num_beams"], m["length_penalty"], m.get("engine"), m.get("exclude_seen", False),
-                m.get("dtype", "fp32")] == made:
+        changed = stale_keys(cached.metrics, want)
+        if not changed:
             return cached
+        print(f"[evaluate] {folder / 'results' / name}.json was made with other {', '.join(changed)}: evaluating again")
     model = model_for_eval(model_dir, prof.eval_dtype)
-    return evaluate_resumable(model, load_tokenizer(model_dir), test, dataset, prof, runs_root, name, made,
-                              str(resolve(model_dir)), lp, progress, exclude_seen=exclude_seen)
+    return evaluate_resumable(model, load_tokenizer(model_dir), test, dataset, prof, runs_root, name, want,
+                              want["model_id"], lp, progress, exclude_seen=exclude_seen)
+
+
+def evaluation_key(prof, users: int, length_penalty: float, exclude_seen: bool, model_id: str) -> dict:
+    """What a stored evaluation must match to be reused (each key is also a stored metrics field)."""
+    return {"n": users, "num_beams": prof.num_beams, "length_penalty": length_penalty, "engine": "kernel",
+            "exclude_seen": exclude_seen, "dtype": prof.eval_dtype, "model_id": model_id}
+
+
+def stale_keys(stored: dict, want: dict) -> list[str]:
+    """The keys of ``want`` whose stored value differs (results from before a key existed differ)."""
+    defaults = {"exclude_seen": False, "dtype": "fp32"}  # results stored before these fields were recorded
+    return [k for k, v in want.items() if stored.get(k, defaults.get(k)) != v]
 
 
 def evaluate_resumable(model, tok, test: pd.DataFrame, dataset: str, prof, runs_root, name: str, made,
@@ -376,8 +392,9 @@ def evaluate_resumable(model, tok, test: pd.DataFrame, dataset: str, prof, runs_
     """Evaluate ``model`` on ``test`` and store ``results/<name>.json`` (+ ranks) in the run folder.
 
     Every finished batch of users is checkpointed to ``ranks/.<name>.partial.json``; a later call
-    with the same ``made`` settings, ``model_key`` and users resumes after them (the partial file is
-    removed once the result is stored). ``extra`` is merged into the stored metrics.
+    with the same ``made`` settings, ``model_key`` (the model's identity, stored as ``model_id``)
+    and users resumes after them (the partial file is removed once the result is stored).
+    ``extra`` is merged into the stored metrics.
     """
     from .paths import run_dir
 
@@ -397,13 +414,13 @@ def evaluate_resumable(model, tok, test: pd.DataFrame, dataset: str, prof, runs_
     res.metrics["seconds"] = round(spent + time.time() - t0, 1)
     if done:
         res.metrics["resumed_after_users"] = len(done)
-    res.metrics.update(extra or {})
+    res.metrics.update({"model_id": model_key, **(extra or {})})
     save_result(res, folder, name)
     partial_file.unlink(missing_ok=True)
     return res
 
 
-def resume_partial(path: Path, made: list, model_dir: str, users: list[str]) -> tuple[list, float]:
+def resume_partial(path: Path, made, model_key: str, users: list[str]) -> tuple[list, float]:
     """Ranked lists and seconds of an interrupted evaluation with the same settings, model and
     users (``([], 0.0)`` if there is none or it does not match)."""
     if not path.exists():
@@ -413,7 +430,7 @@ def resume_partial(path: Path, made: list, model_dir: str, users: list[str]) -> 
     except json.JSONDecodeError:
         return [], 0.0
     ranked = doc.get("ranked", [])
-    if doc.get("made") != made or doc.get("model") != model_dir or doc.get("users") != users[:len(ranked)]:
+    if doc.get("made") != made or doc.get("model") != model_key or doc.get("users") != users[:len(ranked)]:
         return [], 0.0
     return ranked, float(doc.get("seconds", 0.0))
 

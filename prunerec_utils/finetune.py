@@ -13,7 +13,6 @@ import logging
 import math
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,6 +24,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 
 from . import PruneRecError
 from .data import DatasetConfig
+from .identity import model_identity
+from .master_adamw import MasterWeightAdamW
 from .paths import atomic_dir
 from .profiles import Profile
 from .prompts import IGNORE, encode_example
@@ -116,7 +117,10 @@ def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> Trai
 
     ``prof.train_precision``: "autocast" turns on Trainer's bf16 autocast over fp32 weights; "bf16"
     (weights already bf16, see :func:`prepare_precision`) needs no autocast and draws batches of
-    similar lengths (``group_by_length``: less padding).
+    similar lengths (``group_by_length``: less padding). ``prof.train_compile`` hands the model to
+    ``torch.compile`` (Trainer's ``torch_compile``, inductor): the elementwise work of the step
+    (norms, activations, rotary, casts, softmax) is fused into a few kernels. Compiling costs one
+    to four minutes per process (inductor caches its kernels on disk for the next one).
     """
     use_cuda = torch.cuda.is_available()
     if prof.train_precision == "bf16":
@@ -129,7 +133,8 @@ def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> Trai
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2,
         logging_steps=extra.pop("logging_steps", 5), report_to="none", seed=prof.seed, data_seed=prof.seed,
-        bf16=prof.train_precision == "autocast", use_cpu=not use_cuda, disable_tqdm=not progress,
+        bf16=prof.train_precision == "autocast", torch_compile=prof.train_compile, use_cpu=not use_cuda,
+        disable_tqdm=not progress,
         remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True, **extra,
     )
 
@@ -140,34 +145,30 @@ def prepare_precision(model, prof: Profile) -> dict:
 
     "bf16": weights in bf16, so every matmul of forward and backward runs on the AMX units (CPU) or
     tensor cores, with no fp32→bf16 weight casts per step as under autocast. Plain bf16 AdamW
-    would lose updates smaller than a weight's rounding step (lr·update ≪ 2⁻⁸·|w|); ``optimi``'s
-    AdamW with Kahan summation keeps each weight's rounding error in a compensation buffer and adds
-    it back at the next step, which matches fp32-master-weight training (its ``foreach`` path is
-    the fused-style multi-tensor update). Same hyper-parameters as ``adamw_torch``.
+    would lose updates smaller than a weight's rounding step (lr·update ≪ 2⁻⁸·|w|), so the
+    optimizer is :class:`~prunerec_utils.master_adamw.MasterWeightAdamW`: fp32 master weights and
+    moments updated by torch's fused AdamW, rounded back into the bf16 weights. Same
+    hyper-parameters as ``adamw_torch``.
     """
     model.set_attn_implementation(prof.train_attention)
     if prof.train_precision != "bf16":
         return {}
-    from optimi import AdamW
-
-    # optimi prefers its Triton kernels (GPU only) and flags foreach as deprecated; on a CPU
-    # foreach is its fast path (None would fall back to a per-tensor loop).
-    warnings.filterwarnings("ignore", message="Parameter `foreach` is deprecated", category=DeprecationWarning)
     model.to(torch.bfloat16)
-    kwargs = {"lr": prof.lr, "betas": (0.9, 0.999), "eps": 1e-8, "kahan_sum": True, "foreach": True}
-    return {"optimizer_cls_and_kwargs": (AdamW, kwargs)}
+    kwargs = {"lr": prof.lr, "betas": (0.9, 0.999), "eps": 1e-8}
+    return {"optimizer_cls_and_kwargs": (MasterWeightAdamW, kwargs)}
 
 
 def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path, prof: Profile,
              progress: bool = True, trainer_cls=ResponseLossTrainer, keep_checkpoints: bool = False,
-             **extra) -> dict:
+             callbacks=(), inputs: dict | None = None, **extra) -> dict:
     """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``.
 
     Resumes from the newest ``out_dir/../<name>.ckpt/checkpoint-*`` (saved per epoch, and every
     ``prof.save_steps`` optimizer steps when set); if ``out_dir`` already holds a
     finished model (its summary file exists) nothing is trained and the stored summary is returned.
     The epoch checkpoints (weights + optimizer state, for resuming) are deleted once the final
-    folder is written, unless ``keep_checkpoints``.
+    folder is written, unless ``keep_checkpoints``. ``callbacks``: extra ``TrainerCallback``s;
+    ``inputs``: identities of the models the run read, stored in the summary for cache checks.
     """
     out_dir = Path(out_dir)
     if (out_dir / SUMMARY).exists():
@@ -179,8 +180,8 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
                           data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
                           **prepare_precision(model, prof))
     trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
-    if prof.save_steps:
-        trainer.add_callback(SaveEverySteps(prof.save_steps))
+    for callback in [SaveEverySteps(prof.save_steps)] * bool(prof.save_steps) + list(callbacks):
+        trainer.add_callback(callback)
     if not progress:
         trainer.remove_callback(ProgressCallback)
     resume = any(ckpt_dir.glob("checkpoint-*"))
@@ -193,7 +194,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
         "valid_samples": len(valid_ds), "steps": trainer.state.global_step,
         "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
         "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
-        "log_history": trainer.state.log_history, "profile": prof.to_dict(),
+        "log_history": trainer.state.log_history, "profile": prof.to_dict(), "inputs": inputs or {},
     }
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp)
@@ -217,7 +218,8 @@ def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float
     return total / max(count, 1) if count else math.nan
 
 
-TRAINING_FIELDS = ("model", "max_train", "epochs", "lr", "warmup_steps", "cutoff_len", "seed", "train_precision")
+TRAINING_FIELDS = ("model", "max_train", "epochs", "lr", "warmup_steps", "cutoff_len", "seed", "train_precision",
+                   "train_compile")
 
 
 def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True,
@@ -235,19 +237,22 @@ def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = 
     set_progress(progress)
     cfg = get_dataset_config(dataset)
     out = run_dir(dataset, prof.name, runs_root) / "models" / name
+    base = resolve_model(prof.model)
     if (out / SUMMARY).exists():
         summary = json.loads((out / SUMMARY).read_text())
         changed = [k for k in TRAINING_FIELDS if summary["profile"].get(k) != getattr(prof, k)]
+        if summary.get("inputs", {}).get("base_id") != model_identity(base):
+            changed.append("base model (identity)")
         if changed:
             raise PruneRecError(f"{out} was trained with other {', '.join(changed)}; delete it or use another "
                                 f"runs_root")
         return out, summary
-    base = resolve_model(prof.model)
     tok = load_tokenizer(base)
     splits = splits_dir(dataset, runs_root)
     train = sample_rows(read_split(splits, "train"), prof.max_train, prof.seed)
     valid = sample_rows(read_split(splits, "valid"), prof.max_valid, prof.seed)
     model = load_model(base)
     summary = finetune(model, tok, tokenize_split(train, tok, cfg, prof.cutoff_len),
-                       tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, progress=progress)
+                       tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, progress=progress,
+                       inputs={"base_id": model_identity(base)})
     return out, summary

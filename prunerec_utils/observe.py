@@ -34,9 +34,10 @@ from tqdm.auto import tqdm
 
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
-from .evaluate import (DTYPES, METRICS, EvalResult, evaluate_cached, evaluate_resumable, first_users, fixed_test_users,
-                       load_result, retention_table)
-from .paths import resolve, run_dir
+from .evaluate import (DTYPES, METRICS, EvalResult, evaluate_cached, evaluate_resumable, evaluation_key,
+                       first_users, fixed_test_users, load_result, retention_table, stale_keys)
+from .identity import model_identity
+from .paths import run_dir
 from .stages import _samples, teacher_dir
 from .surgery import decoder_layers, temporary_layers
 
@@ -232,18 +233,18 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
                   users: int = 200, progress: bool = False) -> EvalResult:
     """The teacher pruned in memory by ``method`` at ``sparsity``, evaluated on the first ``users``
     fixed test users; cached as ``results/obs_<method>_s<s>_n<users>.json`` (+ ranks) and reused
-    only if made with the same users, beams, length penalty, calibration samples and seed."""
+    only if made with the same evaluation key (users, beams, length penalty, precision, the
+    teacher's identity), calibration samples and seed."""
     test = fixed_test_users(dataset, prof, runs_root).iloc[:users]
     folder = run_dir(dataset, prof.name, runs_root)
     name = f"obs_{method}_s{sparsity:g}_n{len(test)}"
     made = {"method": method, "sparsity": sparsity, "calibration_samples": samples if method == "wanda" else None,
             "seed": prof.seed}
-    want = {"n": len(test), "num_beams": prof.num_beams, "length_penalty": prof.length_penalty,
-            "engine": "kernel", "dtype": prof.eval_dtype, **made}
-    cached = load_result(folder, name)
-    if cached is not None and all(cached.metrics.get(k) == v for k, v in want.items()):
-        return cached
     tdir = teacher_dir(dataset, prof, runs_root)
+    want = {**evaluation_key(prof, len(test), prof.length_penalty, False, model_identity(tdir)), **made}
+    cached = load_result(folder, name)
+    if cached is not None and not stale_keys(cached.metrics, want):
+        return cached
     model, tok = load_model(tdir), load_tokenizer(tdir)
     if torch.cuda.is_available():
         model = model.cuda()
@@ -251,7 +252,7 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
     prune(model, method, sparsity, batch, prof.seed)
     measured = sparsity_of(model)
     model = model.to(DTYPES[prof.eval_dtype])
-    return evaluate_resumable(model, tok, test, dataset, prof, runs_root, name, want, str(resolve(tdir)),
+    return evaluate_resumable(model, tok, test, dataset, prof, runs_root, name, want, want["model_id"],
                               prof.length_penalty, progress, extra={**made, "measured_sparsity": measured})
 
 

@@ -37,10 +37,11 @@ class Profile:
     num_beams: int = 20
     eval_batch: int = 4  # users per constrained-beam-search call
     length_penalty: float = 0.0  # 0 = rank beams by the plain sum of log-probs (D3)
-    # training step: "bf16" (bf16 weights on AMX / tensor cores, Kahan-compensated AdamW, length-grouped
-    # batches), "autocast" (fp32 weights under bf16 autocast: the step before "bf16"), or "fp32"
+    # training step: "bf16" (bf16 weights on AMX / tensor cores, fp32 master weights in a fused AdamW,
+    # length-grouped batches), "autocast" (fp32 weights under bf16 autocast: the step before "bf16"), or "fp32"
     train_precision: str = "fp32"
     train_attention: str = "sdpa"  # attention implementation while training ("sdpa" or "eager")
+    train_compile: bool = False  # torch.compile the model being trained (and a distillation's teacher)
     eval_dtype: str = "fp32"  # precision of every evaluation of a run: "fp32" (exact) or "bf16" (AMX / tensor cores)
     save_steps: int = 0  # also save a resumable checkpoint every this many optimizer steps (0: per epoch only)
     seed: int = 42
@@ -86,15 +87,16 @@ PROFILES: dict[str, Profile] = {
         name="default", model="smollm2-135m", dataset="ml-100k",
         max_train=2048, max_valid=256, max_test=1000,
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
-        num_beams=20, eval_batch=8, train_precision="bf16", train_attention="eager", kept_heads=5,
+        num_beams=20, eval_batch=8, train_precision="bf16", train_attention="eager", train_compile=True,
+        kept_heads=5,
         ablation_max_train=512, ablation_users=200, save_steps=32,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
         max_train=None, max_valid=None, max_test=None,
         epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
-        num_beams=20, eval_batch=16, train_precision="bf16", kept_heads=7, ablation_max_train=20000, ablation_users=2000,
-        save_steps=200,
+        num_beams=20, eval_batch=16, train_precision="bf16", train_compile=True, kept_heads=7,
+        ablation_max_train=20000, ablation_users=2000, save_steps=200,
     ),
 }
 

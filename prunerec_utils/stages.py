@@ -31,6 +31,7 @@ from .data import get_dataset_config, read_items, read_split, sample_rows
 from .distill import distill
 from .finetune import SUMMARY, TRAINING_FIELDS, LeftPadCollator, tokenize_split
 from .heads import HeadImportance, head_importance, scoring_batch
+from .identity import model_identity
 from .hidden import hidden_importance, top_dims
 from .layers import greedy_layer_removal
 from .mlp import mlp_scores
@@ -65,12 +66,13 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
     alpha = prof.alpha if alpha is None else alpha
     name = name or ("stage1_heads" if alpha == prof.alpha else f"stage1_heads_alpha{alpha:g}")
     out = run_dir(dataset, prof.name, runs_root) / "results" / f"{name}.json"
+    tdir = teacher_dir(dataset, prof, runs_root)
     if out.exists():
         rec = json.loads(out.read_text())
         _same(out, {"alpha": alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples,
-                    "kept heads": prof.kept_heads}, {**rec, "kept heads": len(rec["kept"][0])})
+                    "kept heads": prof.kept_heads, "teacher_id": model_identity(tdir)},
+              {**rec, "kept heads": len(rec["kept"][0])})
         return HeadImportance.from_dict(rec), rec
-    tdir = teacher_dir(dataset, prof, runs_root)
     model, tok = load_model(tdir), load_tokenizer(tdir)
     rows = importance_rows(dataset, prof, runs_root)
     batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], get_dataset_config(dataset),
@@ -79,7 +81,8 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
     t0 = time.time()
     imp = head_importance(model, batch, num_prune, alpha, prof.epsilon, progress=progress, **kwargs)
     rec = {**imp.to_dict(), "kept": imp.kept(model.config.num_attention_heads), "alpha": alpha,
-           "epsilon": prof.epsilon, "samples": prof.importance_samples, "seconds": round(time.time() - t0, 1)}
+           "epsilon": prof.epsilon, "samples": prof.importance_samples, "teacher_id": model_identity(tdir),
+           "seconds": round(time.time() - t0, 1)}
     atomic_write_text(out, json.dumps(rec))
     return imp, rec
 
@@ -94,10 +97,11 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     folder = run_dir(dataset, prof.name, runs_root)
     out = folder / "models" / "stage1_pruned"
     imp, head_rec = head_scores(dataset, prof, runs_root, progress=progress)
-    rec = _stored(out, {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant})
+    tdir = teacher_dir(dataset, prof, runs_root)
+    rec = _stored(out, {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant,
+                        "source_id": model_identity(tdir)})
     if rec:
         return out, rec
-    tdir = teacher_dir(dataset, prof, runs_root)
     model, tok = load_model(tdir), load_tokenizer(tdir)
     before = param_counts(model)
     original = {"hidden_size": model.config.hidden_size, "num_attention_heads": model.config.num_attention_heads,
@@ -110,7 +114,7 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
                             prof.hidden_variant, seed=prof.seed)
     dims = top_dims(hid, prof.kept_heads * head_dim(model.config))
     prune_hidden(model, dims)
-    rec = {"original": original, "kept_heads": head_rec["kept"], "hidden_dims": dims,
+    rec = {"original": original, "kept_heads": head_rec["kept"], "source_id": model_identity(tdir), "hidden_dims": dims,
            "hidden_importance": hid.tolist(), "hidden_variant": prof.hidden_variant,
            "hidden_seconds": round(time.time() - t0, 1), "params": {"teacher": before, "heads_removed": after_heads,
                                                                     "stage1": param_counts(model)}}
@@ -158,12 +162,12 @@ def _samples(dataset: str, prof, n: int, offset: int, runs_root, tok) -> dict:
 def stage2_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
     """MLP neurons of the distilled Stage I model → ``models/stage2_pruned`` (SPEC §4)."""
     out = run_dir(dataset, prof.name, runs_root) / "models" / "stage2_pruned"
+    src = stage_dir(dataset, prof, "stage1", runs_root, "03")
     wanted = {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
-              "keep_factor": prof.mlp_keep_factor}
+              "keep_factor": prof.mlp_keep_factor, "source_id": model_identity(src)}
     rec = _stored(out, wanted)
     if rec:
         return out, rec
-    src = stage_dir(dataset, prof, "stage1", runs_root, "03")
     model, tok = load_model(src), load_tokenizer(src)
     t0 = time.time()
     scores = mlp_scores(model, _samples(dataset, prof, prof.mlp_samples, 2, runs_root, tok),
@@ -184,12 +188,12 @@ def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (SPEC §5);
     ``prof.layer_variant = "random"`` removes seeded random layers instead (a baseline)."""
     out = run_dir(dataset, prof.name, runs_root) / "models" / "stage3_pruned"
+    src = stage_dir(dataset, prof, "stage2", runs_root, "04")
     wanted = {"share": prof.layers_removed_share, "calibration_samples": prof.calibration_samples,
-              "layer_variant": prof.layer_variant}
+              "layer_variant": prof.layer_variant, "source_id": model_identity(src)}
     rec = _stored(out, wanted, legacy={"layer_variant": "ppl"})
     if rec:
         return out, rec
-    src = stage_dir(dataset, prof, "stage2", runs_root, "04")
     model, tok = load_model(src), load_tokenizer(src)
     L = model.config.num_hidden_layers
     n_remove = min(round(prof.layers_removed_share * L), L - 1)
@@ -241,11 +245,11 @@ def vocab_prune(dataset: str, prof, runs_root=None, source: str = "stage3", prog
     from .vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
 
     out = run_dir(dataset, prof.name, runs_root) / "models" / f"{source}_vocab"
-    wanted = {"source": source}
+    src = stage_dir(dataset, prof, source, runs_root, "05")
+    wanted = {"source": source, "source_id": model_identity(src)}
     rec = _stored(out, wanted)
     if rec:
         return out, rec
-    src = stage_dir(dataset, prof, source, runs_root, "05")
     model, tok = load_model(src), load_tokenizer(src)
     t0 = time.time()
     prompts, titles = dataset_texts(dataset, runs_root)
@@ -281,18 +285,21 @@ def distill_stage(student_dir: Path, out_name: str, dataset: str, prof, runs_roo
                   progress: bool = False) -> tuple[Path, dict]:
     """Distil ``student_dir`` from the teacher on the teacher's own training samples → ``models/<out_name>``."""
     out = run_dir(dataset, prof.name, runs_root) / "models" / out_name
+    tdir = teacher_dir(dataset, prof, runs_root)
+    inputs = {"student_id": model_identity(student_dir), "teacher_id": model_identity(tdir)}
     if (out / SUMMARY).exists():
         summary = json.loads((out / SUMMARY).read_text())
         fields = ("kd_lambda", *TRAINING_FIELDS)
-        _same(out, {k: getattr(prof, k) for k in fields}, {k: summary["profile"].get(k) for k in fields})
+        _same(out, {**{k: getattr(prof, k) for k in fields}, **inputs},
+              {**{k: summary["profile"].get(k) for k in fields}, **summary.get("inputs", {})})
         return out, summary
-    tdir = teacher_dir(dataset, prof, runs_root)
     tok, cfg = load_tokenizer(tdir), get_dataset_config(dataset)
     splits = splits_dir(dataset, runs_root)
     train = sample_rows(read_split(splits, "train"), prof.max_train, prof.seed)
     valid = sample_rows(read_split(splits, "valid"), prof.max_valid, prof.seed)
     summary = distill(load_model(student_dir), load_model(tdir), tok, tokenize_split(train, tok, cfg, prof.cutoff_len),
-                      tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, prof.kd_lambda, progress)
+                      tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, prof.kd_lambda, progress,
+                      inputs=inputs)
     return out, summary
 
 

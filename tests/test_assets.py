@@ -51,3 +51,43 @@ def test_user_given_gguf_path_must_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEREC_SMOLLM2_GGUF", str(tmp_path / "missing.gguf"))
     with pytest.raises(PruneRecError, match="is not a file"):
         assets.smollm2_gguf()
+
+
+def _copy_with_tensors(src, dst, edit):
+    """Copy the model folder ``src`` to ``dst`` with ``edit(tensors)`` applied to its weights."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = dst / "model.safetensors"
+    tensors = load_file(weights)
+    edit(tensors)
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return dst
+
+
+def test_checkpoint_missing_tensors_is_refused(tiny_model_dir, tmp_path):
+    """A weights file without layer 1's tensors must not load as a half-random model."""
+    def drop_layer(t):
+        for k in [k for k in t if k.startswith("model.layers.1.")]:
+            del t[k]
+
+    broken = _copy_with_tensors(tiny_model_dir, tmp_path / "m", drop_layer)
+    with pytest.raises(PruneRecError, match=r"cannot load model from .*m: .*missing.*model\.layers\.1\."):
+        load_model(broken)
+
+
+def test_checkpoint_with_unexpected_tensors_is_refused(tiny_model_dir, tmp_path):
+    import torch
+
+    def add(t):
+        t["model.layers.99.mlp.up_proj.weight"] = torch.zeros(2, 2)
+
+    broken = _copy_with_tensors(tiny_model_dir, tmp_path / "m", add)
+    with pytest.raises(PruneRecError, match="unexpected.*model.layers.99"):
+        load_model(broken)
+
+
+def test_complete_checkpoint_still_loads(tiny_model_dir):
+    assert load_model(tiny_model_dir).config.num_hidden_layers >= 2

@@ -210,3 +210,70 @@ def test_a_stored_evaluation_is_not_reused_in_another_precision(tiny_model_dir, 
     assert calls == [4] and first.metrics["dtype"] == "fp32" and other.metrics["dtype"] == "bf16"
     with pytest.raises(PruneRecError, match="eval_dtype"):
         get_profile("ci", eval_dtype="fp16")
+
+
+def _retrained(src, dst, seed=1):
+    """A copy of the model folder ``src`` at ``dst`` with other weights (same shapes, same path kind)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    tensors = load_file(dst / "model.safetensors")
+    g = torch.Generator().manual_seed(seed)
+    save_file({k: v + 0.05 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in tensors.items()},
+              dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
+def test_a_stored_evaluation_is_not_reused_for_another_model_in_the_same_folder(tiny_model_dir, ml100k_splits,
+                                                                                 tmp_path, kernel_calls):
+    """The teacher is retrained in place (same folder, same settings): its stored result must not
+    be read back as the new teacher's."""
+    import shutil
+
+    from prunerec_utils import evaluate
+    from prunerec_utils.profiles import get_profile
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_test=4, eval_batch=4)
+    folder = tmp_path / "teacher"
+    shutil.copytree(tiny_model_dir, folder)
+    first = evaluate.evaluate_cached("teacher", folder, "ml-100k", prof, tmp_path, progress=False)
+    shutil.rmtree(folder)
+    _retrained(tiny_model_dir, folder)
+    calls = kernel_calls()
+    second = evaluate.evaluate_cached("teacher", folder, "ml-100k", prof, tmp_path, progress=False)
+    assert calls == [4]  # evaluated again
+    assert second.metrics["model_id"] != first.metrics["model_id"]
+    assert evaluate.evaluate_cached("teacher", folder, "ml-100k", prof, tmp_path, progress=False) is not None
+    assert calls == [4]  # and now read back
+
+
+def test_an_interrupted_evaluation_is_not_resumed_for_another_model(tiny_model_dir, ml100k_splits, tmp_path,
+                                                                    kernel_calls):
+    """An evaluation cut after its first batch, then the model folder retrained in place: the
+    re-run must not keep the old model's first users (it would mix two models in one result)."""
+    import shutil
+
+    from prunerec_utils import evaluate
+    from prunerec_utils.profiles import get_profile
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_test=8, eval_batch=4)
+    folder = tmp_path / "teacher"
+    shutil.copytree(tiny_model_dir, folder)
+    kernel_calls(stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_cached("cut", folder, "ml-100k", prof, tmp_path, progress=False)
+    assert (tmp_path / "ml-100k" / "ci" / "ranks" / ".cut.partial.json").exists()
+    shutil.rmtree(folder)
+    _retrained(tiny_model_dir, folder)
+    calls = kernel_calls()
+    rerun = evaluate.evaluate_cached("cut", folder, "ml-100k", prof, tmp_path, progress=False)
+    assert calls == [4, 4] and "resumed_after_users" not in rerun.metrics
+    fresh = evaluate.evaluate_cached("fresh", folder, "ml-100k", prof, tmp_path, progress=False)
+    assert rerun.per_user["top"].tolist() == fresh.per_user["top"].tolist()

@@ -100,25 +100,32 @@ def test_stored_teacher_with_another_budget_is_refused(tmp_path):
     from prunerec_utils import PruneRecError
     from prunerec_utils.finetune import train_teacher
 
+    from prunerec_utils.assets import resolve_model
+    from prunerec_utils.identity import model_identity
+
     out = tmp_path / "ml-100k" / "ci" / "models" / "teacher"
     out.mkdir(parents=True)
     prof = get_profile("ci")
-    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3}))
+    base = {"base_id": model_identity(resolve_model(prof.model))}
+    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3, "inputs": base}))
     assert train_teacher("ml-100k", prof, tmp_path, progress=False)[1]["steps"] == 3  # same budget: reused
     with pytest.raises(PruneRecError, match="max_train"):
         train_teacher("ml-100k", get_profile("ci", max_train=512), tmp_path, progress=False)
+    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3, "inputs": {"base_id": "other"}}))
+    with pytest.raises(PruneRecError, match="base model"):  # fine-tuned from another base model
+        train_teacher("ml-100k", prof, tmp_path, progress=False)
 
 
-def test_bf16_step_trains_bf16_weights_with_kahan_adamw_and_learns_like_fp32(tiny_model_dir, tokenizer, tiny_data,
-                                                                           tmp_path):
-    """train_precision="bf16": bf16 weights, Kahan-compensated AdamW (its compensation buffers are
-    in the resumable optimizer state), length-grouped batches; it learns as the fp32 step does and
-    saves a stock-loadable bf16 folder."""
+def test_compiled_bf16_step_keeps_fp32_masters_and_learns_like_fp32(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+    """train_precision="bf16" with train_compile: bf16 weights, fp32 master weights and moments in
+    the resumable optimizer state, length-grouped batches, the model compiled by the Trainer; it
+    learns as the fp32 step does and saves a stock-loadable bf16 folder."""
     from prunerec_utils.finetune import training_args
 
     train, valid = tiny_data
     fp32 = get_profile("ci", epochs=2, batch_size=8, lr=3e-3)
-    bf16 = get_profile("ci", epochs=2, batch_size=8, lr=3e-3, train_precision="bf16")
+    bf16 = get_profile("ci", epochs=2, batch_size=8, lr=3e-3, train_precision="bf16", train_compile=True)
+    assert training_args(tmp_path / "x", bf16, False).torch_compile
     assert training_args(tmp_path / "x", bf16, False).train_sampling_strategy == "group_by_length"
     assert training_args(tmp_path / "x", fp32, False).train_sampling_strategy == "random"
     assert not training_args(tmp_path / "x", bf16, False).bf16  # no autocast over bf16 weights
@@ -128,8 +135,8 @@ def test_bf16_step_trains_bf16_weights_with_kahan_adamw_and_learns_like_fp32(tin
     ours = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "b", bf16, progress=False,
                     keep_checkpoints=True)
     state = torch.load(next((tmp_path / "b.ckpt").glob("checkpoint-*")) / "optimizer.pt", weights_only=False)
-    first = next(iter(state["state"].values()))
-    assert "kahan_comp" in first and first["exp_avg"].dtype == torch.bfloat16
+    moments = next(iter(state["inner"]["state"].values()))
+    assert moments["exp_avg"].dtype == torch.float32 and state["masters"][0][0].dtype == torch.float32
     stock = AutoModelForCausalLM.from_pretrained(tmp_path / "b")
     assert stock.dtype == torch.bfloat16
     after = validation_loss(stock.float(), tokenizer, valid)

@@ -51,3 +51,31 @@ def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_spl
     with pytest.raises(PruneRecError, match="kd_lambda"):
         stages.stage1("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
                                              kd_lambda=0.5), tmp_path)
+
+
+def _perturb_in_place(folder):
+    """The model folder retrained in place: same files, same shapes, other weights."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    save_file({k: v + 0.01 for k, v in tensors.items()}, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_a_stored_step_is_refused_once_the_model_it_read_changed(tmp_path, ml100k_splits):
+    """Stage II's cut records the Stage I model it read; the head scores and Stage I's cut record
+    the teacher: a model retrained in its folder makes them stale, refused with one line."""
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
+    prof = get_profile("ci", max_train=32, max_valid=16, epochs=1, importance_samples=3)
+    train_teacher("ml-100k", prof, tmp_path, progress=False)
+    s1 = stages.stage1("ml-100k", prof, tmp_path)
+    stages.stage2_prune("ml-100k", prof, tmp_path)
+    _perturb_in_place(s1["distilled_dir"])
+    with pytest.raises(PruneRecError, match=r"stage2_pruned was made with other settings: source_id") as err:
+        stages.stage2_prune("ml-100k", prof, tmp_path)
+    assert "\n" not in str(err.value) and "delete it" in str(err.value)
+    _perturb_in_place(stages.teacher_dir("ml-100k", prof, tmp_path))
+    with pytest.raises(PruneRecError, match=r"stage1_heads.json was made with other settings: teacher_id"):
+        stages.stage1("ml-100k", prof, tmp_path)
+    with pytest.raises(PruneRecError, match=r"stage1 was made with other settings: .*teacher_id"):
+        stages.distill_stage(s1["pruned_dir"], "stage1", "ml-100k", prof, tmp_path)

@@ -1,0 +1,50 @@
+"""Identity of a model folder: a content hash, so a cached result is tied to the model it measured.
+
+A run folder's ``models/teacher`` can be retrained in place (same path, same settings, other
+weights); a result keyed by the path would then be read back as the new model's. The identity
+hashes what decides a model's outputs: ``config.json``, every weights file and the tokenizer
+files (a vocabulary-pruned model differs from its source by its tokenizer too). Run records
+beside them (training summaries, surgery records) are left out: two folders with the same
+weights are the same model however they were made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from . import PruneRecError
+from .paths import resolve
+
+MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
+               "vocab*", "merges*", "special_tokens_map.json", "added_tokens.json", "chat_template*")
+_CHUNK = 1 << 22
+_memo: dict[tuple, str] = {}
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that :func:`model_identity` hashes, sorted by name."""
+    return sorted({p for pattern in MODEL_FILES for p in folder.glob(pattern) if p.is_file()})
+
+
+def model_identity(folder: str | Path) -> str:
+    """16 hex digits of the SHA-256 over the names and contents of :func:`model_files`.
+
+    Memoised per process on each file's size and modification time (hashing a 0.5B model's
+    weights takes about a second).
+    """
+    folder = resolve(folder)
+    files = model_files(folder)
+    if not any(p.name == "config.json" for p in files):
+        raise PruneRecError(f"no model at {folder}: config.json missing")
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(folder), stamp)
+    if key not in _memo:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
+            with p.open("rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        _memo[key] = h.hexdigest()[:16]
+    return _memo[key]
