@@ -180,7 +180,9 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
                           data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
                           **prepare_precision(model, prof))
     trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
-    for callback in [SaveEverySteps(prof.save_steps)] * bool(prof.save_steps) + list(callbacks):
+    if prof.save_steps:
+        trainer.add_callback(SaveEverySteps(prof.save_steps))
+    for callback in callbacks:
         trainer.add_callback(callback)
     if not progress:
         trainer.remove_callback(ProgressCallback)
@@ -238,10 +240,11 @@ def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = 
     cfg = get_dataset_config(dataset)
     out = run_dir(dataset, prof.name, runs_root) / "models" / name
     base = resolve_model(prof.model)
+    inputs = {"base_id": model_identity(base)}
     if (out / SUMMARY).exists():
         summary = json.loads((out / SUMMARY).read_text())
         changed = [k for k in TRAINING_FIELDS if summary["profile"].get(k) != getattr(prof, k)]
-        if summary.get("inputs", {}).get("base_id") != model_identity(base):
+        if summary.get("inputs", {}).get("base_id") != inputs["base_id"]:
             changed.append("base model (identity)")
         if changed:
             raise PruneRecError(f"{out} was trained with other {', '.join(changed)}; delete it or use another "
@@ -254,5 +257,5 @@ def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = 
     model = load_model(base)
     summary = finetune(model, tok, tokenize_split(train, tok, cfg, prof.cutoff_len),
                        tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, progress=progress,
-                       inputs={"base_id": model_identity(base)})
+                       inputs=inputs)
     return out, summary

@@ -41,8 +41,8 @@ def model_identity(folder: str | Path) -> str:
     key = (str(folder), stamp)
     if key not in _memo:
         h = hashlib.sha256()
-        for p in files:
-            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
+        for p, (name, size, _) in zip(files, stamp):
+            h.update(f"{name}\0{size}\0".encode())
             with p.open("rb") as f:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)

@@ -31,8 +31,8 @@ from .data import get_dataset_config, read_items, read_split, sample_rows
 from .distill import distill
 from .finetune import SUMMARY, TRAINING_FIELDS, LeftPadCollator, tokenize_split
 from .heads import HeadImportance, head_importance, scoring_batch
-from .identity import model_identity
 from .hidden import hidden_importance, top_dims
+from .identity import model_identity
 from .layers import greedy_layer_removal
 from .mlp import mlp_scores
 from .paths import atomic_dir, atomic_write_text, run_dir, splits_dir
@@ -67,10 +67,11 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
     name = name or ("stage1_heads" if alpha == prof.alpha else f"stage1_heads_alpha{alpha:g}")
     out = run_dir(dataset, prof.name, runs_root) / "results" / f"{name}.json"
     tdir = teacher_dir(dataset, prof, runs_root)
+    teacher_id = model_identity(tdir)
     if out.exists():
         rec = json.loads(out.read_text())
         _same(out, {"alpha": alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples,
-                    "kept heads": prof.kept_heads, "teacher_id": model_identity(tdir)},
+                    "kept heads": prof.kept_heads, "teacher_id": teacher_id},
               {**rec, "kept heads": len(rec["kept"][0])})
         return HeadImportance.from_dict(rec), rec
     model, tok = load_model(tdir), load_tokenizer(tdir)
@@ -81,7 +82,7 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
     t0 = time.time()
     imp = head_importance(model, batch, num_prune, alpha, prof.epsilon, progress=progress, **kwargs)
     rec = {**imp.to_dict(), "kept": imp.kept(model.config.num_attention_heads), "alpha": alpha,
-           "epsilon": prof.epsilon, "samples": prof.importance_samples, "teacher_id": model_identity(tdir),
+           "epsilon": prof.epsilon, "samples": prof.importance_samples, "teacher_id": teacher_id,
            "seconds": round(time.time() - t0, 1)}
     atomic_write_text(out, json.dumps(rec))
     return imp, rec
@@ -98,8 +99,8 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
     out = folder / "models" / "stage1_pruned"
     imp, head_rec = head_scores(dataset, prof, runs_root, progress=progress)
     tdir = teacher_dir(dataset, prof, runs_root)
-    rec = _stored(out, {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant,
-                        "source_id": model_identity(tdir)})
+    wanted = {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant, "source_id": model_identity(tdir)}
+    rec = _stored(out, wanted)
     if rec:
         return out, rec
     model, tok = load_model(tdir), load_tokenizer(tdir)
@@ -114,8 +115,7 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
                             prof.hidden_variant, seed=prof.seed)
     dims = top_dims(hid, prof.kept_heads * head_dim(model.config))
     prune_hidden(model, dims)
-    rec = {"original": original, "kept_heads": head_rec["kept"], "source_id": model_identity(tdir), "hidden_dims": dims,
-           "hidden_importance": hid.tolist(), "hidden_variant": prof.hidden_variant,
+    rec = {**wanted, "original": original, "hidden_dims": dims, "hidden_importance": hid.tolist(),
            "hidden_seconds": round(time.time() - t0, 1), "params": {"teacher": before, "heads_removed": after_heads,
                                                                     "stage1": param_counts(model)}}
     return out, _save_pruned(model, tok, out, rec)
