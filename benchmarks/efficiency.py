@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from prunerec_utils import cli
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.efficiency import benchmark_run, tables
 from prunerec_utils.paths import atomic_write_text
 from prunerec_utils.profiles import get_profile
@@ -33,9 +34,9 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
     ap.add_argument("--runs-root", default=None)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--users", type=int, default=8, help="test users for the search latency and throughput")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
+    ap.add_argument("--users", type=positive_int, default=8, help="test users for the search latency and throughput")
+    ap.add_argument("--repeats", type=positive_int, default=5)
     ap.add_argument("--paper-geometry", action="store_true")
     ap.add_argument("--out", default=None, help="write the raw measurements as JSON here")
     args = ap.parse_args(argv)

@@ -16,6 +16,8 @@ import argparse
 import sys
 
 from _report import emit, machine
+from prunerec_utils import cli
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import prepare
 from prunerec_utils.evaluate import METRICS, evaluate_cached, list_agreement, paired_bootstrap
 from prunerec_utils.finetune import train_teacher
@@ -25,16 +27,15 @@ from prunerec_utils.profiles import get_profile
 SAME_TOP1 = 0.95  # the least share of users whose top-1 must not change
 
 
+@cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
-    ap.add_argument("--users", type=int, default=None, help="default: the profile's max_test")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--users", type=positive_int, default=None, help="default: the profile's max_test")
+    ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
     ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
-    if args.users is not None and args.users < 1:
-        ap.error("--users must be positive")
     prof = get_profile(args.profile, max_test=args.users)
     dataset = args.dataset or prof.dataset
     prepare(dataset, splits_dir(dataset))

@@ -26,6 +26,8 @@ import time
 import torch
 
 from _report import emit, machine
+from prunerec_utils import cli
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.beam_search import TensorTrie
 from prunerec_utils.data import get_dataset_config, prepare, read_items, read_split, sample_rows
@@ -57,21 +59,20 @@ def agreement(lists, ref) -> dict:
     return {"identical": same["identical"], "same_top1": same["same_top1"], "top20_overlap": same["mean_overlap"]}
 
 
+@cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--users", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=8, help="users per call of the kernel")
-    ap.add_argument("--reference-batch", type=int, default=4, help="users per call of the reference layout")
-    ap.add_argument("--beams", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--users", type=positive_int, default=16)
+    ap.add_argument("--batch", type=positive_int, default=8, help="users per call of the kernel")
+    ap.add_argument("--reference-batch", type=positive_int, default=4, help="users per call of the reference layout")
+    ap.add_argument("--beams", type=positive_int, default=20)
+    ap.add_argument("--repeats", type=positive_int, default=1)
+    ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
     ap.add_argument("--no-generate", action="store_true", help="skip the two generate rows (slow on a CPU)")
     ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
-    if args.users < 1 or args.batch < 1 or args.reference_batch < 1 or args.repeats < 1:
-        ap.error("--users, --batch, --reference-batch and --repeats must be positive")
     folder = resolve_model(args.model)
     tok = load_tokenizer(folder)
     cfg = get_dataset_config(args.dataset)

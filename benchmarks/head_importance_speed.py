@@ -18,6 +18,8 @@ import sys
 
 import torch
 
+from prunerec_utils import cli
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
 from prunerec_utils.efficiency import median_time
@@ -38,26 +40,29 @@ def build(args):
     return model.to(args.device), tok
 
 
+@cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--random-init", default=None, help="model name/folder whose architecture to use, random weights")
     ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--samples", type=int, default=10, help="B")
-    ap.add_argument("--kept", type=int, default=None, help="heads kept per layer (default: about half)")
-    ap.add_argument("--layers", type=int, default=None, help="score only N layers spread over the depth")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--samples", type=positive_int, default=10, help="B")
+    ap.add_argument("--kept", type=positive_int, default=None, help="heads kept per layer (default: about half)")
+    ap.add_argument("--layers", type=positive_int, default=None, help="score only N layers spread over the depth")
+    ap.add_argument("--repeats", type=positive_int, default=1)
+    ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
     args = ap.parse_args(argv)
     model, tok = build(args)
+    H = model.config.num_attention_heads
+    L = model.config.num_hidden_layers
+    if (args.kept or 0) > H or (args.layers or 0) > L:
+        ap.error(f"--kept must be at most the {H} heads and --layers at most the {L} layers of the model")
     cfg = get_dataset_config(args.dataset)
     splits = splits_dir(args.dataset)
     prepare(args.dataset, splits)
     rows = sample_rows(read_split(splits, "train"), args.samples, 43)
     batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], cfg)
-    H = model.config.num_attention_heads
     prune = H - (args.kept or (H + 1) // 2)
-    L = model.config.num_hidden_layers
     only = None if not args.layers else {round(i * (L - 1) / max(args.layers - 1, 1)) for i in range(args.layers)}
     run = lambda engine: head_importance(model, batch, prune, engine=engine, only_layers_scored=only)  # noqa: E731
     run("kernel")  # warm-up

@@ -17,6 +17,8 @@ import sys
 import torch
 from head_importance_speed import build
 
+from prunerec_utils import cli
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
 from prunerec_utils.efficiency import median_time
 from prunerec_utils.layers import greedy_layer_removal
@@ -24,15 +26,16 @@ from prunerec_utils.paths import splits_dir
 from prunerec_utils.stages import _collated
 
 
+@cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--random-init", default=None, help="model name/folder whose architecture to use, random weights")
     ap.add_argument("--dataset", default="ml-100k")
-    ap.add_argument("--samples", type=int, default=16, help="calibration samples (the profiles use 16)")
-    ap.add_argument("--steps", type=int, default=2, help="greedy removal steps to time")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--samples", type=positive_int, default=16, help="calibration samples (the profiles use 16)")
+    ap.add_argument("--steps", type=positive_int, default=2, help="greedy removal steps to time")
+    ap.add_argument("--repeats", type=positive_int, default=1)
+    ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
     args = ap.parse_args(argv)
     model, tok = build(args)
     splits = splits_dir(args.dataset)

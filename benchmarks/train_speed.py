@@ -31,6 +31,8 @@ from transformers import TrainerCallback
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from _report import emit, machine
+from prunerec_utils import cli
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
 from prunerec_utils.finetune import LeftPadCollator, finetune, prepare_precision, response_loss, tokenize_split, \
@@ -106,12 +108,13 @@ def fine_tune(step, folder, tok, train, valid, prof, device) -> dict:
             "valid_loss_fp32": round(validation_loss(trained, tok, valid), 4)}
 
 
+@cli
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--samples", type=positive_int, default=512)
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--attention-steps", type=int, default=4, help="optimizer steps per attention variant")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--attention-steps", type=positive_int, default=4, help="optimizer steps per attention variant")
+    ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
     ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
     prof = get_profile("default")

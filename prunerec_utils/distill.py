@@ -53,8 +53,9 @@ class DistillTrainer(ResponseLossTrainer):
 
 
 def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path, prof, kd_lambda: float = 0.8,
-            progress: bool = True, **extra) -> dict:
-    """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done).
+            progress: bool = True, settings: dict | None = None, **extra) -> dict:
+    """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done:
+    a cached step like :func:`prunerec_utils.finetune.finetune`, whose settings gain ``kd_lambda``).
 
     Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward);
     with ``prof.train_compile`` its forward is compiled as the student's is.
@@ -65,4 +66,4 @@ def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path
         teacher = torch.compile(teacher)
     trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)
     return finetune(student, tokenizer, train_ds, valid_ds, out_dir, prof, progress=progress,
-                    trainer_cls=trainer_cls, weight_decay=extra.pop("weight_decay", 0.01), **extra)
+                    trainer_cls=trainer_cls, settings={"kd_lambda": kd_lambda, **(settings or {})}, weight_decay=extra.pop("weight_decay", 0.01), **extra)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import PruneRecError, cli
 from .data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
-from .paths import atomic_write_text, resolve, splits_dir
+from .paths import atomic_write_text, resolve, splits_dir, unique_temp
 from .prompts import prompt_ids, target_ids
 
 KS = (10, 20)
@@ -317,28 +317,79 @@ def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20, exclude_see
                                "seconds": 0.0})
 
 
-def save_result(res: EvalResult, folder: str | Path, name: str) -> None:
-    """``results/<name>.json`` (metrics) and ``ranks/<name>.csv`` (per-user ranks) in a run folder."""
+def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) -> None:
+    """``ranks/<name>.csv`` (per-user ranks), then ``results/<name>.json`` (the step's record:
+    ``settings`` and the metrics) in a run folder; the JSON, written last, marks it complete."""
+    from .steps import record
+
     folder = resolve(folder)
-    (folder / "ranks").mkdir(parents=True, exist_ok=True)
-    tmp = folder / "ranks" / f".{name}.csv.tmp"
+    rfile = folder / "ranks" / f"{name}.csv"
+    tmp = unique_temp(rfile)
     res.per_user.to_csv(tmp, index=False)
-    tmp.replace(folder / "ranks" / f"{name}.csv")
-    atomic_write_text(folder / "results" / f"{name}.json", json.dumps(res.metrics, indent=1))
+    tmp.replace(rfile)
+    atomic_write_text(folder / "results" / f"{name}.json", json.dumps(record(settings, res.metrics), indent=1))
+
+
+def _read_result(folder: Path, name: str, rec: dict) -> EvalResult:
+    from .steps import SETTINGS
+
+    rfile = folder / "ranks" / f"{name}.csv"
+    try:
+        per_user = pd.read_csv(rfile, dtype={"user_id": str}, keep_default_na=False)
+    except FileNotFoundError:
+        raise PruneRecError(f"{rfile} is missing (its metrics are in {folder / 'results' / name}.json): delete "
+                            f"both to evaluate again") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PruneRecError(f"{rfile} is corrupt ({type(exc).__name__}); delete it and "
+                            f"{folder / 'results' / name}.json to evaluate again") from None
+    return EvalResult(per_user, {k: v for k, v in rec.items() if k != SETTINGS})
 
 
 def load_result(folder: str | Path, name: str) -> EvalResult | None:
+    """A stored evaluation as it is (for reports that read finished results), or None."""
+    from .steps import read_json
+
     folder = resolve(folder)
-    mfile, rfile = folder / "results" / f"{name}.json", folder / "ranks" / f"{name}.csv"
-    if not (mfile.exists() and rfile.exists()):
+    mfile = folder / "results" / f"{name}.json"
+    if not mfile.exists():
         return None
-    return EvalResult(pd.read_csv(rfile, dtype={"user_id": str}, keep_default_na=False),
-                      json.loads(mfile.read_text()))
+    return _read_result(folder, name, read_json(mfile))
+
+
+def cached_result(folder: str | Path, name: str, settings: dict) -> EvalResult | None:
+    """The stored evaluation ``name`` if it was made with ``settings`` (else None, after one line
+    saying what changed: the caller evaluates again)."""
+    from .steps import stored
+
+    folder = resolve(folder)
+    rec = stored(folder / "results" / f"{name}.json", settings, on_change="rebuild")
+    return None if rec is None else _read_result(folder, name, rec)
 
 
 def fixed_test_users(dataset: str, prof, runs_root=None) -> pd.DataFrame:
     """The profile's fixed, seeded sample of test rows — the same users for every model."""
-    return sample_rows(read_split(splits_dir(dataset, runs_root), "test"), prof.max_test, prof.seed)
+    from .run import Run
+
+    return Run(dataset, prof, runs_root).rows("budget", prof.max_test, "test")
+
+
+def users_identity(users: pd.DataFrame) -> str:
+    """16 hex digits of the SHA-256 of the users' ids and targets, in order."""
+    import hashlib
+
+    text = json.dumps([users["user_id"].astype(str).tolist(), users["item_title"].astype(str).tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def evaluation_settings(run, users: pd.DataFrame, length_penalty: float, exclude_seen: bool, model_id: str,
+                        engine: str = "kernel") -> dict:
+    """Everything a stored evaluation depends on: which users (their identity), the search
+    (beams, length penalty, engine, seen-item rule, precision, prompt cut-off), the model's
+    identity and the data's."""
+    prof = run.prof
+    return {"users": len(users), "users_id": users_identity(users), "num_beams": prof.num_beams,
+            "length_penalty": length_penalty, "engine": engine, "exclude_seen": exclude_seen,
+            "dtype": prof.eval_dtype, "cutoff_len": prof.cutoff_len, "model_id": model_id, "data_id": run.data_id()}
 
 
 def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_root=None,
@@ -346,104 +397,74 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
                     progress: bool = True, exclude_seen: bool = False) -> EvalResult:
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
-    Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``; a stored
-    result is reused only if it was made with the same :func:`evaluation_key`: users count, beams,
-    length penalty, engine, seen-item rule, precision (``prof.eval_dtype``) and the identity of
-    the model (a hash of its weights, config and tokenizer: a model retrained in the same folder
-    is evaluated again). Otherwise one line says why and it is evaluated again.
+    Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``, a cached step
+    keyed by :func:`evaluation_settings` (users, search, precision, the model's and the data's
+    identity: a model retrained in the same folder is evaluated again, after one printed line).
     """
     from .assets import load_tokenizer, resolve_model
     from .identity import model_identity
-    from .paths import run_dir
+    from .run import Run
 
-    folder = run_dir(dataset, prof.name, runs_root)
+    run = Run(dataset, prof, runs_root)
     model_dir = resolve_model(model_dir)
     lp = prof.length_penalty if length_penalty is None else length_penalty
     test = fixed_test_users(dataset, prof, runs_root)
     if limit is not None:
         test = test.iloc[:limit]
-    want = evaluation_key(prof, len(test), lp, exclude_seen, model_identity(model_dir))
-    cached = load_result(folder, name)
+    settings = evaluation_settings(run, test, lp, exclude_seen, model_identity(model_dir))
+    cached = cached_result(run.folder, name, settings)
     if cached:
-        changed = stale_keys(cached.metrics, want)
-        if not changed:
-            return cached
-        print(f"[evaluate] {folder / 'results' / name}.json was made with other {', '.join(changed)}: evaluating again")
+        return cached
     model = model_for_eval(model_dir, prof.eval_dtype)
-    return evaluate_resumable(model, load_tokenizer(model_dir), test, dataset, prof, runs_root, name, want,
-                              want["model_id"], lp, progress, exclude_seen=exclude_seen)
+    return evaluate_resumable(model, load_tokenizer(model_dir), test, run, name, settings, lp, progress,
+                              exclude_seen=exclude_seen)
 
 
-def evaluation_key(prof, users: int, length_penalty: float, exclude_seen: bool, model_id: str) -> dict:
-    """What a stored evaluation must match to be reused (each key is also a stored metrics field)."""
-    return {"n": users, "num_beams": prof.num_beams, "length_penalty": length_penalty, "engine": "kernel",
-            "exclude_seen": exclude_seen, "dtype": prof.eval_dtype, "model_id": model_id}
+def evaluate_resumable(model, tok, test: pd.DataFrame, run, name: str, settings: dict, length_penalty: float,
+                       progress: bool = True, extra: dict | None = None, exclude_seen: bool = False) -> EvalResult:
+    """Evaluate ``model`` on ``test`` and store ``results/<name>.json`` (+ ranks) in ``run``'s folder.
 
-
-def stale_keys(stored: dict, want: dict) -> list[str]:
-    """The keys of ``want`` whose stored value differs (results from before a key existed differ)."""
-    defaults = {"exclude_seen": False, "dtype": "fp32"}  # results stored before these fields were recorded
-    return [k for k, v in want.items() if stored.get(k, defaults.get(k)) != v]
-
-
-def evaluate_resumable(model, tok, test: pd.DataFrame, dataset: str, prof, runs_root, name: str, made,
-                       model_key: str, length_penalty: float, progress: bool = True, extra: dict | None = None,
-                       exclude_seen: bool = False) -> EvalResult:
-    """Evaluate ``model`` on ``test`` and store ``results/<name>.json`` (+ ranks) in the run folder.
-
-    Every finished batch of users is checkpointed to ``ranks/.<name>.partial.json``; a later call
-    with the same ``made`` settings, ``model_key`` (the model's identity, stored as ``model_id``)
-    and users resumes after them (the partial file is removed once the result is stored).
-    ``extra`` is merged into the stored metrics.
+    Every finished batch of users is checkpointed to ``ranks/.<name>.partial.json`` (a record with
+    the same ``settings``); a later call with the same settings resumes after them (the partial
+    file is removed once the result is stored). ``extra`` is merged into the stored metrics.
+    The run folder is locked meanwhile.
     """
-    from .paths import run_dir
+    from .steps import record, run_lock, stored
 
-    folder = run_dir(dataset, prof.name, runs_root)
-    partial_file = folder / "ranks" / f".{name}.partial.json"
-    users = test["user_id"].astype(str).tolist()
-    done, spent = resume_partial(partial_file, made, model_key, users)
-    t0 = time.time()
+    partial_file = run.folder / "ranks" / f".{name}.partial.json"
+    with run_lock(run.folder):
+        part = stored(partial_file, settings, on_change="rebuild", quiet=True) or {}
+        done, spent = part.get("ranked", []), float(part.get("seconds", 0.0))
+        t0 = time.time()
 
-    def checkpoint(ranked):  # the lists so far, so that an interrupted evaluation resumes
-        atomic_write_text(partial_file, json.dumps({"made": made, "model": model_key, "ranked": ranked,
-                                                    "users": users[:len(ranked)], "seconds": spent + time.time() - t0}))
+        def checkpoint(ranked):  # the lists so far, so that an interrupted evaluation resumes
+            atomic_write_text(partial_file, json.dumps(record(settings, {"ranked": ranked,
+                                                                         "seconds": spent + time.time() - t0})))
 
-    res = evaluate_model(model, tok, test, get_dataset_config(dataset),
-                         read_items(splits_dir(dataset, runs_root))["item_title"].tolist(), prof.num_beams, length_penalty, prof.eval_batch,
-                         prof.cutoff_len, progress, exclude_seen=exclude_seen, done=done, checkpoint=checkpoint)
-    res.metrics["seconds"] = round(spent + time.time() - t0, 1)
-    if done:
-        res.metrics["resumed_after_users"] = len(done)
-    res.metrics.update({"model_id": model_key, **(extra or {})})
-    save_result(res, folder, name)
-    partial_file.unlink(missing_ok=True)
+        res = evaluate_model(model, tok, test, get_dataset_config(run.dataset), read_items(run.splits)["item_title"].tolist(),
+                             run.prof.num_beams, length_penalty, run.prof.eval_batch, run.prof.cutoff_len, progress,
+                             exclude_seen=exclude_seen, done=done, checkpoint=checkpoint)
+        res.metrics["seconds"] = round(spent + time.time() - t0, 1)
+        if done:
+            res.metrics["resumed_after_users"] = len(done)
+        res.metrics.update({"model_id": settings["model_id"], **(extra or {})})
+        save_result(res, run.folder, name, settings)
+        partial_file.unlink(missing_ok=True)
     return res
-
-
-def resume_partial(path: Path, made, model_key: str, users: list[str]) -> tuple[list, float]:
-    """Ranked lists and seconds of an interrupted evaluation with the same settings, model and
-    users (``([], 0.0)`` if there is none or it does not match)."""
-    if not path.exists():
-        return [], 0.0
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return [], 0.0
-    ranked = doc.get("ranked", [])
-    if doc.get("made") != made or doc.get("model") != model_key or doc.get("users") != users[:len(ranked)]:
-        return [], 0.0
-    return ranked, float(doc.get("seconds", 0.0))
 
 
 def popularity_cached(dataset: str, prof, runs_root=None, limit: int | None = None, exclude_seen: bool = False,
                       name: str = "most_popular") -> EvalResult:
-    """Most-popular baseline on the same test sample as :func:`evaluate_cached`, stored alike."""
-    from .paths import run_dir
+    """Most-popular baseline on the same test sample as :func:`evaluate_cached`, stored alike
+    (computed again each time: it takes milliseconds)."""
+    from .run import Run
 
-    train = read_split(splits_dir(dataset, runs_root), "train")
+    run = Run(dataset, prof, runs_root)
     test = fixed_test_users(dataset, prof, runs_root)
-    res = most_popular(train, test.iloc[:limit] if limit else test, exclude_seen=exclude_seen)
-    save_result(res, run_dir(dataset, prof.name, runs_root), name)
+    test = test.iloc[:limit] if limit else test
+    res = most_popular(run.split("train"), test, exclude_seen=exclude_seen)
+    save_result(res, run.folder, name, {"users": len(test), "users_id": users_identity(test), "engine": "most_popular",
+                                        "exclude_seen": exclude_seen, "data_id": run.data_id()})
     return res
 
 
@@ -485,13 +506,14 @@ def retention_table(results: dict[str, EvalResult], reference: str, metrics=METR
 @cli
 def main(argv: list[str] | None = None) -> int:
     from .assets import load_tokenizer, resolve_model
+    from .cli_args import positive_int
     from .profiles import get_profile
 
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="HF model folder (or profile model name)")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    ap.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N rows")
+    ap.add_argument("--limit", type=positive_int, default=None, help="evaluate a seeded sample of N rows (N >= 1)")
     ap.add_argument("--profile", default="default", help="beam count, batch and seed come from it")
     ap.add_argument("--splits", default=None, help="folder with the CSV splits (default runs/DATASET/splits)")
     ap.add_argument("--length-penalty", type=float, default=None)

@@ -8,7 +8,6 @@ Position ids follow the attention mask, exactly as ``generate`` builds them for 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -22,11 +21,10 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
-from . import PruneRecError
 from .data import DatasetConfig
 from .identity import model_identity
 from .master_adamw import MasterWeightAdamW
-from .paths import atomic_dir
+from .steps import folder_step, stored
 from .profiles import Profile
 from .prompts import IGNORE, encode_example
 
@@ -160,51 +158,65 @@ def prepare_precision(model, prof: Profile) -> dict:
 
 def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path, prof: Profile,
              progress: bool = True, trainer_cls=ResponseLossTrainer, keep_checkpoints: bool = False,
-             callbacks=(), inputs: dict | None = None, **extra) -> dict:
-    """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``.
+             callbacks=(), settings: dict | None = None, lock: str | Path | None = None, **extra) -> dict:
+    """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``; its summary.
 
-    Resumes from the newest ``out_dir/../<name>.ckpt/checkpoint-*`` (saved per epoch, and every
-    ``prof.save_steps`` optimizer steps when set); if ``out_dir`` already holds a
-    finished model (its summary file exists) nothing is trained and the stored summary is returned.
-    The epoch checkpoints (weights + optimizer state, for resuming) are deleted once the final
-    folder is written, unless ``keep_checkpoints``. ``callbacks``: extra ``TrainerCallback``s;
-    ``inputs``: identities of the models the run read, stored in the summary for cache checks.
+    A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir/training_summary.json``
+    records :func:`training_settings` plus ``settings`` (the identities of the models and data the
+    caller read); a finished folder with the same settings is returned without training, one with
+    other settings is refused. Resumes from the newest complete ``out_dir/../<name>.ckpt/checkpoint-*``
+    (saved per epoch, and every ``prof.save_steps`` optimizer steps when set; one cut off mid-save
+    is removed with a printed line). The checkpoints (weights + optimizer state) are deleted once
+    the final folder is written, unless ``keep_checkpoints``. ``callbacks``: extra
+    ``TrainerCallback``s; ``lock``: the run folder held while training (default: ``out_dir``'s parent).
     """
     out_dir = Path(out_dir)
-    if (out_dir / SUMMARY).exists():
-        return json.loads((out_dir / SUMMARY).read_text())
     ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
-    torch.manual_seed(prof.seed)
-    trainer = trainer_cls(model=model, args=training_args(ckpt_dir, prof, progress, **extra),
-                          train_dataset=train_ds, eval_dataset=valid_ds,
-                          data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-                          **prepare_precision(model, prof))
-    trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
-    if prof.save_steps:
-        trainer.add_callback(SaveEverySteps(prof.save_steps))
-    for callback in callbacks:
-        trainer.add_callback(callback)
-    if not progress:
-        trainer.remove_callback(ProgressCallback)
-    resume = any(ckpt_dir.glob("checkpoint-*"))
-    t0 = time.time()
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    wall = time.time() - t0
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    summary = {
-        "wall_seconds": round(wall, 1), "resumed": resume, "train_samples": len(train_ds),
-        "valid_samples": len(valid_ds), "steps": trainer.state.global_step,
-        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
-        "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
-        "log_history": trainer.state.log_history, "profile": prof.to_dict(), "inputs": inputs or {},
-    }
-    with atomic_dir(out_dir) as tmp:
+
+    def train(tmp: Path) -> dict:
+        torch.manual_seed(prof.seed)
+        trainer = trainer_cls(model=model, args=training_args(ckpt_dir, prof, progress, **extra),
+                              train_dataset=train_ds, eval_dataset=valid_ds,
+                              data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                              **prepare_precision(model, prof))
+        trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
+        if prof.save_steps:
+            trainer.add_callback(SaveEverySteps(prof.save_steps))
+        for callback in callbacks:
+            trainer.add_callback(callback)
+        if not progress:
+            trainer.remove_callback(ProgressCallback)
+        resume = complete_checkpoint(ckpt_dir)
+        t0 = time.time()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        evals = [h for h in trainer.state.log_history if "eval_loss" in h]
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+        return {"wall_seconds": round(time.time() - t0, 1), "resumed": resume is not None,
+                "train_samples": len(train_ds), "valid_samples": len(valid_ds), "steps": trainer.state.global_step,
+                "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
+                "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
+                "log_history": trainer.state.log_history, "profile": prof.to_dict()}
+
+    summary = folder_step(out_dir, SUMMARY, {**training_settings(prof), **(settings or {})}, train, lock=lock)
     if not keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
+
+
+def complete_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` of ``ckpt_dir`` that was saved completely (its
+    ``trainer_state.json`` is written last), or None. Newer ones cut off mid-save are removed,
+    each with one printed line, so that the Trainer neither resumes from nor rotates them."""
+    found = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                   if p.name.split("-")[-1].isdigit() else -1)
+    for path in reversed(found):
+        if (path / "trainer_state.json").exists():
+            return path
+        print(f"[finetune] removing {path}: cut off mid-save (no trainer_state.json); resuming from the one before",
+              flush=True)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float:
@@ -220,42 +232,37 @@ def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float
     return total / max(count, 1) if count else math.nan
 
 
-TRAINING_FIELDS = ("model", "max_train", "epochs", "lr", "warmup_steps", "cutoff_len", "seed", "train_precision",
-                   "train_compile")
+TRAINING_FIELDS = ("model", "max_train", "max_valid", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps",
+                   "cutoff_len", "seed", "train_precision", "train_compile")
+
+
+def training_settings(prof: Profile) -> dict:
+    """The profile fields a trained model depends on (stored in its summary's settings)."""
+    return {k: getattr(prof, k) for k in TRAINING_FIELDS}
 
 
 def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True,
                   name: str = "teacher") -> tuple[Path, dict]:
     """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/<name>``.
 
-    Returns the teacher folder and its training summary. Re-running resumes or skips.
+    Returns the teacher folder and its training summary. Re-running resumes or skips; a stored
+    teacher trained with other settings, from another base model or on other data is refused.
     """
     from .assets import load_model, load_tokenizer, resolve_model
-    from .data import get_dataset_config, read_split, sample_rows
-    from .paths import run_dir, splits_dir
-
+    from .data import get_dataset_config
     from .quiet import set_progress
+    from .run import Run
 
     set_progress(progress)
-    cfg = get_dataset_config(dataset)
-    out = run_dir(dataset, prof.name, runs_root) / "models" / name
+    run = Run(dataset, prof, runs_root)
+    out = run.model(name)
     base = resolve_model(prof.model)
-    inputs = {"base_id": model_identity(base)}
-    if (out / SUMMARY).exists():
-        summary = json.loads((out / SUMMARY).read_text())
-        changed = [k for k in TRAINING_FIELDS if summary["profile"].get(k) != getattr(prof, k)]
-        if summary.get("inputs", {}).get("base_id") != inputs["base_id"]:
-            changed.append("base model (identity)")
-        if changed:
-            raise PruneRecError(f"{out} was trained with other {', '.join(changed)}; delete it or use another "
-                                f"runs_root")
-        return out, summary
-    tok = load_tokenizer(base)
-    splits = splits_dir(dataset, runs_root)
-    train = sample_rows(read_split(splits, "train"), prof.max_train, prof.seed)
-    valid = sample_rows(read_split(splits, "valid"), prof.max_valid, prof.seed)
-    model = load_model(base)
-    summary = finetune(model, tok, tokenize_split(train, tok, cfg, prof.cutoff_len),
-                       tokenize_split(valid, tok, cfg, prof.cutoff_len), out, prof, progress=progress,
-                       inputs=inputs)
+    settings = {**training_settings(prof), "base_id": model_identity(base), "data_id": run.data_id()}
+    summary = stored(out / SUMMARY, settings, remove=out)
+    if summary is None:
+        tok, cfg = load_tokenizer(base), get_dataset_config(dataset)
+        train_ds, valid_ds = (tokenize_split(run.rows("budget", n, split), tok, cfg, prof.cutoff_len)
+                              for n, split in ((prof.max_train, "train"), (prof.max_valid, "valid")))
+        summary = finetune(load_model(base), tok, train_ds, valid_ds, out, prof, progress=progress,
+                           settings=settings, lock=run.folder)
     return out, summary

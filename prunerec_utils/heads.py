@@ -19,6 +19,7 @@ reference (:func:`naive_layer_scores`) runs one full forward per head; both give
 from __future__ import annotations
 
 import contextlib
+import random
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -240,6 +241,24 @@ class HeadImportance:
     @classmethod
     def from_dict(cls, d: dict) -> "HeadImportance":
         return cls(torch.tensor(d["raw"]), torch.tensor(d["normalised"]), torch.tensor(d["mixed"]), d["pruned"])
+
+    @classmethod
+    def zeros(cls, num_layers: int, num_heads: int, pruned: list[list[int]]) -> "HeadImportance":
+        """A choice made without scores (e.g. :func:`random_heads`): all-zero score maps."""
+        z = torch.zeros(num_layers, num_heads)
+        return cls(z, z.clone(), z.clone(), pruned)
+
+
+def global_ranking(scores: torch.Tensor, num_prune: int) -> list[int]:
+    """The ``num_prune`` head indices with the lowest mean score over layers ([L, H] → sorted ids):
+    one cut for every layer (Table 3's "no layer-wise importance")."""
+    return sorted(torch.argsort(scores.mean(0), stable=True)[:num_prune].tolist())
+
+
+def random_heads(num_layers: int, num_heads: int, num_prune: int, seed: int) -> list[list[int]]:
+    """Seeded random heads to prune per layer (Table 3's random choice; the random structured baseline)."""
+    rng = random.Random(seed)
+    return [sorted(rng.sample(range(num_heads), num_prune)) for _ in range(num_layers)]
 
 
 def greedy_selection(score_layer: Callable[[int, dict], torch.Tensor], num_layers: int, num_heads: int, num_prune: int,

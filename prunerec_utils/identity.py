@@ -1,4 +1,4 @@
-"""Identity of a model folder: a content hash, so a cached result is tied to the model it measured.
+"""Identity of a model folder or of a dataset's splits: a content hash, so a cached result is tied to the model it measured.
 
 A run folder's ``models/teacher`` can be retrained in place (same path, same settings, other
 weights); a result keyed by the path would then be read back as the new model's. The identity
@@ -37,14 +37,30 @@ def model_identity(folder: str | Path) -> str:
     files = model_files(folder)
     if not any(p.name == "config.json" for p in files):
         raise PruneRecError(f"no model at {folder}: config.json missing")
-    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    key = (str(folder), stamp)
-    if key not in _memo:
+    return files_identity(files)
+
+
+def data_identity(folder: str | Path) -> str:
+    """16 hex digits of the SHA-256 over a splits folder's CSV files (``train`` / ``valid`` /
+    ``test`` / ``items``): every step that read the data records it, so re-made splits are
+    never read under results of the old ones."""
+    folder = resolve(folder)
+    files = sorted(p for p in folder.glob("*.csv") if p.is_file())
+    if not files:
+        raise PruneRecError(f"no splits at {folder}: run notebook 00 (or `python -m prunerec_utils.data`) first")
+    return files_identity(files)
+
+
+def files_identity(files: list[Path]) -> str:
+    """16 hex digits of the SHA-256 over the names and contents of ``files`` (memoised per process
+    on each file's path, size and modification time)."""
+    stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _memo:
         h = hashlib.sha256()
-        for p, (name, size, _) in zip(files, stamp):
-            h.update(f"{name}\0{size}\0".encode())
+        for p, (_, size, _) in zip(files, stamp):
+            h.update(f"{p.name}\0{size}\0".encode())
             with p.open("rb") as f:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)
-        _memo[key] = h.hexdigest()[:16]
-    return _memo[key]
+        _memo[stamp] = h.hexdigest()[:16]
+    return _memo[stamp]

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from . import PruneRecError, cli
+from .cli_args import positive_int
 from .evaluate import evaluate_cached, popularity_cached
 from .finetune import train_teacher
 from .data import prepare
@@ -115,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.learning_curve", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
-    ap.add_argument("--samples", type=int, nargs="+", required=True, help="training-sample budgets")
+    ap.add_argument("--samples", type=positive_int, nargs="+", required=True,
+                    help="training-sample budgets (whole numbers >= 1)")
     ap.add_argument("--out", required=True, help="JSON file the curve is written to")
-    ap.add_argument("--eval-batch", type=int, default=None, help="users per beam-search call (GPU: larger)")
-    ap.add_argument("--batch-size", type=int, default=None, help="per-device batch (keep the effective batch)")
-    ap.add_argument("--grad-accum", type=int, default=None)
+    ap.add_argument("--eval-batch", type=positive_int, default=None, help="users per beam-search call (GPU: larger)")
+    ap.add_argument("--batch-size", type=positive_int, default=None, help="per-device batch (keep the effective batch)")
+    ap.add_argument("--grad-accum", type=positive_int, default=None)
     ap.add_argument("--drop-models", action="store_true", help="delete each teacher after its evaluation")
     args = ap.parse_args(argv)
     prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size,

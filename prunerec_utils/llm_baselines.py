@@ -22,7 +22,9 @@ from . import stages
 from .ablations import Variant, run_variant
 from .assets import load_model, load_tokenizer
 from .evaluate import METRICS, EvalResult, evaluate_cached, interval_text, load_result, retention
+from .identity import model_identity
 from .paths import run_dir
+from .run import Run
 from .surgery import param_counts, param_formula, remove_layers
 
 RANDOM_STRUCTURED = Variant(1, "random structured",
@@ -42,22 +44,25 @@ def layers_for(config, target_non_embedding: int) -> int:
 
 def slmrec_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
     """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``."""
-    out = run_dir(dataset, prof.name, runs_root) / "models" / "slmrec_pruned"
-    final = stages.stage_dir(dataset, prof, "stage3", runs_root, "05")  # notebook 05 must have run
+    run = Run(dataset, prof, runs_root)
+    final = run.stage("stage3")  # notebook 05 must have run
     target = stages.surgery_params(final.parent / "stage3_pruned", "stage3")["non_embedding"]
-    rec = stages._stored(out, {"target_non_embedding": target})
-    if rec:
-        return out, rec
-    tdir = stages.teacher_dir(dataset, prof, runs_root)
-    model, tok = load_model(tdir), load_tokenizer(tdir)
-    L = model.config.num_hidden_layers
-    n = layers_for(model.config, target)
-    before = param_counts(model)
-    if n < L:
-        remove_layers(model, range(n, L))
-    rec = {"target_non_embedding": target, "layers_before": L, "layers_kept": n,
-           "params": {"teacher": before, "slmrec": param_counts(model)}}
-    return out, stages._save_pruned(model, tok, out, rec)
+    tdir = run.stage("teacher")
+
+    def build(tmp: Path) -> dict:
+        model, tok = load_model(tdir), load_tokenizer(tdir)
+        L = model.config.num_hidden_layers
+        n = layers_for(model.config, target)
+        before = param_counts(model)
+        if n < L:
+            remove_layers(model, range(n, L))
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        return {"target_non_embedding": target, "layers_before": L, "layers_kept": n,
+                "params": {"teacher": before, "slmrec": param_counts(model)}}
+
+    return run.model_step("slmrec_pruned", stages.SURGERY, {"target_non_embedding": target,
+                                                            "source_id": model_identity(tdir)}, build)
 
 
 def slmrec(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:

@@ -34,16 +34,15 @@ from tqdm.auto import tqdm
 
 from . import PruneRecError
 from .assets import load_model, load_tokenizer
-from .evaluate import (DTYPES, METRICS, EvalResult, evaluate_cached, evaluate_resumable, evaluation_key,
-                       first_users, fixed_test_users, load_result, retention_table, stale_keys)
+from .evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
+                       evaluation_settings, first_users, fixed_test_users, retention_table)
 from .identity import model_identity
-from .paths import run_dir
-from .stages import _samples, teacher_dir
+from .run import Run
+from .stages import _samples
 from .surgery import decoder_layers, temporary_layers
 
 METHODS = ("wanda", "random")
 SHARES = (0.1, 0.5)  # K of Fig 1a
-SAMPLE_OFFSET = 4  # seed offset of the observation samples (stages use 0-3)
 # Reduced budgets per profile (any other profile gets "default"): samples for the activation
 # statistics and Wanda's calibration, test users per pruned evaluation, sparsity levels.
 BUDGETS = {
@@ -63,7 +62,7 @@ def budgets(prof, samples: int | None = None, users: int | None = None, sparsiti
 
 def sample_batch(dataset: str, prof, n: int, tok, runs_root=None) -> dict:
     """``n`` seeded training samples (prompt + answer), left-padded: input_ids etc. ``[n, T]``."""
-    return _samples(dataset, prof, n, SAMPLE_OFFSET, runs_root, tok)
+    return _samples(dataset, prof, n, "observe", runs_root, tok)
 
 
 # -- activation statistics (Fig 1a, 2, 3) -------------------------------------------------------
@@ -224,7 +223,7 @@ def sparsity_of(model) -> float:
 
 def teacher_on_users(dataset: str, prof, runs_root=None, users: int = 200, progress: bool = False) -> EvalResult:
     """The teacher's stored evaluation (notebook 01) restricted to its first ``users`` users."""
-    full = evaluate_cached("teacher", teacher_dir(dataset, prof, runs_root), dataset, prof, runs_root,
+    full = evaluate_cached("teacher", Run(dataset, prof, runs_root).stage("teacher"), dataset, prof, runs_root,
                            progress=progress)
     return first_users(full, min(users, full.metrics["n"]))
 
@@ -232,18 +231,18 @@ def teacher_on_users(dataset: str, prof, runs_root=None, users: int = 200, progr
 def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=None, samples: int = 100,
                   users: int = 200, progress: bool = False) -> EvalResult:
     """The teacher pruned in memory by ``method`` at ``sparsity``, evaluated on the first ``users``
-    fixed test users; cached as ``results/obs_<method>_s<s>_n<users>.json`` (+ ranks) and reused
-    only if made with the same evaluation key (users, beams, length penalty, precision, the
-    teacher's identity), calibration samples and seed."""
+    fixed test users; cached as ``results/obs_<method>_s<s>_n<users>.json`` (+ ranks), keyed by
+    the evaluation settings (users, search, precision, the teacher's and the data's identity),
+    the method, the sparsity, the calibration samples and the seed."""
+    run = Run(dataset, prof, runs_root)
     test = fixed_test_users(dataset, prof, runs_root).iloc[:users]
-    folder = run_dir(dataset, prof.name, runs_root)
     name = f"obs_{method}_s{sparsity:g}_n{len(test)}"
     made = {"method": method, "sparsity": sparsity, "calibration_samples": samples if method == "wanda" else None,
             "seed": prof.seed}
-    tdir = teacher_dir(dataset, prof, runs_root)
-    want = {**evaluation_key(prof, len(test), prof.length_penalty, False, model_identity(tdir)), **made}
-    cached = load_result(folder, name)
-    if cached is not None and not stale_keys(cached.metrics, want):
+    tdir = run.stage("teacher")
+    settings = {**evaluation_settings(run, test, prof.length_penalty, False, model_identity(tdir)), **made}
+    cached = cached_result(run.folder, name, settings)
+    if cached is not None:
         return cached
     model, tok = load_model(tdir), load_tokenizer(tdir)
     if torch.cuda.is_available():
@@ -252,8 +251,8 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
     prune(model, method, sparsity, batch, prof.seed)
     measured = sparsity_of(model)
     model = model.to(DTYPES[prof.eval_dtype])
-    return evaluate_resumable(model, tok, test, dataset, prof, runs_root, name, want, want["model_id"],
-                              prof.length_penalty, progress, extra={**made, "measured_sparsity": measured})
+    return evaluate_resumable(model, tok, test, run, name, settings, prof.length_penalty, progress,
+                              extra={**made, "measured_sparsity": measured})
 
 
 def _row(label: str, sparsity: float, res: EvalResult, teacher: EvalResult) -> dict:

@@ -57,9 +57,21 @@ def atomic_dir(final: Path):
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def unique_temp(path: Path) -> Path:
+    """A new, empty, hidden temporary file beside ``path``: two writers never share a name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a unique temporary sibling, then rename it onto ``path``."""
+    tmp = unique_temp(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

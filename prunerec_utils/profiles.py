@@ -50,6 +50,7 @@ class Profile:
     importance_samples: int = 10  # B training samples for head and hidden-dimension importance
     alpha: float = 0.7  # eq. 6 cross-layer mixing
     epsilon: float = 1e-4  # eq. 3 query scaling of a suppressed head
+    head_variant: str = "greedy"  # Stage I head choice: the method, or a Table 3 alternative (see CHOICES)
     hidden_variant: str = "weight_x_grad"  # eq. 7 (see prunerec_utils.hidden)
     kd_lambda: float = 0.8  # eq. 13: λ·KL + (1-λ)·CE
     # Stage II (SPEC §4)
@@ -65,6 +66,11 @@ class Profile:
     ablation_max_train: int | None = None  # distillation samples; None = max_train
     ablation_users: int | None = None  # first users of the fixed test sample; None = max_test
 
+    def __post_init__(self):
+        for field, allowed in CHOICES.items():  # every profile, however made (get_profile, replace)
+            if getattr(self, field) not in allowed:
+                raise PruneRecError(f"{field} must be one of {', '.join(allowed)}, not {getattr(self, field)!r}")
+
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum
@@ -74,7 +80,12 @@ class Profile:
 
 
 CHOICES = {"eval_dtype": ("fp32", "bf16"), "train_precision": ("bf16", "autocast", "fp32"),
-           "train_attention": ("sdpa", "eager")}
+           "train_attention": ("sdpa", "eager"),
+           # how each stage chooses what to cut: the method first, then its ablations / baselines
+           "head_variant": ("greedy", "global", "global_no_alpha", "random"),
+           "hidden_variant": ("weight_x_grad", "gradient", "weight", "reference", "random"),
+           "mlp_variant": ("paper", "reference", "random"),
+           "layer_variant": ("ppl", "random")}
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
@@ -106,9 +117,6 @@ def get_profile(name: str, **overrides) -> Profile:
     if name not in PROFILES:
         raise PruneRecError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
     prof = PROFILES[name]
-    for field, allowed in CHOICES.items():
-        if overrides.get(field) not in (None, *allowed):
-            raise PruneRecError(f"{field} must be one of {', '.join(allowed)}, not {overrides[field]!r}")
     unknown = set(overrides) - set(prof.to_dict())
     if unknown:
         raise PruneRecError(f"unknown profile field(s): {', '.join(sorted(unknown))}")

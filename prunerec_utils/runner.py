@@ -5,15 +5,21 @@
 
 Each executed copy gets a first markdown cell recording profile, dataset, commit, wall time
 and machine; copies are written to a temporary name and renamed, so a failed run never leaves
-a complete-looking notebook. A failing cell stops the run with its error and exit status 1.
+a complete-looking notebook. A failing cell stops the run with a one-line error and exit status 2;
+the cells executed up to it, with the traceback, are kept as ``<name>.failed.ipynb`` beside the
+copies (removed when the notebook later succeeds). ``--param`` names are checked against the
+notebooks' parameters cells before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -92,13 +98,18 @@ def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".running.{src.name}"
+    failed = failed_copy(out_dir, src)
     t0 = time.time()
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=params, progress_bar=False, log_output=False,
                             cwd=str(src.parent), kernel_name="python3")
     except pm.PapermillExecutionError as exc:
-        tmp.unlink(missing_ok=True)
-        raise PruneRecError(f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}") from None
+        where = ""
+        if tmp.exists():  # papermill wrote the cells up to the failing one, with its traceback
+            tmp.replace(failed)
+            where = f" (executed copy with the traceback: {failed})"
+        evalue = " ".join(str(exc.evalue).split())
+        raise PruneRecError(f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {evalue}{where}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -107,21 +118,72 @@ def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
     _record_cell(nb, params, seconds, git_commit())
     nbformat.write(nb, tmp)
     tmp.replace(out_dir / src.name)
+    failed.unlink(missing_ok=True)  # an earlier failure's copy is stale now
     return seconds
 
 
+def failed_copy(out_dir: Path, src: Path) -> Path:
+    """Where a failed execution of ``src`` is kept: ``<name>.failed.ipynb``, never the complete name."""
+    return out_dir / f"{src.stem}.failed.ipynb"
+
+
+# Parameters the runner sets from its own flags (None: no flag, the runner always sets it).
+RUNNER_PARAMS = {"profile": "--profile", "dataset": "--dataset", "seed": "--seed", "runs_root": "--runs-root",
+                 "progress": None}
+_JSON_LIKE = re.compile(r'[\[{"]|[-+]?\.?\d')  # starts like a JSON list, object, string or number
+
+
 def parse_params(pairs: list[str]) -> dict:
-    """``["max_train=16384", "note=x"]`` -> ``{"max_train": 16384, "note": "x"}`` (JSON where it parses)."""
+    """``["max_train=16384", "note=x"]`` -> ``{"max_train": 16384, "note": "x"}``.
+
+    A value that starts like JSON (``[``, ``{``, ``"`` or a number) must parse as JSON; any other
+    value is JSON where it parses (``true``, ``null``) and text otherwise."""
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
             raise PruneRecError(f"--param wants NAME=VALUE, got {pair!r}")
+        if name in RUNNER_PARAMS:
+            flag = RUNNER_PARAMS[name]
+            raise PruneRecError(f"--param {name}: {name} is set by the runner; "
+                                + (f"use {flag} instead" if flag else f"{name} is always False in runner logs"))
+        if name in out:
+            raise PruneRecError(f"--param {name} given twice")
         try:
             out[name] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if _JSON_LIKE.match(value.strip()):
+                raise PruneRecError(f"--param {name}={value} looks like JSON but does not parse ({exc.msg} at "
+                                    f"character {exc.pos + 1}); write lists as [0.1, 0.3] and text as plain "
+                                    "words or JSON strings") from None
             out[name] = value
     return out
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (papermill's injection point)."""
+    nb = json.loads(Path(path).read_text())
+    names = set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            try:
+                tree = ast.parse(source)
+            except SyntaxError as exc:
+                raise PruneRecError(f"{path}: the parameters cell is not valid Python ({exc.msg})") from None
+            names |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    return names
+
+
+def check_params(params: dict, notebooks: list[Path]) -> None:
+    """Every name of ``params`` must be a parameter of at least one of ``notebooks``; one-line error else."""
+    known = {nb: notebook_parameters(nb) for nb in notebooks}
+    for name in params:
+        if not any(name in names for names in known.values()):
+            close = difflib.get_close_matches(name, set().union(*known.values()), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise PruneRecError(f"--param {name}: no such parameter in {', '.join(nb.name for nb in notebooks)}"
+                                f"{hint}")
 
 
 @cli
@@ -132,20 +194,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.runner", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
-    ap.add_argument("--notebooks", nargs="*", default=None, help="numbers to run, e.g. 00 01 (default: all)")
+    ap.add_argument("--notebooks", nargs="+", default=None, help="numbers to run, e.g. 00 01 (default: all)")
     ap.add_argument("--out", default=None, help="folder for executed copies (default book/<profile>/<dataset>)")
     ap.add_argument("--runs-root", default=None, help="run folders (default runs/ or $PRUNEREC_RUNS)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="extra papermill parameter (VALUE read as JSON, else text), e.g. max_train=16384")
+                    help="papermill parameter of the selected notebooks (the names in their parameters cell; "
+                         "profile, dataset, seed and runs_root have their own flags), e.g. max_train=16384. "
+                         "VALUE is JSON when it starts with [ { \" or a digit (it must then parse: "
+                         "sparsities=[0.1,0.3], note='\"a b\"'), true/false/null are JSON too, any other "
+                         "value is text (train_rows=all)")
     args = ap.parse_args(argv)
+    extra = parse_params(args.param)
+    notebooks = notebook_paths(args.notebooks)
+    check_params(extra, notebooks)  # before anything runs
     prof = get_profile(args.profile)
     dataset = args.dataset or prof.dataset
     get_dataset_config(dataset)
     out = resolve(args.out or f"book/{prof.name}/{dataset}")
     params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
-              "progress": False, **parse_params(args.param)}
-    for nb in notebook_paths(args.notebooks):
+              "progress": False, **extra}
+    for nb in notebooks:
         print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
         seconds = run_notebook(nb, out, params)
         print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)

@@ -91,3 +91,24 @@ def test_checkpoint_with_unexpected_tensors_is_refused(tiny_model_dir, tmp_path)
 
 def test_complete_checkpoint_still_loads(tiny_model_dir):
     assert load_model(tiny_model_dir).config.num_hidden_layers >= 2
+
+
+def test_missing_or_broken_tokenizer_folder_is_one_line_error(tiny_model_dir, tmp_path):
+    import shutil
+
+    from prunerec_utils.assets import load_tokenizer
+
+    with pytest.raises(PruneRecError, match=r"tokenizer folder .*no-such-folder not found") as err:
+        load_tokenizer(tmp_path / "no-such-folder")
+    assert "\n" not in str(err.value)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "tokenizer.json").write_text('{"version": "1.0", "truncated')
+    with pytest.raises(PruneRecError, match=r"cannot load the tokenizer from .*broken: ") as err:
+        load_tokenizer(broken)
+    assert "\n" not in str(err.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PruneRecError, match=r"cannot load the tokenizer from .*empty: it has no tokenizer files") as err:
+        load_tokenizer(empty)
+    assert "\n" not in str(err.value)

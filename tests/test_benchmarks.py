@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,3 +38,64 @@ def test_train_speed_prints_every_step_its_ratios_and_losses():
     for step in ("bf16_eager", "bf16"):
         assert out[f"speedup_{step}_vs_autocast"] > 0 and out[f"speedup_{step}_vs_autocast_whole_run"] > 0
         assert abs(out[f"valid_loss_difference_{step}_minus_autocast"]) < 1.0
+
+
+# ---------------------------------------------------------------- bad arguments (issue #22)
+
+def script(name, monkeypatch):
+    """The benchmark script ``benchmarks/<name>.py`` as a module (its folder on sys.path, as when run)."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# A missing model / profile rides along, so that an argument that is not refused fails fast too.
+@pytest.mark.parametrize("name, args, flag", [
+    ("efficiency", ["--users", "0", "--profile", "nosuch"], "--users"),
+    ("efficiency", ["--repeats", "-1", "--profile", "nosuch"], "--repeats"),
+    ("efficiency", ["--device", "gpu", "--profile", "nosuch"], "--device"),
+    ("eval_precision", ["--users", "0", "--profile", "nosuch"], "--users"),
+    ("evaluator_speed", ["--users", "0", "--model", "/no/such/model"], "--users"),
+    ("evaluator_speed", ["--beams", "0", "--model", "/no/such/model"], "--beams"),
+    ("evaluator_speed", ["--batch", "-2", "--model", "/no/such/model"], "--batch"),
+    ("head_importance_speed", ["--samples", "0", "--model", "/no/such/model"], "--samples"),
+    ("head_importance_speed", ["--kept", "0", "--model", "/no/such/model"], "--kept"),
+    ("head_importance_speed", ["--layers", "-1", "--model", "/no/such/model"], "--layers"),
+    ("head_importance_speed", ["--repeats", "0", "--model", "/no/such/model"], "--repeats"),
+    ("head_importance_speed", ["--device", "tpu", "--model", "/no/such/model"], "--device"),
+    ("layer_search_speed", ["--samples", "0", "--model", "/no/such/model"], "--samples"),
+    ("layer_search_speed", ["--steps", "0", "--model", "/no/such/model"], "--steps"),
+    ("train_speed", ["--samples", "0", "--model", "/no/such/model"], "--samples"),
+    ("train_speed", ["--attention-steps", "-3", "--model", "/no/such/model"], "--attention-steps"),
+])
+def test_bad_numbers_and_devices_are_refused_by_argparse(monkeypatch, capsys, name, args, flag):
+    with pytest.raises(SystemExit) as exc:
+        script(name, monkeypatch).main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "Traceback" not in "\n".join(err)
+    assert f"error: argument {flag}:" in err[-1], err
+
+
+@pytest.mark.parametrize("name, flag", [
+    ("evaluator_speed", "--model"), ("head_importance_speed", "--model"), ("head_importance_speed", "--random-init"),
+    ("layer_search_speed", "--model"), ("train_speed", "--model"),
+])
+def test_missing_model_is_one_line_error(monkeypatch, capsys, tmp_path, name, flag):
+    missing = str(tmp_path / "no-model")
+    assert script(name, monkeypatch).main([flag, missing]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no-model" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_head_counts_beyond_the_model_are_refused(monkeypatch, capsys, tiny_model_dir):
+    heads = layers = 4  # TINY_QWEN2
+    mod = script("head_importance_speed", monkeypatch)
+    for args in (["--kept", str(heads + 1)], ["--layers", str(layers + 1)]):
+        with pytest.raises(SystemExit) as exc:
+            mod.main(["--model", str(tiny_model_dir), *args])
+        assert exc.value.code == 2
+        assert "--kept must be at most the 4 heads and --layers at most the 4 layers" in capsys.readouterr().err

@@ -128,3 +128,124 @@ def test_empty_or_missing_split_is_a_clear_error(tmp_path):
                                                  "item_title", "history_timestamp", "timestamp"]) + "\n")
     with pytest.raises(PruneRecError, match="is empty"):
         read_split(tmp_path, "test")
+
+
+# ---------------------------------------------------------------- bad input (issue #22)
+
+def _lines(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _empty_reviews(d):
+    (d / "Fixture.json.gz").unlink()
+    (d / "Fixture.json").write_text("")
+
+
+def _wrong_schema(d):
+    (d / "Fixture.json.gz").unlink()
+    _lines(d / "Fixture.json", [{"user": "u1", "item": "A", "time": 1}] * 3)
+
+
+def _not_json_line(d):
+    (d / "Fixture.json.gz").unlink()
+    (d / "Fixture.json").write_text('{"reviewerID": "u1", "asin": "A", "unixReviewTime": 1}\n{"reviewerID": oops\n')
+
+
+def _bad_time(d):
+    (d / "Fixture.json.gz").unlink()
+    _lines(d / "Fixture.json", [{"reviewerID": "u1", "asin": "A", "unixReviewTime": "yesterday"}])
+
+
+def _truncated_gz(d):
+    data = (d / "Fixture.json.gz").read_bytes()
+    (d / "Fixture.json.gz").write_bytes(data[: len(data) // 2])
+
+
+def _meta_without_titles(d):
+    _lines(d / "meta_Fixture.json", [{"asin": item, "brand": "x"} for item in amazon_fixture.TITLES])
+
+
+def _meta_empty(d):
+    (d / "meta_Fixture.json").write_text("\n")
+
+
+def _meta_titles_of_other_items(d):
+    _lines(d / "meta_Fixture.json", [{"asin": "Z1", "title": "Some Game"}])
+
+
+@pytest.mark.parametrize("corrupt, needle", [
+    (_empty_reviews, r"Fixture\.json is empty"),
+    (_wrong_schema, r"Fixture\.json: no line has .*reviewerID"),
+    (_not_json_line, r"Fixture\.json line 2 is not JSON"),
+    (_bad_time, r"Fixture\.json line 1: unixReviewTime 'yesterday' is not"),
+    (_truncated_gz, r"Fixture\.json\.gz is truncated or corrupt"),
+    (_meta_without_titles, r"meta_Fixture\.json: no item has a title"),
+    (_meta_empty, r"meta_Fixture\.json is empty"),
+    (_meta_titles_of_other_items, r"none of the .* items reviewed in .*Fixture\.json\.gz has a usable title in "
+                                  r".*meta_Fixture\.json"),
+])
+def test_bad_amazon_files_are_one_line_errors_naming_the_file(tmp_path, capsys, corrupt, needle):
+    import re
+
+    from prunerec_utils import data
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    amazon_fixture.write(raw)
+    corrupt(raw)
+    out = tmp_path / "out"
+    assert data.main(["--dataset", "amazon-Fixture", "--raw-dir", str(raw), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert re.search(needle, err), err
+    assert str(raw) in err  # the full path of the file
+    assert not out.exists()
+
+
+def test_empty_interaction_log_does_not_walk_back_to_year_zero():
+    import pandas as pd
+
+    cfg = get_dataset_config("amazon-Fixture")
+    with pytest.raises(PruneRecError, match="no interactions survive"):
+        build_splits(pd.DataFrame(columns=["user", "item", "timestamp"]), {"A": "Alpha Game"}, cfg)
+
+
+HEADER = ",".join(["user_id", "history_item_id", "item_id", "history_item_title", "item_title",
+                   "history_timestamp", "timestamp"])
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00\x01", "is not a UTF-8 CSV file"),
+    (b"", "is empty"),
+    (b"user_id,item_id\nu1,3\n", "lacks the columns history_item_id, history_item_title, history_timestamp, "
+                                   "item_title, timestamp"),
+    (b"just some words\nand more words\n", "lacks the columns"),
+    (b"a,b\n1,2\n1,2,3,4,5\n", "is not a readable CSV file (Error tokenizing data"),
+    ((HEADER + '\nu1,"[1, 2",3,"[""a"", ""b""]",c,"[1, 2]",3\n').encode(),
+     "data row 1, column history_item_id: '[1, 2' is not a JSON list"),
+    ((HEADER + '\nu1,"[1, 2]",3,"[""a"", ""b""]",c,"[1, 2]",3\nu2,"[1, 2]",3,"[""a"", ""b""]",c,"7",3\n').encode(),
+     "data row 2, column history_timestamp: '7' is not a JSON list"),
+    ((HEADER + '\nu1,"[1, 2]",x,"[""a"", ""b""]",c,"[1, 2]",3\n').encode(),
+     "column item_id holds values that are not whole numbers"),
+])
+def test_corrupt_split_file_is_one_line_error_naming_it(tmp_path, content, needle):
+    (tmp_path / "test.csv").write_bytes(content)
+    with pytest.raises(PruneRecError) as err:
+        read_split(tmp_path, "test")
+    msg = str(err.value)
+    assert str(tmp_path / "test.csv") in msg and needle in msg and "\n" not in msg, msg
+
+
+def test_corrupt_or_missing_items_file_is_one_line_error_naming_it(tmp_path):
+    from prunerec_utils.data import read_items
+
+    with pytest.raises(PruneRecError, match=r"items\.csv not found: run"):
+        read_items(tmp_path)
+    (tmp_path / "items.csv").write_text("id,name\n1,x\n")
+    with pytest.raises(PruneRecError, match=r"items\.csv lacks the columns item_id, item_title"):
+        read_items(tmp_path)
+    (tmp_path / "items.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
+    with pytest.raises(PruneRecError, match=r"items\.csv is not a UTF-8 CSV file"):
+        read_items(tmp_path)
+    (tmp_path / "items.csv").write_text("item_id,item_title\n0,Alpha\n")
+    assert read_items(tmp_path)["item_title"].tolist() == ["Alpha"]

@@ -185,13 +185,6 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml10
     assert calls == [4] and resumed.metrics["resumed_after_users"] == 8 and not partial.exists()
     assert resumed.per_user["top"].tolist() == whole.per_user["top"].tolist()
     assert resumed.metrics["hr@20"] == whole.metrics["hr@20"]
-    made, users = [12, 20, 0.0, "kernel", False], resumed.per_user["user_id"].astype(str).tolist()
-    partial.write_text(json.dumps({"made": made, "model": "m", "ranked": [["a"]] * 4, "users": users[:4],
-                                   "seconds": 3.0}))
-    assert evaluate.resume_partial(partial, made, "m", users) == ([["a"]] * 4, 3.0)
-    assert evaluate.resume_partial(partial, [12, 10, 0.0, "kernel", False], "m", users) == ([], 0.0)  # other beams
-    assert evaluate.resume_partial(partial, made, "other model", users) == ([], 0.0)
-    assert evaluate.resume_partial(partial, made, "m", users[1:] + users[:1]) == ([], 0.0)  # other users
 
 
 def test_a_stored_evaluation_is_not_reused_in_another_precision(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):

@@ -1,6 +1,7 @@
 """Response-only loss, left-pad collation, and a real Trainer fine-tune of the tiny model."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -96,24 +97,65 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_stored_teacher_with_another_budget_is_refused(tmp_path):
+def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml100k_splits):
     from prunerec_utils import PruneRecError
-    from prunerec_utils.finetune import train_teacher
-
     from prunerec_utils.assets import resolve_model
-    from prunerec_utils.identity import model_identity
+    from prunerec_utils.finetune import train_teacher, training_settings
+    from prunerec_utils.identity import data_identity, model_identity
+    from prunerec_utils.steps import record
 
+    splits = tmp_path / "ml-100k" / "splits"
+    shutil.copytree(ml100k_splits, splits)
     out = tmp_path / "ml-100k" / "ci" / "models" / "teacher"
     out.mkdir(parents=True)
     prof = get_profile("ci")
-    base = {"base_id": model_identity(resolve_model(prof.model))}
-    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3, "inputs": base}))
-    assert train_teacher("ml-100k", prof, tmp_path, progress=False)[1]["steps"] == 3  # same budget: reused
-    with pytest.raises(PruneRecError, match="max_train"):
+    settings = {**training_settings(prof), "base_id": model_identity(resolve_model(prof.model)),
+                "data_id": data_identity(splits)}
+    (out / SUMMARY).write_text(json.dumps(record(settings, {"steps": 3})))
+    assert train_teacher("ml-100k", prof, tmp_path, progress=False)[1]["steps"] == 3  # same settings: reused
+    with pytest.raises(PruneRecError, match="max_train 256 .asked 512."):
         train_teacher("ml-100k", get_profile("ci", max_train=512), tmp_path, progress=False)
-    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3, "inputs": {"base_id": "other"}}))
-    with pytest.raises(PruneRecError, match="base model"):  # fine-tuned from another base model
+    (out / SUMMARY).write_text(json.dumps(record({**settings, "base_id": "other"}, {"steps": 3})))
+    with pytest.raises(PruneRecError, match="base_id 'other'"):  # fine-tuned from another base model
         train_teacher("ml-100k", prof, tmp_path, progress=False)
+    (out / SUMMARY).write_text(json.dumps(record(settings, {"steps": 3})))
+    with open(splits / "train.csv", "a") as f:  # the splits made again, differently
+        f.write(open(splits / "train.csv").read().splitlines()[1] + "\n")
+    with pytest.raises(PruneRecError, match="data_id"):
+        train_teacher("ml-100k", prof, tmp_path, progress=False)
+    (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3}))  # made before records had settings
+    with pytest.raises(PruneRecError, match="older version that kept no settings record; delete .*teacher "):
+        train_teacher("ml-100k", prof, tmp_path, progress=False)
+
+
+def test_a_checkpoint_cut_off_mid_save_is_skipped(tmp_path, capsys):
+    from prunerec_utils.finetune import complete_checkpoint
+
+    ckpt = tmp_path / "teacher.ckpt"
+    for step, complete in ((8, True), (16, True), (24, False)):
+        (ckpt / f"checkpoint-{step}").mkdir(parents=True)
+        (ckpt / f"checkpoint-{step}" / "model.safetensors").write_text("x")
+        if complete:
+            (ckpt / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert complete_checkpoint(ckpt) == ckpt / "checkpoint-16"
+    assert not (ckpt / "checkpoint-24").exists() and "checkpoint-24: cut off mid-save" in capsys.readouterr().out
+    assert complete_checkpoint(tmp_path / "none.ckpt") is None
+
+
+def test_training_resumes_past_a_checkpoint_cut_off_mid_save(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+    """A run killed while writing its second checkpoint: the re-run resumes from the first."""
+    from prunerec_utils.assets import load_model
+
+    prof = get_profile("ci", epochs=2, batch_size=8, grad_accum=1, save_steps=0)
+    train, valid = tiny_data
+    out = tmp_path / "teacher"
+    finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False, keep_checkpoints=True)
+    ckpt = tmp_path / "teacher.ckpt"
+    last = max(ckpt.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    (last / "trainer_state.json").unlink()  # the save was cut before its last file
+    shutil.rmtree(out)
+    summary = finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
+    assert summary["resumed"] and not ckpt.exists()
 
 
 def test_compiled_bf16_step_keeps_fp32_masters_and_learns_like_fp32(tiny_model_dir, tokenizer, tiny_data, tmp_path):

@@ -63,3 +63,21 @@ def test_cli_reports_a_foreign_curve_file_in_one_line(tmp_path, capsys):
     assert lc.main(["--profile", "ci", "--samples", "32", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "holds a curve" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--samples", "0"], "--samples"),
+    (["--samples", "32", "-5"], "--samples"),
+    (["--samples", "32", "--eval-batch", "0"], "--eval-batch"),
+    (["--samples", "32", "--batch-size", "-1"], "--batch-size"),
+    (["--samples", "32", "--grad-accum", "0"], "--grad-accum"),
+])
+def test_cli_refuses_non_positive_numbers_before_any_work(tmp_path, capsys, monkeypatch, args, flag):
+    calls = []
+    monkeypatch.setattr(lc, "run_curve", lambda *a, **k: calls.append(a))
+    with pytest.raises(SystemExit) as exc:
+        lc.main(["--profile", "ci", *args, "--out", str(tmp_path / "c.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and calls == []
+    assert err[-1].startswith(f"python -m prunerec_utils.learning_curve: error: argument {flag}:")
+    assert "is not positive" in err[-1]

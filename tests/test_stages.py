@@ -71,11 +71,13 @@ def test_a_stored_step_is_refused_once_the_model_it_read_changed(tmp_path, ml100
     s1 = stages.stage1("ml-100k", prof, tmp_path)
     stages.stage2_prune("ml-100k", prof, tmp_path)
     _perturb_in_place(s1["distilled_dir"])
-    with pytest.raises(PruneRecError, match=r"stage2_pruned was made with other settings: source_id") as err:
+    with pytest.raises(PruneRecError, match=r"stage2_pruned/surgery.json was made with other settings: source_id") as err:
         stages.stage2_prune("ml-100k", prof, tmp_path)
-    assert "\n" not in str(err.value) and "delete it" in str(err.value)
+    assert "\n" not in str(err.value) and str(err.value).endswith(
+        "delete " + str(tmp_path / "ml-100k" / "ci" / "models" / "stage2_pruned") + " (and what was made from it) "
+        "or use another runs_root")
     _perturb_in_place(stages.teacher_dir("ml-100k", prof, tmp_path))
     with pytest.raises(PruneRecError, match=r"stage1_heads.json was made with other settings: teacher_id"):
         stages.stage1("ml-100k", prof, tmp_path)
-    with pytest.raises(PruneRecError, match=r"stage1 was made with other settings: .*teacher_id"):
+    with pytest.raises(PruneRecError, match=r"stage1/training_summary.json was made with other settings: .*teacher_id"):
         stages.distill_stage(s1["pruned_dir"], "stage1", "ml-100k", prof, tmp_path)

@@ -1,0 +1,106 @@
+"""A run: one dataset × one profile in one folder, ``<runs root>/<dataset>/<profile>/``.
+
+:class:`Run` owns the folder layout (``models/<name>``, ``results/<name>.json``,
+``ranks/<name>.csv``, ``figures/``), the dataset's splits and their identity, the named seeded
+samples every step draws, and the cached steps (:mod:`prunerec_utils.steps`) stored in it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from . import PruneRecError, steps
+from .paths import resolve, runs_root
+
+# Seed offsets of the named samples (added to the profile's seed), so that no two purposes share a
+# sample by accident. "budget": the profile's training / validation budget and its fixed test users.
+SAMPLES = {"budget": 0, "importance": 1, "mlp": 2, "calibration": 3, "observe": 4, "random_heads": 5}
+
+# The stages of the method: the model each one starts from, its output, the notebook that makes it.
+STAGES = {
+    "teacher": {"source": None, "notebook": "01"},
+    "stage1": {"source": "teacher", "notebook": "03"},
+    "stage2": {"source": "stage1", "notebook": "04"},
+    "stage3": {"source": "stage2", "notebook": "05"},
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    prof: object  # a :class:`prunerec_utils.profiles.Profile`
+    root: str | os.PathLike | None = None  # runs root; None: ``runs/`` or ``$PRUNEREC_RUNS``
+
+    @cached_property
+    def base(self) -> Path:
+        return resolve(self.root) if self.root else runs_root()
+
+    @property
+    def folder(self) -> Path:
+        return self.base / self.dataset / self.prof.name
+
+    @property
+    def splits(self) -> Path:
+        """The D3 splits of the dataset, shared by every profile of the runs root."""
+        return self.base / self.dataset / "splits"
+
+    def model(self, name: str) -> Path:
+        return self.folder / "models" / name
+
+    def result_file(self, name: str) -> Path:
+        return self.folder / "results" / f"{name}.json"
+
+    def figure(self, name: str) -> Path:
+        return self.folder / "figures" / name
+
+    def stage(self, name: str) -> Path:
+        """A finished (trained or distilled) stage folder, or one line naming the notebook that makes it."""
+        from .finetune import SUMMARY
+
+        folder = self.model(name)
+        if not (folder / SUMMARY).exists():
+            notebook = STAGES.get(name, {}).get("notebook")
+            hint = f"run notebook {notebook} first" if notebook else "make it first"
+            raise PruneRecError(f"no {name} model at {folder}: {hint}")
+        return folder
+
+    # ---- inputs and their identities ------------------------------------------------------------
+
+    def data_id(self) -> str:
+        """Content hash of the splits (:func:`prunerec_utils.identity.data_identity`)."""
+        from .identity import data_identity
+
+        return data_identity(self.splits)
+
+    def split(self, name: str):
+        from .data import read_split
+
+        return read_split(self.splits, name)
+
+    def rows(self, purpose: str, n: int | None, split: str = "train"):
+        """The seeded sample of ``n`` rows of ``split`` drawn for ``purpose`` (see :data:`SAMPLES`)."""
+        from .data import sample_rows
+
+        if purpose not in SAMPLES:
+            raise PruneRecError(f"unknown sample {purpose!r}; one of {', '.join(SAMPLES)}")
+        return sample_rows(self.split(split), n, self.prof.seed + SAMPLES[purpose])
+
+    # ---- cached steps ---------------------------------------------------------------------------
+
+    def lock(self):
+        """The run folder's lock (held while a step is built; see :func:`prunerec_utils.steps.run_lock`)."""
+        return steps.run_lock(self.folder)
+
+    def step(self, name: str, settings: dict, build: Callable[[], dict], on_change: str = "refuse") -> dict:
+        """``results/<name>.json`` as a cached step (:func:`prunerec_utils.steps.json_step`)."""
+        return steps.json_step(self.result_file(name), settings, build, on_change, lock=self.folder)
+
+    def model_step(self, name: str, record_name: str, settings: dict, build: Callable[[Path], dict],
+                   on_change: str = "refuse") -> tuple[Path, dict]:
+        """``models/<name>/`` as a cached step (:func:`prunerec_utils.steps.folder_step`)."""
+        out = self.model(name)
+        return out, steps.folder_step(out, record_name, settings, build, on_change, lock=self.folder)
