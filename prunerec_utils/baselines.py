@@ -387,7 +387,7 @@ def _ndcg_metrics(pred) -> dict:
 
 
 def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path,
-                   progress: bool = True, inputs: dict | None = None) -> dict:
+                   progress: bool = True, inputs: dict | None = None, lock: str | Path | None = None) -> dict:
     """Train one grid point with ``transformers.Trainer``; keep the best epoch (validation NDCG@20).
 
     A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir`` receives
@@ -395,7 +395,8 @@ def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_d
     ``inputs``, e.g. the data's identity —, validation metrics of the best epoch, epochs run,
     seconds), written atomically; the Trainer's epoch checkpoints (``<out_dir>.ckpt``) are deleted
     afterwards. A model trained with the same settings is reused; with other settings it is trained
-    again (one printed line); an interrupted run starts over.
+    again (one printed line); an interrupted run starts over. ``lock``: the run folder held while
+    training (default: ``out_dir``'s parent).
     """
     out_dir = Path(out_dir)
     config = {**asdict(cfg), "n_items": n_items}
@@ -429,7 +430,7 @@ def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_d
 
     if not (out_dir / WEIGHTS).exists():
         shutil.rmtree(out_dir, ignore_errors=True)  # a summary without its weights is not a model
-    summary = folder_step(out_dir, SUMMARY, settings, train, on_change="rebuild")
+    summary = folder_step(out_dir, SUMMARY, settings, train, on_change="rebuild", lock=lock)
     shutil.rmtree(ckpt, ignore_errors=True)
     return summary
 
@@ -473,7 +474,7 @@ def grid_table(dataset: str, prof, runs_root=None, models=None, progress: bool =
                 cfg = BaselineConfig(name, lr, emb, int(budget["epochs"]), int(budget["patience"]),
                                      int(budget["batch_size"]), int(budget["negatives"]), float(budget["dropout"]),
                                      seed=prof.seed)
-                s = train_baseline(cfg, n_items, train, valid, root / name / cfg.tag, progress, inputs)
+                s = train_baseline(cfg, n_items, train, valid, root / name / cfg.tag, progress, inputs, root.parent)
                 rows.append({"model": name, "lr": lr, "emb": emb, "valid ndcg@20": s["valid"]["ndcg@20"],
                              "valid hr@20": s["valid"]["hr@20"], "best epoch": s["best_epoch"],
                              "epochs run": s["epochs_run"], "seconds": s["seconds"], "params": s["params"],

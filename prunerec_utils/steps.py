@@ -53,10 +53,17 @@ def read_json(path: str | Path) -> dict:
     return doc
 
 
-def differences(stored: dict, wanted: dict) -> list[str]:
-    """``"key <stored> (asked <wanted>)"`` for every setting that differs, keys of either side."""
-    keys = list(wanted) + [k for k in stored if k not in wanted]
-    return [f"{k} {stored.get(k)!r} (asked {wanted.get(k)!r})" for k in keys if stored.get(k) != wanted.get(k)]
+def differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """``"key <stored> (asked <wanted>)"`` for every setting that differs, keys of either side;
+    nested settings are named by their path (``recipe.history_len``)."""
+    out = []
+    for k in list(wanted) + [k for k in stored if k not in wanted]:
+        a, b = stored.get(k), wanted.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} {a!r} (asked {b!r})")
+    return out
 
 
 def record(settings: dict, payload: dict) -> dict:

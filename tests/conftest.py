@@ -12,6 +12,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# A notebook the runner could not finish is kept as <name>.failed.ipynb (its traceback): never a
+# copy for nbval to compare against.
+collect_ignore_glob = ["notebooks/*.failed.ipynb"]
+
 # nbval compares each display's MIME bundle; a DataFrame's text/plain repr wraps at 80 columns
 # by the width of its numbers, which tests/nbval_sanitize.cfg masks. Compare tables through
 # their HTML (same rows, columns and labels) and skip the plain-text repr.

@@ -10,6 +10,7 @@ import torch
 from prunerec_utils import PruneRecError, ablations, stages
 from prunerec_utils.ablations import Variant
 from prunerec_utils.finetune import train_teacher
+from prunerec_utils.heads import global_ranking, random_heads
 from prunerec_utils.profiles import get_profile
 
 
@@ -44,12 +45,13 @@ def test_variant_profile_takes_the_reduced_budget():
 
 
 def test_global_ranking_and_random_heads():
+
     scores = torch.tensor([[0.9, 0.1, 0.5, 0.0], [0.8, 0.2, 0.0, 0.1]])  # mean: .85 .15 .25 .05
-    assert ablations.global_ranking(scores, 2) == [1, 3]
-    a, b = ablations.random_heads(6, 8, 3, seed=1), ablations.random_heads(6, 8, 3, seed=1)
+    assert global_ranking(scores, 2) == [1, 3]
+    a, b = random_heads(6, 8, 3, seed=1), random_heads(6, 8, 3, seed=1)
     assert a == b and all(len(set(p)) == 3 and max(p) < 8 for p in a)
     assert len({tuple(p) for p in a}) > 1  # chosen per layer, not one set for all
-    assert a != ablations.random_heads(6, 8, 3, seed=2)
+    assert a != random_heads(6, 8, 3, seed=2)
 
 
 def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monkeypatch):
@@ -72,7 +74,7 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     assert (table["n"] == 8).all()
     root = main / "ablations"
     rand = json.loads((root / "stage1_heads_random/ml-100k/ci/models/stage1_pruned/surgery.json").read_text())
-    assert rand["kept_heads"] == [[h for h in range(4) if h not in p] for p in ablations.random_heads(4, 4, 2, prof.seed + 5)]
+    assert rand["kept_heads"] == [[h for h in range(4) if h not in p] for p in random_heads(4, 4, 2, prof.seed + 5)]
     glob = json.loads((root / "stage1_heads_global/ml-100k/ci/models/stage1_pruned/surgery.json").read_text())
     assert all(k == glob["kept_heads"][0] for k in glob["kept_heads"])  # one ranking, every layer
     lam = root / "stage1_kd_lambda0/ml-100k/ci/models"
@@ -143,28 +145,37 @@ def test_claims_follow_the_numbers():
     assert c.filter(like="Fig 5c").iloc[0] == "does not hold (within noise)"  # no drop at all
 
 
-def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_splits):
+def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_splits, tiny_model_dir):
+    import shutil
+
     from prunerec_utils.finetune import SUMMARY
+    from prunerec_utils.run import Run
+    from prunerec_utils.steps import record
 
     prof = get_profile("ci")
     main = tmp_path / "ml-100k" / "ci"
     (tmp_path / "ml-100k" / "splits").parent.mkdir(parents=True)
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     for stage in ("teacher", "stage1", "stage2"):
-        (main / "models" / stage).mkdir(parents=True)
+        shutil.copytree(tiny_model_dir, main / "models" / stage)
         (main / "models" / stage / SUMMARY).write_text("{}")
+
+    def prefix(vprof, root):
+        vrun = Run("ml-100k", vprof, root)
+        return stages.layer_search_prefix(vrun, stages.stage3_settings(vrun, vrun.stage("stage2")))
+
     half = ablations.fig5c()[0]
     root, vprof = ablations.prepare("ml-100k", prof, half, tmp_path)
-    assert stages.layer_search_prefix("ml-100k", vprof, root) is None  # the main run has no Stage III yet
-    record = {"share": 2 / 3, "calibration_samples": prof.calibration_samples, "layer_variant": "ppl",
-              "removed": [3, 1], "base_ppl": 9.0, "steps": [{"removed": 3, "ppl": 9.5, "delta": {"3": 0.5}}]}
+    assert prefix(vprof, root) is None  # the main run has no Stage III yet
+    settings = stages.stage3_settings(Run("ml-100k", prof, tmp_path), main / "models" / "stage2")
+    search = record(settings, {"removed": [3, 1], "base_ppl": 9.0,
+                               "steps": [{"removed": 3, "ppl": 9.5, "delta": {"3": 0.5}}]})
     (main / "models" / "stage3_pruned").mkdir(parents=True)
-    (main / "models" / "stage3_pruned" / stages.SURGERY).write_text(json.dumps(record))
+    (main / "models" / "stage3_pruned" / stages.SURGERY).write_text(json.dumps(search))
     for variant in (half, Variant(3, "fewer samples", (("calibration_samples", prof.calibration_samples + 1),))):
         root, vprof = ablations.prepare("ml-100k", prof, variant, tmp_path)
         link = root / "ml-100k" / "ci" / "results" / stages.LAYER_SEARCH
         assert link.resolve() == (main / "models" / "stage3_pruned" / stages.SURGERY).resolve()
-        got = stages.layer_search_prefix("ml-100k", vprof, root)
-        assert got == (record if variant is half else None)  # other calibration samples: a new search
+        assert prefix(vprof, root) == (search if variant is half else None)  # other calibration samples: a new search
     root, _ = ablations.prepare("ml-100k", prof, ablations.fig5b()[0], tmp_path)
     assert not (root / "ml-100k" / "ci" / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.data import (build_splits, clean_title, get_dataset_config, kcore, load_amazon,
+from prunerec_utils.data import (build_splits, clean_title, get_dataset_config, kcore, load_amazon, prepare,
                                  read_split, sample_rows)
 from tests.fixtures import amazon_fixture
 
@@ -249,3 +249,30 @@ def test_corrupt_or_missing_items_file_is_one_line_error_naming_it(tmp_path):
         read_items(tmp_path)
     (tmp_path / "items.csv").write_text("item_id,item_title\n0,Alpha\n")
     assert read_items(tmp_path)["item_title"].tolist() == ["Alpha"]
+
+
+def test_split_files_changed_after_they_were_made_are_made_again(tmp_path, ml100k_splits, capsys):
+    """``prepare`` used to trust ``stats.json`` alone: a header-only ``train.csv`` beside it was reused."""
+    import shutil
+
+    out = tmp_path / "ml-100k" / "splits"
+    shutil.copytree(ml100k_splits, out)
+    header = (out / "train.csv").read_text().splitlines()[0]
+    full = (out / "train.csv").read_text()
+    (out / "train.csv").write_text(header + "\n")
+    stats = prepare("ml-100k", out)
+    assert "changed since they were made: making them again" in capsys.readouterr().out
+    assert (out / "train.csv").read_text() == full and stats["train"] == len(read_split(out, "train"))
+    assert prepare("ml-100k", out) == stats and capsys.readouterr().out == ""  # now reused, silently
+
+
+def test_splits_made_by_another_recipe_are_made_again(tmp_path, ml100k_splits, capsys):
+    import shutil
+
+    out = tmp_path / "splits"
+    shutil.copytree(ml100k_splits, out)
+    rec = json.loads((out / "stats.json").read_text())
+    rec["settings"]["recipe"]["history_len"] = 3
+    (out / "stats.json").write_text(json.dumps(rec))
+    prepare("ml-100k", out)
+    assert "other settings: recipe.history_len 3 (asked 10): making it again" in capsys.readouterr().out

@@ -270,3 +270,25 @@ def test_an_interrupted_evaluation_is_not_resumed_for_another_model(tiny_model_d
     assert calls == [4, 4] and "resumed_after_users" not in rerun.metrics
     fresh = evaluate.evaluate_cached("fresh", folder, "ml-100k", prof, tmp_path, progress=False)
     assert rerun.per_user["top"].tolist() == fresh.per_user["top"].tolist()
+
+
+def test_a_stored_evaluation_is_not_reused_once_the_splits_were_made_again(tiny_model_dir, ml100k_splits, tmp_path,
+                                                                           kernel_calls):
+    """Same model, same users, but the item catalogue of the splits changed (e.g. the recipe was
+    re-run on other raw data): the constrained search ranges over other titles, so evaluate again."""
+    import shutil
+
+    from prunerec_utils import evaluate
+    from prunerec_utils.profiles import get_profile
+
+    splits = tmp_path / "ml-100k" / "splits"
+    shutil.copytree(ml100k_splits, splits)
+    prof = get_profile("ci", max_test=4, eval_batch=4)
+    evaluate.evaluate_cached("teacher", tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)
+    calls = kernel_calls()
+    evaluate.evaluate_cached("teacher", tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)
+    assert calls == []
+    with open(splits / "items.csv", "a") as f:
+        f.write("999999,A Title Nobody Watched (1999)\n")
+    evaluate.evaluate_cached("teacher", tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)
+    assert calls == [4]
