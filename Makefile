@@ -20,7 +20,7 @@ install: $(BIN)/.installed
 
 # Re-execute the notebooks on the default profile into book/<profile>/<dataset>/, then build the book.
 reproduce: install
-	$(BIN)/python -m prunerec_utils.runner --profile $(PROFILE) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(BIN)/python -m prunerec_utils.pipeline.runner --profile $(PROFILE) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 	$(MAKE) book
 
 book: install
@@ -28,7 +28,7 @@ book: install
 
 # Regenerate the committed ci-profile executions that nbval compares against.
 ci-notebooks: install
-	PRUNEREC_RUNS=$$(mktemp -d) $(BIN)/python -m prunerec_utils.runner --profile ci --out tests/notebooks
+	PRUNEREC_RUNS=$$(mktemp -d) $(BIN)/python -m prunerec_utils.pipeline.runner --profile ci --out tests/notebooks
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg

@@ -23,8 +23,9 @@ import pandas as pd
 
 from prunerec_utils import cli
 from prunerec_utils.cli_args import device, positive_int
-from prunerec_utils.efficiency import benchmark_run, tables
+from prunerec_utils.studies.efficiency import benchmark_run, tables
 from prunerec_utils.paths import atomic_write_text
+from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 
 
@@ -41,8 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the raw measurements as JSON here")
     args = ap.parse_args(argv)
     prof = get_profile(args.profile)
-    bench = benchmark_run(args.dataset or prof.dataset, prof, args.runs_root, args.device, args.users, args.repeats,
-                          paper=args.paper_geometry)
+    bench = benchmark_run(Run(args.dataset or prof.dataset, prof, args.runs_root), args.device, args.users,
+                          args.repeats, paper=args.paper_geometry)
     print(f"device: {bench['device']}; {bench['users']} users, {bench['num_beams']} beams, "
           f"median of {bench['repeats']} after {bench['warmup']} warm-up")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.3g}".format):

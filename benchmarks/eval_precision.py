@@ -14,14 +14,15 @@ paired interval contains 0 and at least 95% of the users get the same top-1.
 
 import argparse
 import sys
+from dataclasses import replace
 
 from _report import emit, machine
 from prunerec_utils import cli
 from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import prepare
-from prunerec_utils.evaluate import METRICS, evaluate_cached, list_agreement, paired_bootstrap
-from prunerec_utils.finetune import train_teacher
-from prunerec_utils.paths import splits_dir
+from prunerec_utils.pipeline.evaluate import METRICS, evaluate_cached, list_agreement, paired_bootstrap
+from prunerec_utils.pipeline.stages import train_teacher
+from prunerec_utils.pipeline.run import Run, splits_dir
 from prunerec_utils.profiles import get_profile
 
 SAME_TOP1 = 0.95  # the least share of users whose top-1 must not change
@@ -39,11 +40,10 @@ def main(argv=None):
     prof = get_profile(args.profile, max_test=args.users)
     dataset = args.dataset or prof.dataset
     prepare(dataset, splits_dir(dataset))
-    teacher, _ = train_teacher(dataset, prof)
+    teacher, _ = train_teacher(Run(dataset, prof))
     res = {}
     for dtype, name in (("fp32", "teacher"), ("bf16", "teacher_bf16")):
-        res[dtype] = evaluate_cached(name, teacher, dataset, get_profile(args.profile, max_test=args.users,
-                                                                         eval_dtype=dtype))
+        res[dtype] = evaluate_cached(Run(dataset, replace(prof, eval_dtype=dtype)), name, teacher)
     diff = paired_bootstrap(res["bf16"].per_user["rank"], res["fp32"].per_user["rank"])
     lists = list_agreement(res["bf16"], res["fp32"])
     holds = all(lo <= 0 <= hi for _, lo, hi in diff.values()) and lists["same_top1"] >= SAME_TOP1

@@ -37,7 +37,7 @@ from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
 from prunerec_utils.finetune import LeftPadCollator, finetune, prepare_precision, response_loss, tokenize_split, \
     validation_loss
-from prunerec_utils.paths import splits_dir
+from prunerec_utils.pipeline.run import splits_dir
 from prunerec_utils.profiles import get_profile
 
 ATTENTION = {"sdpa_flash": ("sdpa", SDPBackend.FLASH_ATTENTION), "sdpa_math": ("sdpa", SDPBackend.MATH),

@@ -1,8 +1,18 @@
 """PruneRec companion: data, BIGRec fine-tune, evaluation and the pruning stages.
 
-Modules mirror the paper and the notebooks: ``data`` ↔ 00_preprocess,
-``finetune`` ↔ 01_bigrec_finetune, ``heads`` / ``hidden`` / ``surgery`` / ``distill`` ↔
-03_stage1_heads, ``evaluate`` for every stage's metrics.
+Three layers, each a subpackage:
+
+* :mod:`prunerec_utils.method` — the method, tensors in and tensors out (heads, hidden
+  dimensions, MLP neurons, layers, surgery, distillation loss, vocabulary, constrained beam
+  search, metrics): what a user imports to prune a model of their own;
+* :mod:`prunerec_utils.pipeline` — one run folder: :class:`~prunerec_utils.pipeline.run.Run`,
+  the cached-step primitive, the stages, evaluation, ablation variants, the notebook runner;
+* :mod:`prunerec_utils.studies` — the paper's sections: observations, ID and pruned-LLM
+  baselines, efficiency, learning curve, scorecard, plots.
+
+Beside them: ``profiles`` (one dataclass of sizes), ``data`` (D3 recipe, CLI), ``prompts``,
+``finetune`` (BIGRec through ``transformers.Trainer``), ``assets`` (offline models and data),
+``identity`` (content hashes), ``paths``.
 """
 
 import functools

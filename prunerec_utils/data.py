@@ -301,11 +301,11 @@ def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None
                  settings: dict | None = None) -> Path:
     """CSV splits (list columns as JSON), ``items.csv`` and ``stats.json``, written atomically.
 
-    ``stats.json`` is the splits' step record (:mod:`prunerec_utils.steps`): ``settings`` (the
+    ``stats.json`` is the splits' step record (:mod:`prunerec_utils.pipeline.steps`): ``settings`` (the
     recipe and the raw files it read), the statistics, and ``splits_id``, the content hash of the
     CSV files as written (checked when they are reused)."""
     from .identity import data_identity
-    from .steps import record
+    from .pipeline.steps import record
 
     out = resolve(out)
     with atomic_dir(out) as tmp:
@@ -389,7 +389,7 @@ def prepare(dataset: str, out: str | Path, raw_dir: str | Path | None = None, fo
     A cached step whose record is ``stats.json`` (see :func:`write_splits`): another recipe or other
     raw files (by name and size), or split files changed since, make it again after one line."""
     from .identity import data_identity
-    from .steps import SETTINGS, run_lock, stored
+    from .pipeline.steps import SETTINGS, run_lock, stored
 
     out = resolve(out)
     cfg = get_dataset_config(dataset)

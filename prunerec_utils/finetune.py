@@ -22,9 +22,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from .data import DatasetConfig
-from .identity import model_identity
 from .master_adamw import MasterWeightAdamW
-from .steps import folder_step, stored
+from .pipeline.steps import folder_step
 from .profiles import Profile
 from .prompts import IGNORE, encode_example
 
@@ -161,7 +160,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
              callbacks=(), settings: dict | None = None, lock: str | Path | None = None, **extra) -> dict:
     """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``; its summary.
 
-    A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir/training_summary.json``
+    A cached step (:func:`prunerec_utils.pipeline.steps.folder_step`): ``out_dir/training_summary.json``
     records :func:`training_settings` plus ``settings`` (the identities of the models and data the
     caller read); a finished folder with the same settings is returned without training, one with
     other settings is refused. Resumes from the newest complete ``out_dir/../<name>.ckpt/checkpoint-*``
@@ -239,30 +238,3 @@ TRAINING_FIELDS = ("model", "max_train", "max_valid", "epochs", "batch_size", "g
 def training_settings(prof: Profile) -> dict:
     """The profile fields a trained model depends on (stored in its summary's settings)."""
     return {k: getattr(prof, k) for k in TRAINING_FIELDS}
-
-
-def train_teacher(dataset: str, prof: Profile, runs_root=None, progress: bool = True,
-                  name: str = "teacher") -> tuple[Path, dict]:
-    """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/<name>``.
-
-    Returns the teacher folder and its training summary. Re-running resumes or skips; a stored
-    teacher trained with other settings, from another base model or on other data is refused.
-    """
-    from .assets import load_model, load_tokenizer, resolve_model
-    from .data import get_dataset_config
-    from .quiet import set_progress
-    from .run import Run
-
-    set_progress(progress)
-    run = Run(dataset, prof, runs_root)
-    out = run.model(name)
-    base = resolve_model(prof.model)
-    settings = {**training_settings(prof), "base_id": model_identity(base), "data_id": run.data_id()}
-    summary = stored(out / SUMMARY, settings, remove=out)
-    if summary is None:
-        tok, cfg = load_tokenizer(base), get_dataset_config(dataset)
-        train_ds, valid_ds = (tokenize_split(run.rows("budget", n, split), tok, cfg, prof.cutoff_len)
-                              for n, split in ((prof.max_train, "train"), (prof.max_valid, "valid")))
-        summary = finetune(load_model(base), tok, train_ds, valid_ds, out, prof, progress=progress,
-                           settings=settings, lock=run.folder)
-    return out, summary

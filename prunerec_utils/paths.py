@@ -1,4 +1,6 @@
-"""Where things live: the repository root and the run folder ``runs/<dataset>/<profile>/``."""
+"""Where things live (the repository root, the runs root, the model cache) and atomic writes.
+
+The layout inside a run folder belongs to :class:`prunerec_utils.pipeline.run.Run`."""
 
 from __future__ import annotations
 
@@ -20,17 +22,6 @@ def resolve(path: str | os.PathLike) -> Path:
 def runs_root() -> Path:
     """Root of all run folders; ``PRUNEREC_RUNS`` overrides (tests use a temp dir)."""
     return resolve(os.environ.get("PRUNEREC_RUNS", "runs"))
-
-
-def run_dir(dataset: str, profile: str, root: str | os.PathLike | None = None) -> Path:
-    base = resolve(root) if root else runs_root()
-    return base / dataset / profile
-
-
-def splits_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """The D3 splits of a dataset; shared by every profile (they differ only in how much they use)."""
-    base = resolve(root) if root else runs_root()
-    return base / dataset / "splits"
 
 
 def models_root() -> Path:

@@ -51,13 +51,13 @@ class Profile:
     alpha: float = 0.7  # eq. 6 cross-layer mixing
     epsilon: float = 1e-4  # eq. 3 query scaling of a suppressed head
     head_variant: str = "greedy"  # Stage I head choice: the method, or a Table 3 alternative (see CHOICES)
-    hidden_variant: str = "weight_x_grad"  # eq. 7 (see prunerec_utils.hidden)
+    hidden_variant: str = "weight_x_grad"  # eq. 7 (see prunerec_utils.method.hidden)
     kd_lambda: float = 0.8  # eq. 13: λ·KL + (1-λ)·CE
     # Stage II (SPEC §4)
     mlp_keep_factor: float = 2.0  # K_MLP = factor × d' (paper 896 = 2 × 448)
     mlp_samples: int = 64  # B samples whose last-token up_proj outputs are counted
     mlp_tau_quantile: float = 0.9  # τ per layer = this quantile of |H| (the paper gives no τ)
-    mlp_variant: str = "paper"  # or "reference", "random" (see prunerec_utils.mlp)
+    mlp_variant: str = "paper"  # or "reference", "random" (see prunerec_utils.method.mlp)
     # Stage III (SPEC §5)
     layers_removed_share: float = 2 / 3  # paper: 16 of 24
     calibration_samples: int = 16  # prompt + answer samples for the ΔPPL search

@@ -63,7 +63,7 @@ def ml100k_splits(tmp_path_factory) -> Path:
 def kernel_calls(monkeypatch):
     """``patch(stop_at=None)``: count the users of every constrained-beam-search call (the list it
     returns) and raise KeyboardInterrupt at call ``stop_at`` (1-based), as a user pressing Ctrl-C would."""
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
 
     real = evaluate.kernel_beams
 

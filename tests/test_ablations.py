@@ -7,11 +7,13 @@ import pytest
 import pandas as pd
 import torch
 
-from prunerec_utils import PruneRecError, ablations, stages
-from prunerec_utils.ablations import Variant
-from prunerec_utils.finetune import train_teacher
-from prunerec_utils.heads import global_ranking, random_heads
+from prunerec_utils import PruneRecError
+from prunerec_utils.pipeline import ablations, stages
+from prunerec_utils.pipeline.ablations import Variant
+from prunerec_utils.pipeline.stages import train_teacher
+from prunerec_utils.method.heads import global_ranking, random_heads
 from prunerec_utils.profiles import get_profile
+from prunerec_utils.pipeline.run import Run
 
 
 def test_equal_settings_share_one_folder_name():
@@ -60,16 +62,16 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     prof = get_profile("ci", max_train=48, max_valid=16, max_test=12, epochs=1, importance_samples=3,
                        ablation_max_train=24, ablation_users=8)
     with pytest.raises(PruneRecError, match="notebook 01"):
-        ablations.run_variant("ml-100k", prof, Variant(1, "x"), tmp_path)
-    train_teacher("ml-100k", prof, tmp_path, progress=False)
+        ablations.run_variant(Run("ml-100k", prof, tmp_path), Variant(1, "x"))
+    train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
     main = tmp_path / "ml-100k" / "ci"
     with pytest.raises(PruneRecError, match="notebook 03"):  # a Stage II variant starts from the run's Stage I
-        ablations.run_variant("ml-100k", prof, ablations.fig5b((1.0,))[0], tmp_path)
-    stages.stage1("ml-100k", prof, tmp_path)
+        ablations.run_variant(Run("ml-100k", prof, tmp_path), ablations.fig5b((1.0,))[0])
+    stages.stage1(Run("ml-100k", prof, tmp_path))
 
-    table = ablations.run_group("t3", [Variant(1, "random heads", heads="random"),
-                                       Variant(1, "no layer-wise", heads="global"),
-                                       Variant(1, "λ = 0", (("kd_lambda", 0.0),))], "ml-100k", prof, tmp_path)
+    table = ablations.run_group(Run("ml-100k", prof, tmp_path), "t3", [Variant(1, "random heads", heads="random"),
+                                                                       Variant(1, "no layer-wise", heads="global"),
+                                                                       Variant(1, "λ = 0", (("kd_lambda", 0.0),))])
     assert list(table.index) == ["random heads", "no layer-wise", "λ = 0"]
     assert (table["n"] == 8).all()
     root = main / "ablations"
@@ -90,7 +92,7 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
 
     monkeypatch.setattr(stages, "distill", lambda *a, **k: pytest.fail("a finished variant must not train again"))
     monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("nor score heads again"))
-    again = ablations.run_group("t3", [Variant(1, "random heads", heads="random")], "ml-100k", prof, tmp_path)
+    again = ablations.run_group(Run("ml-100k", prof, tmp_path), "t3", [Variant(1, "random heads", heads="random")])
     assert again.loc["random heads", "hr@20"] == table.loc["random heads", "hr@20"]
 
 
@@ -104,11 +106,10 @@ def test_cut_head_overlap_compares_the_stored_choices(tmp_path):
     choices = {"global_no_alpha": [[1, 2], [1, 2]], "global": [[1, 2], [1, 2]], "greedy": [[1, 3], [0, 2]]}
     for v in ablations.table3():
         if v.heads in choices:  # random heads: not prepared yet
-            root = ablations.variant_root("ml-100k", prof, v, tmp_path)
-            path = root / "ml-100k" / prof.name / "results" / "stage1_heads.json"
+            path = ablations.variant_run(Run("ml-100k", prof, tmp_path), v).result_file("stage1_heads")
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps({"pruned": choices[v.heads]}))
-    m = ablations.cut_head_overlap("ml-100k", prof, ablations.table3(), tmp_path)
+    m = ablations.cut_head_overlap(Run("ml-100k", prof, tmp_path), ablations.table3())
     assert m.loc["no layer-wise importance", "no layer-wise importance, no α"] == 1.0  # the same model
     assert m.loc["full method", "no layer-wise importance"] == 0.5  # (0, 1) and (1, 2) of four pairs
     assert m.loc["full method", "full method"] == 1.0
@@ -149,8 +150,7 @@ def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_s
     import shutil
 
     from prunerec_utils.finetune import SUMMARY
-    from prunerec_utils.run import Run
-    from prunerec_utils.steps import record
+    from prunerec_utils.pipeline.steps import record
 
     prof = get_profile("ci")
     main = tmp_path / "ml-100k" / "ci"
@@ -160,22 +160,20 @@ def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_s
         shutil.copytree(tiny_model_dir, main / "models" / stage)
         (main / "models" / stage / SUMMARY).write_text("{}")
 
-    def prefix(vprof, root):
-        vrun = Run("ml-100k", vprof, root)
+    def prefix(vrun):
         return stages.layer_search_prefix(vrun, stages.stage3_settings(vrun, vrun.stage("stage2")))
 
     half = ablations.fig5c()[0]
-    root, vprof = ablations.prepare("ml-100k", prof, half, tmp_path)
-    assert prefix(vprof, root) is None  # the main run has no Stage III yet
+    run = Run("ml-100k", prof, tmp_path)
+    assert prefix(ablations.prepare(run, half)) is None  # the main run has no Stage III yet
     settings = stages.stage3_settings(Run("ml-100k", prof, tmp_path), main / "models" / "stage2")
     search = record(settings, {"removed": [3, 1], "base_ppl": 9.0,
                                "steps": [{"removed": 3, "ppl": 9.5, "delta": {"3": 0.5}}]})
     (main / "models" / "stage3_pruned").mkdir(parents=True)
     (main / "models" / "stage3_pruned" / stages.SURGERY).write_text(json.dumps(search))
     for variant in (half, Variant(3, "fewer samples", (("calibration_samples", prof.calibration_samples + 1),))):
-        root, vprof = ablations.prepare("ml-100k", prof, variant, tmp_path)
-        link = root / "ml-100k" / "ci" / "results" / stages.LAYER_SEARCH
+        vrun = ablations.prepare(run, variant)
+        link = vrun.folder / "results" / stages.LAYER_SEARCH
         assert link.resolve() == (main / "models" / "stage3_pruned" / stages.SURGERY).resolve()
-        assert prefix(vprof, root) == (search if variant is half else None)  # other calibration samples: a new search
-    root, _ = ablations.prepare("ml-100k", prof, ablations.fig5b()[0], tmp_path)
-    assert not (root / "ml-100k" / "ci" / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II
+        assert prefix(vrun) == (search if variant is half else None)  # other calibration samples: a new search
+    assert not (ablations.prepare(run, ablations.fig5b()[0]).folder / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II

@@ -5,7 +5,7 @@ import pytest
 
 @pytest.mark.parametrize("limit", ["0", "-5", "ten", "2.5"])
 def test_evaluate_limit_must_be_a_positive_integer(limit, capsys, monkeypatch, tmp_path):
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
 
     calls = []
     monkeypatch.setattr(evaluate, "read_split", lambda *a, **k: calls.append(a))  # nothing may be read
@@ -15,7 +15,7 @@ def test_evaluate_limit_must_be_a_positive_integer(limit, capsys, monkeypatch, t
     err = capsys.readouterr().err
     assert exc.value.code == 2 and calls == []
     last = err.strip().splitlines()[-1]
-    assert last.startswith("python -m prunerec_utils.evaluate: error: argument --limit:") and limit in last, err
+    assert last.startswith("python -m prunerec_utils.pipeline.evaluate: error: argument --limit:") and limit in last, err
     assert "Traceback" not in err
 
 

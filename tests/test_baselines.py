@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from prunerec_utils import PruneRecError, baselines
-from prunerec_utils.baselines import (MODELS, BaselineConfig, build_model, pad_histories, ranked_items, rank_metrics,
+from prunerec_utils import PruneRecError
+from prunerec_utils.studies import baselines
+from prunerec_utils.studies.baselines import (MODELS, BaselineConfig, build_model, pad_histories, ranked_items, rank_metrics,
                                       sample_negatives, sampled_bce, target_ranks, to_dataset, top_titles)
 from prunerec_utils.profiles import get_profile
+from prunerec_utils.pipeline.run import Run
 
 N_ITEMS = 30
 
@@ -154,13 +156,13 @@ TINY = {"lrs": [1e-2], "embs": [8], "epochs": 1, "train_rows": 192, "valid_rows"
 
 def test_results_are_seeded_cached_and_comparable(ml100k_splits, tmp_path, monkeypatch):
     prof = get_profile("ci", max_test=24)
-    first = baselines.baseline_results("ml-100k", prof, _runs_root(tmp_path / "a", ml100k_splits), "gru4rec",
+    first = baselines.baseline_results(Run("ml-100k", prof, _runs_root(tmp_path / "a", ml100k_splits)), "gru4rec",
                                        progress=False, **TINY)["gru4rec"]
     assert first.metrics["n"] == 24 and first.metrics["engine"] == "gru4rec" and first.metrics["invalid"] == 0
     assert all(len(json.loads(t)) == 20 for t in first.per_user["top"])
     # the same profile and seed in a fresh run folder → the same lists and metrics
     root_b = _runs_root(tmp_path / "b", ml100k_splits)
-    second = baselines.baseline_results("ml-100k", prof, root_b, "gru4rec", progress=False, **TINY)["gru4rec"]
+    second = baselines.baseline_results(Run("ml-100k", prof, root_b), "gru4rec", progress=False, **TINY)["gru4rec"]
     assert second.per_user.equals(first.per_user)
     drop = ("seconds", "train_seconds")
     assert {k: v for k, v in second.metrics.items() if k not in drop} == \
@@ -172,37 +174,36 @@ def test_results_are_seeded_cached_and_comparable(ml100k_splits, tmp_path, monke
 
     monkeypatch.setattr(baselines, "Trainer", forbidden)
     monkeypatch.setattr(baselines, "evaluate_baseline", forbidden)
-    cached = baselines.baseline_results("ml-100k", prof, root_b, ["gru4rec"], progress=False, **TINY)["gru4rec"]
+    cached = baselines.baseline_results(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False, **TINY)["gru4rec"]
     assert cached.metrics == json.loads(json.dumps(second.metrics))
-    table = baselines.grid_table("ml-100k", prof, root_b, ["gru4rec"], progress=False, **TINY)
+    table = baselines.grid_table(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False, **TINY)
     assert table["chosen"].tolist() == [True] and table["train rows"].tolist() == [192]
     # another budget is another model: that one has to be trained
     with pytest.raises(AssertionError, match="retrained"):
-        baselines.baseline_results("ml-100k", prof, root_b, ["gru4rec"], progress=False, **{**TINY, "epochs": 2})
+        baselines.baseline_results(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False, **{**TINY, "epochs": 2})
 
 
 def test_exclude_seen_never_recommends_the_history(ml100k_splits, tmp_path):
     prof = get_profile("ci", max_test=16)
-    res = baselines.baseline_results("ml-100k", prof, _runs_root(tmp_path, ml100k_splits), ["caser"],
+    res = baselines.baseline_results(Run("ml-100k", prof, _runs_root(tmp_path, ml100k_splits)), ["caser"],
                                      progress=False, exclude_seen=True, **TINY)["caser"]
-    test = baselines.fixed_test_users("ml-100k", prof, tmp_path / "runs")
+    test = baselines.fixed_test_users(Run("ml-100k", prof, tmp_path / "runs"))
     assert res.metrics["exclude_seen"] is True
     for top, hist in zip(res.per_user["top"], test["history_item_title"]):
         assert not set(json.loads(top)) & set(hist)
 
 
 def test_teacher_reference_is_on_the_same_users_or_none(ml100k_splits, tmp_path):
-    from prunerec_utils.evaluate import popularity_cached, save_result
-    from prunerec_utils.paths import run_dir
+    from prunerec_utils.pipeline.evaluate import popularity_cached, save_result
 
     root = _runs_root(tmp_path, ml100k_splits)
     prof = get_profile("ci", max_test=12)
-    assert baselines.teacher_reference("ml-100k", prof, root) is None
-    folder = run_dir("ml-100k", "ci", root)
+    assert baselines.teacher_reference(Run("ml-100k", prof, root)) is None
+    folder = Run("ml-100k", prof, root).folder
     # most-popular results stand in for the teacher's evaluation
-    save_result(popularity_cached("ml-100k", get_profile("ci", max_test=30), root), folder, "teacher", {})
-    assert baselines.teacher_reference("ml-100k", prof, root) is None  # other users (another sample size)
-    same = popularity_cached("ml-100k", prof, root)
+    save_result(popularity_cached(Run("ml-100k", get_profile("ci", max_test=30), root)), folder, "teacher", {})
+    assert baselines.teacher_reference(Run("ml-100k", prof, root)) is None  # other users (another sample size)
+    same = popularity_cached(Run("ml-100k", prof, root))
     save_result(same, folder, "teacher", {})
-    assert baselines.teacher_reference("ml-100k", prof, root).per_user.equals(same.per_user)
-    assert baselines.teacher_reference("ml-100k", prof, root, exclude_seen=True) is None
+    assert baselines.teacher_reference(Run("ml-100k", prof, root)).per_user.equals(same.per_user)
+    assert baselines.teacher_reference(Run("ml-100k", prof, root), exclude_seen=True) is None

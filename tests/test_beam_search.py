@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from prunerec_utils.beam_search import TensorTrie, constrained_beam_search
+from prunerec_utils.method.beam_search import TensorTrie, constrained_beam_search
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
-from prunerec_utils.evaluate import TitleTrie, beam_search_generate, kernel_beams
+from prunerec_utils.pipeline.evaluate import TitleTrie, beam_search_generate, kernel_beams
 from prunerec_utils.prompts import prompt_ids, target_ids
 
 CFG = get_dataset_config("ml-100k")
@@ -97,7 +97,7 @@ def test_shared_prompt_cache_gives_the_lists_of_the_copied_one(tiny_model, token
 
 
 def test_shared_prompt_attention_restores_the_model_and_refuses_outside_the_search(tiny_model, tokenizer, setup):
-    from prunerec_utils.beam_search import ATTENTION
+    from prunerec_utils.method.beam_search import ATTENTION
 
     trie, prompts = setup
     before = tiny_model.config._attn_implementation

@@ -2,7 +2,7 @@
 
 import torch
 
-from prunerec_utils.distill import kd_loss
+from prunerec_utils.method.distill import kd_loss
 from prunerec_utils.prompts import IGNORE
 
 

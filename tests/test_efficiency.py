@@ -7,11 +7,11 @@ import json
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.efficiency import (findings, flop_costs, folder_mb, formatted, forward_flops, measure,
+from prunerec_utils.studies.efficiency import (findings, flop_costs, folder_mb, formatted, forward_flops, measure,
                                        measure_in_subprocess, ratio_table)
-from prunerec_utils.evaluate import TitleTrie
+from prunerec_utils.pipeline.evaluate import TitleTrie
 from prunerec_utils.prompts import prompt_ids
-from prunerec_utils.surgery import head_dim, param_counts, prune_heads, prune_mlp
+from prunerec_utils.method.surgery import head_dim, param_counts, prune_heads, prune_mlp
 
 
 def test_one_token_costs_twice_the_matmul_weights_plus_attention(tiny_model):
@@ -73,7 +73,7 @@ def test_worker_process_reports_its_model(tiny_model_dir, tiny_model, ml100k_spl
 
 
 def _fake(model, seconds: float, steps: float = 5.0) -> dict:
-    from prunerec_utils.surgery import head_dim as hdim
+    from prunerec_utils.method.surgery import head_dim as hdim
 
     cfg = model.config
     conf = {k: getattr(cfg, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",

@@ -11,9 +11,10 @@ import pytest
 from prunerec_utils import PruneRecError
 
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
-from prunerec_utils.evaluate import (TitleTrie, beam_search_generate, bootstrap_ci, evaluate_model,
+from prunerec_utils.pipeline.evaluate import (TitleTrie, beam_search_generate, bootstrap_ci, evaluate_model,
                                      first_users, metrics_from_ranks, most_popular, rank_of)
 from prunerec_utils.prompts import prompt_ids, target_ids
+from prunerec_utils.pipeline.run import Run
 
 CFG = get_dataset_config("ml-100k")
 TITLES = ["Heat (1995)", "Heat Wave (1990)", "Fargo (1996)", "Toy Story (1995)", "Toy Soldiers (1991)"]
@@ -91,7 +92,7 @@ def test_batching_does_not_change_ranks(tiny_model, tokenizer, small_eval):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "prunerec_utils.evaluate", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "prunerec_utils.pipeline.evaluate", *args], capture_output=True, text=True)
 
 
 def test_cli_prints_metrics_json(tiny_model_dir, ml100k_splits):
@@ -122,7 +123,7 @@ def test_cli_unreadable_model_is_one_line_error(tmp_path, ml100k_splits):
 
 
 def test_paired_bootstrap_sees_a_consistent_difference():
-    from prunerec_utils.evaluate import paired_bootstrap
+    from prunerec_utils.pipeline.evaluate import paired_bootstrap
 
     better = [0] * 40 + [-1] * 60
     worse = [0] * 30 + [-1] * 70  # the same users, ten fewer hits
@@ -144,7 +145,7 @@ def test_most_popular_can_skip_seen_items():
 def test_retention_is_the_ratio_to_the_reference_and_its_mean():
     import pandas as pd
 
-    from prunerec_utils.evaluate import EvalResult, retention_table
+    from prunerec_utils.pipeline.evaluate import EvalResult, retention_table
 
     mk = lambda hr, nd: EvalResult(pd.DataFrame(), {"hr@10": hr, "hr@20": 2 * hr, "ndcg@10": nd, "ndcg@20": 2 * nd})  # noqa: E731
     t = retention_table({"teacher": mk(0.1, 0.05), "pruned": mk(0.05, 0.04)}, "teacher")
@@ -155,7 +156,7 @@ def test_retention_is_the_ratio_to_the_reference_and_its_mean():
 def test_list_agreement_counts_identical_lists_top1_and_overlap():
     import json
 
-    from prunerec_utils.evaluate import EvalResult, list_agreement
+    from prunerec_utils.pipeline.evaluate import EvalResult, list_agreement
 
     def res(lists):
         return EvalResult(pd.DataFrame({"top": [json.dumps(x) for x in lists]}), {})
@@ -167,13 +168,13 @@ def test_list_agreement_counts_identical_lists_top1_and_overlap():
 
 
 def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
     from prunerec_utils.profiles import get_profile
 
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_test=12, eval_batch=4)
-    run = lambda name: evaluate.evaluate_cached(name, tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)  # noqa: E731
+    run = lambda name: evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), name, tiny_model_dir, progress=False)  # noqa: E731
     whole = run("whole")
     kernel_calls(stop_at=3)
     with pytest.raises(KeyboardInterrupt):
@@ -188,18 +189,18 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml10
 
 
 def test_a_stored_evaluation_is_not_reused_in_another_precision(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
     from prunerec_utils.profiles import get_profile
 
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     fp32 = get_profile("ci", max_test=4, eval_batch=4)
     bf16 = get_profile("ci", max_test=4, eval_batch=4, eval_dtype="bf16")
-    first = evaluate.evaluate_cached("t", tiny_model_dir, "ml-100k", fp32, tmp_path, progress=False)
+    first = evaluate.evaluate_cached(Run("ml-100k", fp32, tmp_path), "t", tiny_model_dir, progress=False)
     calls = kernel_calls()
-    again = evaluate.evaluate_cached("t", tiny_model_dir, "ml-100k", fp32, tmp_path, progress=False)
+    again = evaluate.evaluate_cached(Run("ml-100k", fp32, tmp_path), "t", tiny_model_dir, progress=False)
     assert calls == [] and again.per_user["top"].tolist() == first.per_user["top"].tolist()  # read back
-    other = evaluate.evaluate_cached("t", tiny_model_dir, "ml-100k", bf16, tmp_path, progress=False)
+    other = evaluate.evaluate_cached(Run("ml-100k", bf16, tmp_path), "t", tiny_model_dir, progress=False)
     assert calls == [4] and first.metrics["dtype"] == "fp32" and other.metrics["dtype"] == "bf16"
     with pytest.raises(PruneRecError, match="eval_dtype"):
         get_profile("ci", eval_dtype="fp16")
@@ -226,7 +227,7 @@ def test_a_stored_evaluation_is_not_reused_for_another_model_in_the_same_folder(
     be read back as the new teacher's."""
     import shutil
 
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
     from prunerec_utils.profiles import get_profile
 
     (tmp_path / "ml-100k").mkdir()
@@ -234,14 +235,14 @@ def test_a_stored_evaluation_is_not_reused_for_another_model_in_the_same_folder(
     prof = get_profile("ci", max_test=4, eval_batch=4)
     folder = tmp_path / "teacher"
     shutil.copytree(tiny_model_dir, folder)
-    first = evaluate.evaluate_cached("teacher", folder, "ml-100k", prof, tmp_path, progress=False)
+    first = evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", folder, progress=False)
     shutil.rmtree(folder)
     _retrained(tiny_model_dir, folder)
     calls = kernel_calls()
-    second = evaluate.evaluate_cached("teacher", folder, "ml-100k", prof, tmp_path, progress=False)
+    second = evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", folder, progress=False)
     assert calls == [4]  # evaluated again
     assert second.metrics["model_id"] != first.metrics["model_id"]
-    assert evaluate.evaluate_cached("teacher", folder, "ml-100k", prof, tmp_path, progress=False) is not None
+    assert evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", folder, progress=False) is not None
     assert calls == [4]  # and now read back
 
 
@@ -251,7 +252,7 @@ def test_an_interrupted_evaluation_is_not_resumed_for_another_model(tiny_model_d
     re-run must not keep the old model's first users (it would mix two models in one result)."""
     import shutil
 
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
     from prunerec_utils.profiles import get_profile
 
     (tmp_path / "ml-100k").mkdir()
@@ -261,14 +262,14 @@ def test_an_interrupted_evaluation_is_not_resumed_for_another_model(tiny_model_d
     shutil.copytree(tiny_model_dir, folder)
     kernel_calls(stop_at=2)
     with pytest.raises(KeyboardInterrupt):
-        evaluate.evaluate_cached("cut", folder, "ml-100k", prof, tmp_path, progress=False)
+        evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "cut", folder, progress=False)
     assert (tmp_path / "ml-100k" / "ci" / "ranks" / ".cut.partial.json").exists()
     shutil.rmtree(folder)
     _retrained(tiny_model_dir, folder)
     calls = kernel_calls()
-    rerun = evaluate.evaluate_cached("cut", folder, "ml-100k", prof, tmp_path, progress=False)
+    rerun = evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "cut", folder, progress=False)
     assert calls == [4, 4] and "resumed_after_users" not in rerun.metrics
-    fresh = evaluate.evaluate_cached("fresh", folder, "ml-100k", prof, tmp_path, progress=False)
+    fresh = evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "fresh", folder, progress=False)
     assert rerun.per_user["top"].tolist() == fresh.per_user["top"].tolist()
 
 
@@ -278,17 +279,17 @@ def test_a_stored_evaluation_is_not_reused_once_the_splits_were_made_again(tiny_
     re-run on other raw data): the constrained search ranges over other titles, so evaluate again."""
     import shutil
 
-    from prunerec_utils import evaluate
+    from prunerec_utils.pipeline import evaluate
     from prunerec_utils.profiles import get_profile
 
     splits = tmp_path / "ml-100k" / "splits"
     shutil.copytree(ml100k_splits, splits)
     prof = get_profile("ci", max_test=4, eval_batch=4)
-    evaluate.evaluate_cached("teacher", tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)
+    evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", tiny_model_dir, progress=False)
     calls = kernel_calls()
-    evaluate.evaluate_cached("teacher", tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)
+    evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", tiny_model_dir, progress=False)
     assert calls == []
     with open(splits / "items.csv", "a") as f:
         f.write("999999,A Title Nobody Watched (1999)\n")
-    evaluate.evaluate_cached("teacher", tiny_model_dir, "ml-100k", prof, tmp_path, progress=False)
+    evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", tiny_model_dir, progress=False)
     assert calls == [4]

@@ -13,6 +13,7 @@ from prunerec_utils.finetune import (SUMMARY, LeftPadCollator, finetune, respons
                                      validation_loss)
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.prompts import IGNORE
+from prunerec_utils.pipeline.run import Run
 
 CFG = get_dataset_config("ml-100k")
 
@@ -100,9 +101,10 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
 def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml100k_splits):
     from prunerec_utils import PruneRecError
     from prunerec_utils.assets import resolve_model
-    from prunerec_utils.finetune import train_teacher, training_settings
+    from prunerec_utils.finetune import training_settings
+    from prunerec_utils.pipeline.stages import train_teacher
     from prunerec_utils.identity import data_identity, model_identity
-    from prunerec_utils.steps import record
+    from prunerec_utils.pipeline.steps import record
 
     splits = tmp_path / "ml-100k" / "splits"
     shutil.copytree(ml100k_splits, splits)
@@ -112,20 +114,20 @@ def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml
     settings = {**training_settings(prof), "base_id": model_identity(resolve_model(prof.model)),
                 "data_id": data_identity(splits)}
     (out / SUMMARY).write_text(json.dumps(record(settings, {"steps": 3})))
-    assert train_teacher("ml-100k", prof, tmp_path, progress=False)[1]["steps"] == 3  # same settings: reused
+    assert train_teacher(Run("ml-100k", prof, tmp_path), progress=False)[1]["steps"] == 3  # same settings: reused
     with pytest.raises(PruneRecError, match="max_train 256 .asked 512."):
-        train_teacher("ml-100k", get_profile("ci", max_train=512), tmp_path, progress=False)
+        train_teacher(Run("ml-100k", get_profile("ci", max_train=512), tmp_path), progress=False)
     (out / SUMMARY).write_text(json.dumps(record({**settings, "base_id": "other"}, {"steps": 3})))
     with pytest.raises(PruneRecError, match="base_id 'other'"):  # fine-tuned from another base model
-        train_teacher("ml-100k", prof, tmp_path, progress=False)
+        train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
     (out / SUMMARY).write_text(json.dumps(record(settings, {"steps": 3})))
     with open(splits / "train.csv", "a") as f:  # the splits made again, differently
         f.write(open(splits / "train.csv").read().splitlines()[1] + "\n")
     with pytest.raises(PruneRecError, match="data_id"):
-        train_teacher("ml-100k", prof, tmp_path, progress=False)
+        train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
     (out / SUMMARY).write_text(json.dumps({"profile": prof.to_dict(), "steps": 3}))  # made before records had settings
     with pytest.raises(PruneRecError, match="older version that kept no settings record; delete .*teacher "):
-        train_teacher("ml-100k", prof, tmp_path, progress=False)
+        train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
 
 
 def test_a_checkpoint_cut_off_mid_save_is_skipped(tmp_path, capsys):

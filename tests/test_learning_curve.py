@@ -5,8 +5,9 @@ import json
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils import learning_curve as lc
+from prunerec_utils.studies import learning_curve as lc
 from prunerec_utils.profiles import get_profile
+from prunerec_utils.pipeline.run import Run
 
 
 def _row(n, hr, lo, hi):
@@ -29,28 +30,28 @@ def test_first_budget_beating_popularity_needs_disjoint_intervals():
 def test_run_curve_trains_each_budget_once_and_keeps_order(tmp_path, monkeypatch):
     calls = []
 
-    def fake_point(dataset, prof, n, runs_root=None, progress=False, drop_model=False):
+    def fake_point(run, n, progress=False, drop_model=False):
         calls.append(n)
         return _row(n, 0.01 * len(calls), 0.0, 0.05)
 
     monkeypatch.setattr(lc, "curve_point", fake_point)
     prof = get_profile("ci")
     out = tmp_path / "curve.json"
-    lc.run_curve("ml-100k", prof, [64, 32], out)
+    lc.run_curve(Run("ml-100k", prof, tmp_path), [64, 32], out)
     doc = json.loads(out.read_text())
     assert calls == [64, 32] and [r["samples"] for r in doc["rows"]] == [32, 64]
     assert doc["profile"] == "ci" and doc["most_popular"]["n"] == prof.max_test and doc["device"]
-    lc.run_curve("ml-100k", prof, [32, 64, 128], out)  # resumes: only the new budget runs
+    lc.run_curve(Run("ml-100k", prof, tmp_path), [32, 64, 128], out)  # resumes: only the new budget runs
     assert calls == [64, 32, 128] and len(json.loads(out.read_text())["rows"]) == 3
-    with pytest.raises(PruneRecError, match="holds a curve"):
-        lc.run_curve("ml-100k", get_profile("default"), [32], out)
+    with pytest.raises(PruneRecError, match="curve.json was made with other settings: profile 'ci' .asked 'default'.*choose another --out"):
+        lc.run_curve(Run("ml-100k", get_profile("default"), tmp_path), [32], out)
 
 
 def test_curve_point_fine_tunes_and_evaluates_the_budget(tmp_path, ml100k_splits):
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_test=8, epochs=1)
-    row = lc.curve_point("ml-100k", prof, 32, runs_root=tmp_path, drop_model=True)
+    row = lc.curve_point(Run("ml-100k", prof, tmp_path), 32, drop_model=True)
     assert row["samples"] == 32 and row["steps"] == 2 and row["n"] == 8  # 32 samples / batch 16, 1 epoch
     assert 0 <= row["ci95"]["hr@20"][0] <= row["hr@20"] <= row["ci95"]["hr@20"][1]
     assert not (tmp_path / "ml-100k" / "ci" / "models" / "teacher_n32").exists()
@@ -62,7 +63,8 @@ def test_cli_reports_a_foreign_curve_file_in_one_line(tmp_path, capsys):
     out.write_text(json.dumps({"dataset": "ml-1m", "profile": "default", "rows": []}))
     assert lc.main(["--profile", "ci", "--samples", "32", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "holds a curve" in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {out} was made by an older version") and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith(f"delete {out} or choose another --out")
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -79,5 +81,5 @@ def test_cli_refuses_non_positive_numbers_before_any_work(tmp_path, capsys, monk
         lc.main(["--profile", "ci", *args, "--out", str(tmp_path / "c.json")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and calls == []
-    assert err[-1].startswith(f"python -m prunerec_utils.learning_curve: error: argument {flag}:")
+    assert err[-1].startswith(f"python -m prunerec_utils.studies.learning_curve: error: argument {flag}:")
     assert "is not positive" in err[-1]

@@ -7,11 +7,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from prunerec_utils import llm_baselines, scorecard, stages
-from prunerec_utils.evaluate import evaluate_cached
-from prunerec_utils.finetune import train_teacher
+from prunerec_utils.pipeline import stages
+from prunerec_utils.studies import llm_baselines, scorecard
+from prunerec_utils.pipeline.evaluate import evaluate_cached
+from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
-from prunerec_utils.surgery import param_formula
+from prunerec_utils.method.surgery import param_formula
+from prunerec_utils.pipeline.run import Run
 
 
 def test_layers_for_matches_the_closest_depth(tiny_model_dir):
@@ -24,7 +26,7 @@ def test_layers_for_matches_the_closest_depth(tiny_model_dir):
 
 
 def test_scorecard_without_results_measures_nothing(tmp_path):
-    card = scorecard.scorecard("ml-100k", get_profile("ci"), tmp_path)
+    card = scorecard.scorecard(Run("ml-100k", get_profile("ci"), tmp_path))
     assert len(card) >= 14 and (card["verdict"] == scorecard.NOT_MEASURED).all()
     assert set(card["section"]) >= {"Obs. 1 (Fig 1a)", "Headline", "Ablations", "Table 2"}
 
@@ -50,14 +52,14 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_train=48, max_valid=16, max_test=12, epochs=1, importance_samples=3)
-    train_teacher("ml-100k", prof, tmp_path, progress=False)
+    train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
     for stage in (stages.stage1, stages.stage2, stages.stage3):
-        final = stage("ml-100k", prof, tmp_path)
-    teacher_dir = stages.teacher_dir("ml-100k", prof, tmp_path)
-    evaluate_cached("teacher", teacher_dir, "ml-100k", prof, tmp_path, progress=False)
-    evaluate_cached("stage3", final["distilled_dir"], "ml-100k", prof, tmp_path, progress=False)
+        final = stage(Run("ml-100k", prof, tmp_path))
+    teacher_dir = Run("ml-100k", prof, tmp_path).stage("teacher")
+    evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", teacher_dir, progress=False)
+    evaluate_cached(Run("ml-100k", prof, tmp_path), "stage3", final["distilled_dir"], progress=False)
 
-    slm = llm_baselines.slmrec("ml-100k", prof, tmp_path)
+    slm = llm_baselines.slmrec(Run("ml-100k", prof, tmp_path))
     target = final["surgery"]["params"]["stage3"]["non_embedding"]
     teacher_cfg = AutoConfig.from_pretrained(teacher_dir)
     n = slm["surgery"]["layers_kept"]
@@ -68,7 +70,7 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
     assert torch.equal(pruned.model.layers[n - 1].mlp.up_proj.weight, teacher.model.layers[n - 1].mlp.up_proj.weight)
     assert slm["result"].metrics["n"] == 12
 
-    rnd = llm_baselines.random_structured("ml-100k", prof, tmp_path)
+    rnd = llm_baselines.random_structured(Run("ml-100k", prof, tmp_path))
     ours_cfg = AutoConfig.from_pretrained(final["distilled_dir"])
     rs = tmp_path / "ml-100k" / "ci" / "ablations" / "random_structured" / "ml-100k" / "ci" / "models"
     rnd_cfg = AutoConfig.from_pretrained(rs / "stage3")
@@ -81,7 +83,7 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
     assert s1["hidden_variant"] == "random" and s1["hidden_dims"] != final["surgery"].get("hidden_dims")
     assert json.loads((rs / "stage1" / "training_summary.json").read_text())["profile"]["max_train"] == prof.max_train
 
-    rows = llm_baselines.stored_rows("ml-100k", prof, tmp_path)
+    rows = llm_baselines.stored_rows(Run("ml-100k", prof, tmp_path))
     assert list(rows) == ["teacher", "PruneRec (ours)", "SLMRec-style", "random structured"]
     t2 = llm_baselines.table2(rows)
     assert t2.loc["PruneRec (ours)", "non-embedding params"] == target
@@ -91,7 +93,7 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
                      for k in llm_baselines.METRICS) / 4
     assert t2.loc["SLMRec-style", "avg % of teacher"] == pytest.approx(want, nan_ok=True)
 
-    card = scorecard.scorecard("ml-100k", prof, tmp_path).set_index("claim")
+    card = scorecard.scorecard(Run("ml-100k", prof, tmp_path)).set_index("claim")
     for claim, other in [("SLMRec-style layer-only pruning", "SLMRec-style"),
                          ("random structured pruning at the same shapes", "random structured")]:
         row = card.loc[f"PruneRec beats {claim}"]
@@ -108,8 +110,8 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
 def test_paired_verdict_reads_the_sign_and_calls_equal_models_a_tie():
     import pandas as pd
 
-    from prunerec_utils.evaluate import EvalResult
-    from prunerec_utils.scorecard import paired_verdict
+    from prunerec_utils.pipeline.evaluate import EvalResult
+    from prunerec_utils.studies.scorecard import paired_verdict
 
     def res(ranks):
         per_user = pd.DataFrame({"user_id": [str(i) for i in range(len(ranks))], "rank": ranks})

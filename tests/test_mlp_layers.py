@@ -11,10 +11,10 @@ from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
 from prunerec_utils.finetune import LeftPadCollator
-from prunerec_utils.layers import greedy_layer_removal, perplexity, skipping
-from prunerec_utils.mlp import MLPScores, mlp_scores
+from prunerec_utils.method.layers import greedy_layer_removal, perplexity, skipping
+from prunerec_utils.method.mlp import MLPScores, mlp_scores
 from prunerec_utils.prompts import encode_example
-from prunerec_utils.surgery import decoder_layers, param_counts, param_formula, prune_mlp, remove_layers
+from prunerec_utils.method.surgery import decoder_layers, param_counts, param_formula, prune_mlp, remove_layers
 
 IDS = torch.tensor([[5, 17, 3, 44, 9, 61, 2, 8], [7, 7, 30, 12, 50, 1, 90, 4]])
 
@@ -117,7 +117,7 @@ def test_cached_layer_search_matches_one_forward_per_candidate(tiny_model_dir, t
 
 
 def test_a_longer_layer_search_continues_a_shorter_one(tiny_model_dir, tokenizer, ml100k_splits, monkeypatch):
-    import prunerec_utils.layers as layers
+    import prunerec_utils.method.layers as layers
 
     model = _perturbed(tiny_model_dir, 2)
     batch = _batch(tokenizer, ml100k_splits)
@@ -138,7 +138,7 @@ def test_a_longer_layer_search_continues_a_shorter_one(tiny_model_dir, tokenizer
 
 
 def test_greedy_search_rescores_after_each_removal(monkeypatch):
-    import prunerec_utils.layers as layers
+    import prunerec_utils.method.layers as layers
 
     cost = {0: 5.0, 1: 1.0, 2: 2.0, 3: 3.0}
     model = torch.nn.Module()

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from prunerec_utils import plots  # noqa: E402
+from prunerec_utils.studies import plots  # noqa: E402
 
 
 def _table(x=None):

@@ -6,10 +6,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prunerec_utils import PruneRecError, stages
-from prunerec_utils.finetune import train_teacher
+from prunerec_utils import PruneRecError
+from prunerec_utils.pipeline import stages
+from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
-from prunerec_utils.surgery import param_counts, param_formula
+from prunerec_utils.method.surgery import param_counts, param_formula
+from prunerec_utils.pipeline.run import Run
 
 
 def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_splits, monkeypatch):
@@ -17,9 +19,9 @@ def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_spl
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3)
     with pytest.raises(PruneRecError, match="notebook 01"):
-        stages.stage1("ml-100k", prof, tmp_path)
-    train_teacher("ml-100k", prof, tmp_path, progress=False)
-    out = stages.stage1("ml-100k", prof, tmp_path)
+        stages.stage1(Run("ml-100k", prof, tmp_path))
+    train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
+    out = stages.stage1(Run("ml-100k", prof, tmp_path))
     rec = out["surgery"]
     assert all(len(k) == prof.kept_heads for k in rec["kept_heads"]) and len(rec["hidden_dims"]) == 32
     for folder in (out["pruned_dir"], out["distilled_dir"]):
@@ -30,10 +32,10 @@ def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_spl
     heads = json.loads((tmp_path / "ml-100k" / "ci" / "results" / "stage1_heads.json").read_text())
     assert heads["kept"] == rec["kept_heads"] and torch.tensor(heads["raw"]).shape == (4, 4)
     with pytest.raises(PruneRecError, match="notebook 04"):
-        stages.stage3("ml-100k", prof, tmp_path)
-    s2 = stages.stage2("ml-100k", prof, tmp_path)
+        stages.stage3(Run("ml-100k", prof, tmp_path))
+    s2 = stages.stage2(Run("ml-100k", prof, tmp_path))
     assert s2["surgery"]["k"] == 64 and len(s2["surgery"]["tau"]) == 4
-    s3 = stages.stage3("ml-100k", prof, tmp_path)
+    s3 = stages.stage3(Run("ml-100k", prof, tmp_path))
     assert s3["surgery"]["n_remove"] == 3 and len(set(s3["surgery"]["removed"])) == 3
     final = AutoModelForCausalLM.from_pretrained(s3["distilled_dir"])
     assert (final.config.num_hidden_layers, final.config.intermediate_size, final.config.hidden_size) == (1, 64, 32)
@@ -41,16 +43,16 @@ def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_spl
     assert s3["distill"]["profile"]["kd_lambda"] == prof.kd_lambda
     monkeypatch.setattr(stages, "distill", lambda *a, **k: pytest.fail("re-run must not train again"))
     monkeypatch.setattr(stages, "greedy_layer_removal", lambda *a, **k: pytest.fail("re-run must not search"))
-    assert stages.stage3("ml-100k", prof, tmp_path)["surgery"] == s3["surgery"]
+    assert stages.stage3(Run("ml-100k", prof, tmp_path))["surgery"] == s3["surgery"]
     monkeypatch.setattr(stages, "head_importance", lambda *a, **k: pytest.fail("re-run must not re-score"))
-    assert stages.stage1("ml-100k", prof, tmp_path)["surgery"] == rec
+    assert stages.stage1(Run("ml-100k", prof, tmp_path))["surgery"] == rec
 
     with pytest.raises(PruneRecError, match="alpha"):  # a stored step made with other settings is not reused
-        stages.stage1("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
-                                             alpha=0.5), tmp_path)
+        stages.stage1(Run("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
+                                             alpha=0.5), tmp_path))
     with pytest.raises(PruneRecError, match="kd_lambda"):
-        stages.stage1("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
-                                             kd_lambda=0.5), tmp_path)
+        stages.stage1(Run("ml-100k", get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3,
+                                             kd_lambda=0.5), tmp_path))
 
 
 def _perturb_in_place(folder):
@@ -67,17 +69,17 @@ def test_a_stored_step_is_refused_once_the_model_it_read_changed(tmp_path, ml100
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_train=32, max_valid=16, epochs=1, importance_samples=3)
-    train_teacher("ml-100k", prof, tmp_path, progress=False)
-    s1 = stages.stage1("ml-100k", prof, tmp_path)
-    stages.stage2_prune("ml-100k", prof, tmp_path)
+    train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
+    s1 = stages.stage1(Run("ml-100k", prof, tmp_path))
+    stages.stage2_prune(Run("ml-100k", prof, tmp_path))
     _perturb_in_place(s1["distilled_dir"])
     with pytest.raises(PruneRecError, match=r"stage2_pruned/surgery.json was made with other settings: source_id") as err:
-        stages.stage2_prune("ml-100k", prof, tmp_path)
+        stages.stage2_prune(Run("ml-100k", prof, tmp_path))
     assert "\n" not in str(err.value) and str(err.value).endswith(
         "delete " + str(tmp_path / "ml-100k" / "ci" / "models" / "stage2_pruned") + " (and what was made from it) "
         "or use another runs_root")
-    _perturb_in_place(stages.teacher_dir("ml-100k", prof, tmp_path))
+    _perturb_in_place(Run("ml-100k", prof, tmp_path).stage("teacher"))
     with pytest.raises(PruneRecError, match=r"stage1_heads.json was made with other settings: teacher_id"):
-        stages.stage1("ml-100k", prof, tmp_path)
+        stages.stage1(Run("ml-100k", prof, tmp_path))
     with pytest.raises(PruneRecError, match=r"stage1/training_summary.json was made with other settings: .*teacher_id"):
-        stages.distill_stage(s1["pruned_dir"], "stage1", "ml-100k", prof, tmp_path)
+        stages.distill_stage(Run("ml-100k", prof, tmp_path), s1["pruned_dir"], "stage1")

@@ -1,7 +1,7 @@
 """Papermill driver: execute the numbered notebooks for one dataset × profile.
 
-    python -m prunerec_utils.runner --profile default --dataset ml-100k            # book copies
-    python -m prunerec_utils.runner --profile ci --out tests/notebooks             # nbval copies
+    python -m prunerec_utils.pipeline.runner --profile default --dataset ml-100k            # book copies
+    python -m prunerec_utils.pipeline.runner --profile ci --out tests/notebooks             # nbval copies
 
 Each executed copy gets a first markdown cell recording profile, dataset, commit, wall time
 and machine; copies are written to a temporary name and renamed, so a failed run never leaves
@@ -26,8 +26,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import PruneRecError, cli
-from .paths import REPO_ROOT, resolve
+from .. import PruneRecError, cli
+from ..paths import REPO_ROOT, resolve
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RECORD_TAG = "run-record"  # the markdown cell the runner adds under the title
@@ -60,7 +60,7 @@ def git_commit() -> str:
 def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
     import nbformat
 
-    text = (f"```{{note}}\nExecuted by `prunerec_utils.runner` with profile **{params['profile']}** on "
+    text = (f"```{{note}}\nExecuted by `prunerec_utils.pipeline.runner` with profile **{params['profile']}** on "
             f"**{params['dataset']}** (seed {params['seed']}), commit `{commit}`, "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time of this execution "
             f"**{seconds / 60:.1f} min** on {os.cpu_count()} CPU cores ({platform.machine()}). Stages found "
@@ -188,10 +188,10 @@ def check_params(params: dict, notebooks: list[Path]) -> None:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from .data import get_dataset_config
-    from .profiles import get_profile
+    from ..data import get_dataset_config
+    from ..profiles import get_profile
 
-    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.runner", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.pipeline.runner", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
     ap.add_argument("--notebooks", nargs="+", default=None, help="numbers to run, e.g. 00 01 (default: all)")

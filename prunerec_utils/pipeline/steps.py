@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from . import PruneRecError
-from .paths import atomic_dir, atomic_write_text
+from .. import PruneRecError
+from ..paths import atomic_dir, atomic_write_text
 
 SETTINGS = "settings"
 ON_CHANGE = ("refuse", "rebuild")
@@ -74,13 +74,15 @@ def record(settings: dict, payload: dict) -> dict:
 
 
 def stored(path: str | Path, settings: dict, on_change: str = "refuse", remove: str | Path | None = None,
-           quiet: bool = False, ignore: tuple = ()) -> dict | None:
+           quiet: bool = False, ignore: tuple = (),
+           remedy: str = "(and what was made from it) or use another runs_root") -> dict | None:
     """The record at ``path`` if it was made with ``settings``; None if there is none.
 
     A record made with other settings (or by a version that kept no settings) is refused with a
     :class:`PruneRecError` that says to delete ``remove`` (default: the record's own file), or, with
     ``on_change="rebuild"``, answered with None after one printed line (none if ``quiet``).
-    ``ignore``: settings not compared (a step reused in part, e.g. the first steps of a search).
+    ``ignore``: settings not compared (a step reused in part, e.g. the first steps of a search);
+    ``remedy``: what the refusal suggests besides deleting.
     """
     if on_change not in ON_CHANGE:
         raise ValueError(f"on_change must be one of {ON_CHANGE}")
@@ -100,8 +102,7 @@ def stored(path: str | Path, settings: dict, on_change: str = "refuse", remove: 
         if not quiet:
             print(f"[cache] {path} {why}: making it again", flush=True)
         return None
-    raise PruneRecError(f"{path} {why}; delete {remove or path} (and what was made from it) or use another "
-                        f"runs_root")
+    raise PruneRecError(f"{path} {why}; delete {remove or path} {remedy}")
 
 
 def json_step(path: str | Path, settings: dict, build: Callable[[], dict], on_change: str = "refuse",

@@ -5,7 +5,7 @@ hyper-parameters (only ``max_train`` changes), evaluates it on the profile's fix
 with the constrained beam search, and appends one row to a JSON file (written atomically after
 every budget, so a cut-off run keeps what it finished)::
 
-    python -m prunerec_utils.learning_curve --profile default --samples 1024 2048 4096 \\
+    python -m prunerec_utils.studies.learning_curve --profile default --samples 1024 2048 4096 \\
         --out results/learning_curve/ml-100k-default-cpu.json
 
 Budgets already in ``--out`` are skipped; models live in ``runs/<ds>/<profile>/models/teacher_n<N>``
@@ -26,13 +26,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import PruneRecError, cli
-from .cli_args import positive_int
-from .evaluate import evaluate_cached, popularity_cached
-from .finetune import train_teacher
-from .data import prepare
-from .paths import atomic_write_text, resolve, splits_dir
-from .profiles import get_profile
+from .. import cli
+from ..cli_args import positive_int
+from ..pipeline.evaluate import evaluate_cached, popularity_cached
+from ..pipeline.stages import train_teacher
+from ..data import prepare
+from ..paths import atomic_write_text, resolve
+from ..profiles import get_profile
+from ..pipeline.run import Run
+from ..pipeline.steps import record, stored
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
 
@@ -46,14 +48,13 @@ def device_name() -> str:
     return f"CPU {platform.machine()} x{os.cpu_count()}"
 
 
-def curve_point(dataset: str, prof, samples: int, runs_root=None, progress: bool = False,
-                drop_model: bool = False) -> dict:
+def curve_point(run, samples: int, progress: bool = False, drop_model: bool = False) -> dict:
     """Fine-tune on ``samples`` training samples, evaluate, and return one row of the curve."""
-    p = replace(prof, max_train=samples)
+    point = Run(run.dataset, replace(run.prof, max_train=samples), run.root)
     name = f"teacher_n{samples}"
     t0 = time.time()
-    folder, summary = train_teacher(dataset, p, runs_root, progress, name=name)
-    res = evaluate_cached(name, folder, dataset, p, runs_root, progress=progress)
+    folder, summary = train_teacher(point, progress, name=name)
+    res = evaluate_cached(point, name, folder, progress=progress)
     if drop_model:
         shutil.rmtree(folder, ignore_errors=True)
     m = res.metrics
@@ -62,30 +63,30 @@ def curve_point(dataset: str, prof, samples: int, runs_root=None, progress: bool
             **{k: m[k] for k in METRICS}, "ci95": m["ci95"], "wall_seconds": round(time.time() - t0, 1)}
 
 
-def run_curve(dataset: str, prof, budgets: list[int], out: str | Path, runs_root=None,
-              progress: bool = False, drop_models: bool = False) -> dict:
-    """Each of ``budgets`` in the given order; the JSON at ``out`` grows one row per finished budget."""
+def run_curve(run, budgets: list[int], out: str | Path, progress: bool = False, drop_models: bool = False) -> dict:
+    """Each of ``budgets`` in the given order; the JSON at ``out`` grows one row per finished budget.
+
+    The file is a step record (:mod:`prunerec_utils.pipeline.steps`): its rows are continued only for the
+    same dataset, profile (all fields but ``max_train``) and data; otherwise refused in one line."""
     out = resolve(out)
-    prepare(dataset, splits_dir(dataset, runs_root))
-    doc = json.loads(out.read_text()) if out.exists() else {}
-    if doc and (doc.get("dataset"), doc.get("profile")) != (dataset, prof.name):
-        raise PruneRecError(f"{out} holds a curve for {doc.get('dataset')}/{doc.get('profile')}; use another --out")
-    pop = popularity_cached(dataset, prof, runs_root).metrics
-    doc.update({"dataset": dataset, "profile": prof.name, "device": device_name(),
-                "hyper": {k: v for k, v in prof.to_dict().items() if k != "max_train"},
-                "most_popular": {**{k: pop[k] for k in METRICS}, "ci95": pop["ci95"]}})
+    prepare(run.dataset, run.splits)
+    prof = run.prof
+    settings = {"dataset": run.dataset, "profile": prof.name,
+                "hyper": {k: v for k, v in prof.to_dict().items() if k != "max_train"}, "data_id": run.data_id()}
+    doc = stored(out, settings, remedy="or choose another --out") or {}
+    pop = popularity_cached(run).metrics
+    payload = {"dataset": run.dataset, "profile": prof.name, "device": device_name(), "most_popular": {**{k: pop[k] for k in METRICS}, "ci95": pop["ci95"]}}
     rows = {r["samples"]: r for r in doc.get("rows", [])}
-    out.parent.mkdir(parents=True, exist_ok=True)
     for n in dict.fromkeys(budgets):
         if n in rows:
             continue
-        rows[n] = curve_point(dataset, prof, n, runs_root, progress, drop_models)
-        doc["rows"] = [rows[k] for k in sorted(rows)]
+        rows[n] = curve_point(run, n, progress, drop_models)
+        doc = record(settings, {**payload, "rows": [rows[k] for k in sorted(rows)]})
         atomic_write_text(out, json.dumps(doc, indent=1))
         r = rows[n]
         print(f"n={n}: HR@20 {r['hr@20']:.3f} NDCG@20 {r['ndcg@20']:.4f} distinct {r['distinct_top10']} "
               f"modal {r['modal_top1_share']:.2f} train {r['train_seconds']}s eval {r['eval_seconds']}s", flush=True)
-    return doc
+    return doc or record(settings, {**payload, "rows": [rows[k] for k in sorted(rows)]})
 
 
 def curve_table(doc: dict) -> pd.DataFrame:
@@ -113,7 +114,7 @@ def first_budget_beating_popularity(doc: dict, metrics=("hr@20", "ndcg@20")) -> 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.learning_curve", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.studies.learning_curve", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
     ap.add_argument("--samples", type=positive_int, nargs="+", required=True,
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size,
                        grad_accum=args.grad_accum)
-    run_curve(args.dataset or prof.dataset, prof, args.samples, args.out, progress=sys.stderr.isatty(),
+    run_curve(Run(args.dataset or prof.dataset, prof), args.samples, args.out, progress=sys.stderr.isatty(),
               drop_models=args.drop_models)
     return 0
 

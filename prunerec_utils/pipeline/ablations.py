@@ -1,13 +1,14 @@
 """Ablations of the paper's §4.3 — Table 3, Fig 5a-c and the α / λ sweeps — on a reduced budget.
 
-Each configuration is a :class:`Variant`: the run's profile with a few fields changed (and, for
-Table 3, another way of choosing the Stage I heads). A variant lives in its own folder
-``runs/<dataset>/<profile>/ablations/<name>/`` that is laid out like a runs root: it *links*
-the main run's splits, teacher and the distilled stage it starts from (``models/stage1`` for a
-Stage II variant, ``models/stage2`` for Stage III), plus the main run's head scores and
-pruned model where the variant leaves them unchanged. The ordinary stage drivers
-(:func:`prunerec_utils.stages.stage1` …) then run in that folder, so a variant pays only for
-what it changes, resumes like any stage, and can be re-run alone.
+Each configuration is a :class:`Variant`: the run's profile with a few fields changed (for
+Table 3, the profile's ``head_variant``). A variant is a child :class:`~prunerec_utils.pipeline.run.Run`
+in ``runs/<dataset>/<profile>/ablations/<name>/`` (laid out like a runs root) whose declared
+:func:`links` share the main run's splits, teacher and the distilled stage it starts from
+(``models/stage1`` for a Stage II variant, ``models/stage2`` for Stage III), plus the main run's
+head scores and pruned model where the variant would make them alike. The ordinary stage
+drivers (:func:`prunerec_utils.pipeline.stages.stage1` …) then run on the child run, so a variant pays
+only for what it changes, resumes like any stage, and can be re-run alone; every linked output is
+still checked against the variant's own settings before it is reused.
 
 Every variant of a figure gets the *same* reduced restoration — ``prof.ablation_max_train``
 distillation samples — including the full-method point, and is evaluated on the first
@@ -31,13 +32,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import PruneRecError, stages
-from .evaluate import METRICS, evaluate_cached, first_users, interval_text, retention
-from .paths import atomic_write_text, run_dir, splits_dir
-from .profiles import CHOICES
+from .. import PruneRecError
+
+from . import stages
+from .evaluate import METRICS, evaluate_cached, first_users, fixed_test_users, interval_text, retention
+from ..paths import atomic_write_text
+from ..profiles import CHOICES
+from .run import STAGES, Run
+from .steps import read_json
 
 HEAD_CHOICES = CHOICES["head_variant"]
-UPSTREAM = {1: None, 2: ("stage1", "03"), 3: ("stage2", "04")}
 RESTORATION_ONLY = {"kd_lambda"}  # fields that change only the distillation, not the surgery
 
 # Paper Table 3 (Stage I on Games, Qwen2-0.5B): HR@20, NDCG@20 (SPEC §3).
@@ -56,7 +60,7 @@ class Variant:
     tag: str = ""  # folder name ("" = derived from the settings)
 
     def __post_init__(self):
-        if self.stage not in UPSTREAM or self.last not in UPSTREAM or self.last < self.stage:
+        if self.stage not in (1, 2, 3) or self.last not in (1, 2, 3) or self.last < self.stage:
             raise PruneRecError(f"a variant runs stages 1, 2 or 3 in order, not {self.stage!r}..{self.through!r}")
         if self.heads not in HEAD_CHOICES:
             raise PruneRecError(f"unknown head choice {self.heads!r}; choose one of {', '.join(HEAD_CHOICES)}")
@@ -139,95 +143,86 @@ def _link(src: Path, dst: Path) -> None:
     dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
 
 
-def variant_root(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
-    return run_dir(dataset, prof.name, runs_root) / "ablations" / variant.name(prof)
+def variant_run(run: Run, variant: Variant) -> Run:
+    """The variant's child run: its profile, in ``<run>/ablations/<variant name>/`` laid out like a
+    runs root (``<dataset>/splits``, ``<dataset>/<profile>/…``)."""
+    return Run(run.dataset, variant.profile(run.prof), run.folder / "ablations" / variant.name(run.prof))
 
 
-def heads_file(dataset: str, prof, variant: Variant, runs_root=None) -> Path:
+def heads_file(run: Run, variant: Variant) -> Path:
     """A variant's Stage I head choice: ``results/stage1_heads.json`` of its run folder (made by
-    :func:`prunerec_utils.stages.head_scores` there, or linked from the main run's)."""
-    root = variant_root(dataset, prof, variant, runs_root)
-    return run_dir(dataset, variant.profile(prof).name, root) / "results" / "stage1_heads.json"
+    :func:`prunerec_utils.pipeline.stages.head_scores` there, or linked from the main run's)."""
+    return variant_run(run, variant).result_file("stage1_heads")
 
 
 def _head_file(prof, alpha: float) -> str:
     return "stage1_heads.json" if alpha == prof.alpha else f"stage1_heads_alpha{alpha:g}.json"
 
 
-def links(dataset: str, prof, variant: Variant, runs_root=None) -> dict[Path, Path]:
+def links(run: Run, variant: Variant) -> dict[Path, Path]:
     """What a variant's folder shares with the main run: ``{path in the variant folder: main run's
     path}``. Always the splits and the teacher; the distilled stage it starts from; for a Stage III
     variant the main run's ΔPPL search (its first steps are reused where the settings allow); for
     Stage I the main run's head scores it would compute alike, and its Stage I cut where only the
     restoration changes. A linked output is still a cached step: the variant's own settings are
     checked against its record before it is reused."""
-    v, vprof = variant.effective(prof), variant.profile(prof)
-    main, root = run_dir(dataset, prof.name, runs_root), variant_root(dataset, prof, variant, runs_root)
-    vrun = run_dir(dataset, vprof.name, root)
-    out = {splits_dir(dataset, root): splits_dir(dataset, runs_root),
-           vrun / "models" / "teacher": stages.teacher_dir(dataset, prof, runs_root)}
-    if UPSTREAM[v.stage]:
-        name, _ = UPSTREAM[v.stage]
-        out[vrun / "models" / name] = stages.stage_dir(dataset, prof, name, runs_root)
+    v, child = variant.effective(run.prof), variant_run(run, variant)
+    out = {child.splits: run.splits, child.model("teacher"): run.stage("teacher")}
+    source = STAGES[f"stage{v.stage}"]["source"]
+    if source != "teacher":
+        out[child.model(source)] = run.stage(source)
         if v.stage == 3:
-            out[vrun / "results" / stages.LAYER_SEARCH] = main / "models" / "stage3_pruned" / stages.SURGERY
+            out[child.folder / "results" / stages.LAYER_SEARCH] = run.model("stage3_pruned") / stages.SURGERY
         return out
     if v.heads == "greedy":
-        out[vrun / "results" / "stage1_heads.json"] = main / "results" / _head_file(prof, vprof.alpha)
+        out[child.result_file("stage1_heads")] = run.folder / "results" / _head_file(run.prof, child.prof.alpha)
     elif v.heads in ("global", "global_no_alpha"):
-        out[vrun / "results" / "stage1_heads_independent.json"] = main / "results" / "stage1_heads_independent.json"
+        out[child.result_file("stage1_heads_independent")] = run.result_file("stage1_heads_independent")
     if v.heads == "greedy" and {k for k, _ in v.overrides} <= RESTORATION_ONLY:
-        out[vrun / "models" / "stage1_pruned"] = main / "models" / "stage1_pruned"
+        out[child.model("stage1_pruned")] = run.model("stage1_pruned")
     return out
 
 
-def prepare(dataset: str, prof, variant: Variant, runs_root=None) -> tuple[Path, object]:
+def prepare(run: Run, variant: Variant) -> Run:
     """Create (or reuse) the variant's folder with its :func:`links` to what exists in the main run;
-    returns (its runs root, its profile)."""
+    returns the variant's run."""
     if variant.stage == 1 and variant.heads in ("global", "global_no_alpha"):
-        stages.head_scores(dataset, prof, runs_root, greedy=False)  # scored once, in the main run
-    for dst, src in links(dataset, prof, variant, runs_root).items():
+        stages.head_scores(run, greedy=False)  # scored once, in the main run
+    for dst, src in links(run, variant).items():
         if src.exists():
             _link(src, dst)
-    return variant_root(dataset, prof, variant, runs_root), variant.profile(prof)
+    return variant_run(run, variant)
 
 
-def cut_heads(dataset: str, prof, variant: Variant, runs_root=None) -> list[list[int]] | None:
-    """The heads a Stage I variant cut, per layer (its ``stage1_heads.json``), or None if not prepared."""
-    path = heads_file(dataset, prof, variant, runs_root)
-    return json.loads(path.read_text())["pruned"] if path.exists() else None
+def cut_heads(run: Run, variant: Variant) -> list[list[int]] | None:
+    """The heads a Stage I variant cut, per layer (its ``stage1_heads.json``), or None if not made yet."""
+    path = heads_file(run, variant)
+    return read_json(path)["pruned"] if path.exists() else None
 
 
-def cut_head_overlap(dataset: str, prof, variants: list[Variant], runs_root=None) -> pd.DataFrame:
+def cut_head_overlap(run: Run, variants: list[Variant]) -> pd.DataFrame:
     """[variants × variants] share of the row variant's cut (layer, head) pairs that the column
     variant cuts too (every choice cuts as many heads per layer, so the matrix is symmetric).
     1.0 off the diagonal: the two choices give the same model before restoration. NaN where a
     variant's choice is not stored yet."""
     sets = {}
     for v in variants:
-        heads = cut_heads(dataset, prof, v, runs_root)
+        heads = cut_heads(run, v)
         sets[v.label] = None if heads is None else {(layer, h) for layer, cut in enumerate(heads) for h in cut}
     labels = list(sets)
     return pd.DataFrame([[len(sets[a] & sets[b]) / len(sets[a]) if sets[a] and sets[b] else float("nan")
                           for b in labels] for a in labels], index=labels, columns=labels)
 
 
-def len_test_users(dataset: str, prof, runs_root=None) -> int:
-    from .evaluate import fixed_test_users
-
-    return len(fixed_test_users(dataset, prof, runs_root))
-
-
-def run_variant(dataset: str, prof, variant: Variant, runs_root=None, progress: bool = False) -> dict:
+def run_variant(run: Run, variant: Variant, progress: bool = False) -> dict:
     """Prune + distil + evaluate one variant (each step resumes); returns its row for the tables."""
-    root, vprof = prepare(dataset, prof, variant, runs_root)
+    child = prepare(run, variant)
     for stage in range(variant.stage, variant.last + 1):
-        out = getattr(stages, f"stage{stage}")(dataset, vprof, root, progress)
-    users = min(variant.users(prof) or 10**9, len_test_users(dataset, prof, runs_root))
-    res = evaluate_cached(f"stage{variant.last}_n{users}", out["distilled_dir"], dataset, vprof, root, limit=users,
-                          progress=progress)
+        out = getattr(stages, f"stage{stage}")(child, progress)
+    users = min(variant.users(run.prof) or 10**9, len(fixed_test_users(run)))
+    res = evaluate_cached(child, f"stage{variant.last}_n{users}", out["distilled_dir"], limit=users, progress=progress)
     params = out["surgery"]["params"][f"stage{variant.last}"]
-    return {"variant": variant.name(prof), "label": variant.label, "stage": variant.stage,
+    return {"variant": variant.name(run.prof), "label": variant.label, "stage": variant.stage,
             "heads": variant.heads, **dict(variant.overrides), "result": res,
             "non_embedding": params["non_embedding"], "total": params["total"],
             "best_kd_loss": out["distill"]["best_eval_loss"], "distill_minutes": out["distill"]["wall_seconds"] / 60}
@@ -235,20 +230,18 @@ def run_variant(dataset: str, prof, variant: Variant, runs_root=None, progress: 
 
 # ---- a group of variants -------------------------------------------------------------------
 
-def run_group(group: str, variants: list[Variant], dataset: str, prof, runs_root=None,
-              progress: bool = False) -> pd.DataFrame:
+def run_group(run: Run, group: str, variants: list[Variant], progress: bool = False) -> pd.DataFrame:
     """Run every variant of a figure / table; one row each, with retention against the teacher
     on the same users. Also written to ``results/ablation_<group>.json`` (for the scorecard)."""
-    rows = [run_variant(dataset, prof, v, runs_root, progress) for v in variants]
+    rows = [run_variant(run, v, progress) for v in variants]
     n = rows[0]["result"].metrics["n"]
-    teacher = first_users(evaluate_cached("teacher", stages.teacher_dir(dataset, prof, runs_root), dataset, prof,
-                                          runs_root, progress=progress), n)
+    teacher = first_users(evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress), n)
     table = ablation_table(rows, teacher)
-    out = run_dir(dataset, prof.name, runs_root) / "results" / f"ablation_{group}.json"
-    atomic_write_text(out, json.dumps({"group": group, "users": n,
-                                       "max_train": variants[0].profile(prof).max_train,  # same for the group
-                                       "teacher": {k: teacher.metrics[k] for k in METRICS},
-                                       "rows": table.reset_index().to_dict(orient="records")}))
+    atomic_write_text(run.result_file(f"ablation_{group}"),
+                      json.dumps({"group": group, "users": n,
+                                  "max_train": variants[0].profile(run.prof).max_train,  # same for the group
+                                  "teacher": {k: teacher.metrics[k] for k in METRICS},
+                                  "rows": table.reset_index().to_dict(orient="records")}))
     return table
 
 
@@ -274,12 +267,12 @@ def with_paper_table3(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_group(dataset: str, prof, group: str, runs_root=None) -> pd.DataFrame | None:
+def load_group(run: Run, group: str) -> pd.DataFrame | None:
     """A group's table as :func:`run_group` stored it, or None if it was not run."""
-    path = run_dir(dataset, prof.name, runs_root) / "results" / f"ablation_{group}.json"
+    path = run.result_file(f"ablation_{group}")
     if not path.exists():
         return None
-    return pd.DataFrame(json.loads(path.read_text())["rows"]).set_index("index").rename_axis(None)
+    return pd.DataFrame(read_json(path)["rows"]).set_index("index").rename_axis(None)
 
 
 # ---- the paper's claims about its ablations ------------------------------------------------

@@ -32,14 +32,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import PruneRecError
-from .assets import load_model, load_tokenizer
-from .evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
+from .. import PruneRecError
+from ..assets import load_model, load_tokenizer
+from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
                        evaluation_settings, first_users, fixed_test_users, retention_table)
-from .identity import model_identity
-from .run import Run
-from .stages import _samples
-from .surgery import decoder_layers, temporary_layers
+from ..identity import model_identity
+from ..pipeline.run import Run
+from ..pipeline.stages import samples
+from ..method.surgery import decoder_layers, temporary_layers
 
 METHODS = ("wanda", "random")
 SHARES = (0.1, 0.5)  # K of Fig 1a
@@ -60,9 +60,9 @@ def budgets(prof, samples: int | None = None, users: int | None = None, sparsiti
     return out
 
 
-def sample_batch(dataset: str, prof, n: int, tok, runs_root=None) -> dict:
+def sample_batch(run: Run, n: int, tok) -> dict:
     """``n`` seeded training samples (prompt + answer), left-padded: input_ids etc. ``[n, T]``."""
-    return _samples(dataset, prof, n, "observe", runs_root, tok)
+    return samples(run, n, "observe", tok)
 
 
 # -- activation statistics (Fig 1a, 2, 3) -------------------------------------------------------
@@ -221,21 +221,20 @@ def sparsity_of(model) -> float:
 
 # -- evaluation of the pruned teacher (Fig 1b) -------------------------------------------------
 
-def teacher_on_users(dataset: str, prof, runs_root=None, users: int = 200, progress: bool = False) -> EvalResult:
+def teacher_on_users(run: Run, users: int = 200, progress: bool = False) -> EvalResult:
     """The teacher's stored evaluation (notebook 01) restricted to its first ``users`` users."""
-    full = evaluate_cached("teacher", Run(dataset, prof, runs_root).stage("teacher"), dataset, prof, runs_root,
-                           progress=progress)
+    full = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
     return first_users(full, min(users, full.metrics["n"]))
 
 
-def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=None, samples: int = 100,
-                  users: int = 200, progress: bool = False) -> EvalResult:
+def pruned_result(run: Run, method: str, sparsity: float, samples: int = 100, users: int = 200,
+                  progress: bool = False) -> EvalResult:
     """The teacher pruned in memory by ``method`` at ``sparsity``, evaluated on the first ``users``
     fixed test users; cached as ``results/obs_<method>_s<s>_n<users>.json`` (+ ranks), keyed by
     the evaluation settings (users, search, precision, the teacher's and the data's identity),
     the method, the sparsity, the calibration samples and the seed."""
-    run = Run(dataset, prof, runs_root)
-    test = fixed_test_users(dataset, prof, runs_root).iloc[:users]
+    prof = run.prof
+    test = fixed_test_users(run).iloc[:users]
     name = f"obs_{method}_s{sparsity:g}_n{len(test)}"
     made = {"method": method, "sparsity": sparsity, "calibration_samples": samples if method == "wanda" else None,
             "seed": prof.seed}
@@ -247,11 +246,11 @@ def pruned_result(method: str, sparsity: float, dataset: str, prof, runs_root=No
     model, tok = load_model(tdir), load_tokenizer(tdir)
     if torch.cuda.is_available():
         model = model.cuda()
-    batch = sample_batch(dataset, prof, samples, tok, runs_root) if method == "wanda" else None
+    batch = sample_batch(run, samples, tok) if method == "wanda" else None
     prune(model, method, sparsity, batch, prof.seed)
     measured = sparsity_of(model)
     model = model.to(DTYPES[prof.eval_dtype])
-    return evaluate_resumable(model, tok, test, run, name, settings, prof.length_penalty, progress,
+    return evaluate_resumable(run, model, tok, test, name, settings, prof.length_penalty, progress,
                               extra={**made, "measured_sparsity": measured})
 
 
@@ -262,16 +261,16 @@ def _row(label: str, sparsity: float, res: EvalResult, teacher: EvalResult) -> d
             **{f"retention {m}": ret[m] for m in METRICS}, "retention": ret["avg"], "n": res.metrics["n"]}
 
 
-def sparsity_sweep(dataset: str, prof, runs_root=None, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100,
-                   users: int = 200, methods=METHODS, progress: bool = False) -> pd.DataFrame:
+def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100, users: int = 200,
+                   methods=METHODS, progress: bool = False) -> pd.DataFrame:
     """Fig 1b table: one row per (method, sparsity) plus the unpruned teacher (sparsity 0), with
     HR/NDCG@10/20, their mean, retention per metric and ``retention`` (their mean, the paper's avg;
     NaN where the teacher has no hit on these users)."""
-    teacher = teacher_on_users(dataset, prof, runs_root, users, progress)
+    teacher = teacher_on_users(run, users, progress)
     rows = [_row("teacher", 0.0, teacher, teacher)]
     for method in methods:
         for s in tqdm(sparsities, desc=method, unit="level", disable=not progress):
-            res = pruned_result(method, s, dataset, prof, runs_root, samples, teacher.metrics["n"], progress)
+            res = pruned_result(run, method, s, samples, teacher.metrics["n"], progress)
             rows.append(_row(method, s, res, teacher))
     return pd.DataFrame(rows)
 
@@ -324,7 +323,7 @@ def save_observations(path, mlp_summary: pd.DataFrame, attention_summary: pd.Dat
     """The findings of notebook 02 as JSON (``results/observations.json``), for the scorecard."""
     import json
 
-    from .paths import atomic_write_text
+    from ..paths import atomic_write_text
 
     def records(df):
         return df.reset_index().to_dict(orient="records")

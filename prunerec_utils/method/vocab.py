@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from . import PruneRecError
+from .. import PruneRecError
 
 
 def _spec(tokenizer) -> dict:
@@ -142,7 +142,7 @@ def new_item_cost(old_tok, new_tok, old_of_new: torch.Tensor, titles: list[str])
     Returns the number of titles, the share that needs a pruned token (their encoding changes),
     and the mean answer length in tokens under the full and the restricted tokenizer.
     """
-    from .prompts import target_text
+    from ..prompts import target_text
 
     texts = [target_text(t) for t in titles]
     kept = set(old_of_new.tolist())

@@ -1,17 +1,18 @@
-"""Constrained beam-search evaluation (SPEC §2): title trie, ranks, HR/NDCG@K, bootstrap CIs, CLI.
+"""Evaluation of a run's models: constrained beam search, ranks, HR/NDCG@K, stored results, CLI.
 
-Every model — the teacher now, each pruned stage later — is scored the same way: beam search
-(20 beams) whose next tokens are restricted by a prefix trie over the tokenised answers
-``"title"\\n`` + EOS of all items, so every beam is a real item. The rank of a sample is the
-position of the first beam whose title equals the target title (duplicated titles count as one
-item). HR@K = share with rank < K; NDCG@K = mean of 1/log2(rank + 2) over hits.
+Ranks and HR/NDCG@K with bootstrap intervals come from :mod:`prunerec_utils.method.metrics`;
+stored and resumable evaluations are cached steps (:mod:`prunerec_utils.pipeline.steps`).
 
-Two engines give the same ranked lists: our kernel (``beam_search.py``, the default) and
-``transformers.generate`` with ``prefix_allowed_tokens_fn`` (the reference it is tested against).
+Every model — the teacher, each pruned stage, every baseline — is scored the same way: beam
+search (20 beams) restricted to item titles (:mod:`prunerec_utils.method.title_search`). The
+rank of a sample is the position of the first beam whose title equals the target title
+(duplicated titles count as one item). Two engines give the same ranked lists: our kernel
+(:mod:`prunerec_utils.method.beam_search`, the default) and ``transformers.generate`` with
+``prefix_allowed_tokens_fn`` (the reference it is tested against).
 
 CLI::
 
-    python -m prunerec_utils.evaluate --model runs/ml-100k/default/models/teacher \
+    python -m prunerec_utils.pipeline.evaluate --model runs/ml-100k/default/models/teacher \
         --dataset ml-100k --split test --limit 200
 """
 
@@ -19,147 +20,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import PruneRecError, cli
-from .data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
-from .paths import atomic_write_text, resolve, splits_dir, unique_temp
-from .prompts import prompt_ids, target_ids
+from .. import PruneRecError, cli
+from ..data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
+from ..paths import atomic_write_text, resolve, unique_temp
+from ..method.metrics import (METRICS, bootstrap_ci, interval_text, list_diversity, lists_agreement,
+                              metrics_from_ranks, paired_bootstrap, rank_of, retention)
+from ..method.title_search import TitleTrie, beam_search_generate, kernel_beams
+from ..prompts import prompt_ids
 
-KS = (10, 20)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # evaluation precisions (profile ``eval_dtype``)
-METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20")  # the paper's four, averaged for "retention"
-
-
-class TitleTrie:
-    """Prefix trie over the token ids of every item's answer (``"title"\\n`` + EOS).
-
-    ``allowed(prefix)`` lists the tokens that may follow ``prefix``; ``title_of(ids)`` maps a
-    complete answer back to its title (None if the ids are not an item).
-    """
-
-    def __init__(self, tokenizer, titles: list[str]):
-        self.eos = tokenizer.eos_token_id
-        self.next: dict[tuple, list[int]] = {}
-        self.titles: dict[tuple, str] = {}
-        children: dict[tuple, set] = {}
-        for title in dict.fromkeys(titles):
-            ids = tuple(target_ids(tokenizer, title))
-            self.titles[ids] = title
-            for i in range(len(ids)):
-                children.setdefault(ids[:i], set()).add(ids[i])
-        self.next = {k: sorted(v) for k, v in children.items()}
-        self.depth = max(len(k) for k in self.titles)
-
-    def allowed(self, prefix: tuple) -> list[int]:
-        return self.next.get(tuple(prefix), [self.eos])
-
-    def title_of(self, ids) -> str | None:
-        ids = list(ids)
-        if self.eos in ids:
-            ids = ids[: ids.index(self.eos) + 1]
-        return self.titles.get(tuple(ids))
-
-
-@torch.no_grad()
-def beam_search_generate(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, num_beams: int = 20,
-                         length_penalty: float = 0.0, share_prompt: bool = True
-                         ) -> list[list[tuple[str | None, float]]]:
-    """Constrained beam search with ``generate``; per prompt the ranked (title, score) beams.
-
-    ``share_prompt`` prefills each prompt once and hands ``generate`` that KV cache copied to every
-    beam (``generate`` alone would prefill the prompt once per beam: 20x the dominant cost).
-    """
-    width = max(len(p) for p in prompts)
-    pad = tokenizer.pad_token_id
-    device = next(model.parameters()).device
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-
-    def allowed(_batch_id, input_ids):
-        return trie.allowed(tuple(input_ids[width:].tolist()))
-
-    extra = {}
-    if share_prompt:  # prefill the prompt once per user, then copy its cache to the beams
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=model.config)
-        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-              position_ids=(mask[:, :-1].cumsum(-1) - 1).clamp(min=0), cache=cache,
-              use_cache=True, logits_to_keep=1)
-        cache.batch_repeat_interleave(num_beams)
-        extra["cache"] = cache
-    out = model.generate(input_ids=ids, attention_mask=mask, num_beams=num_beams, num_return_sequences=num_beams,
-                         max_new_tokens=trie.depth, length_penalty=length_penalty, early_stopping=True,
-                         do_sample=False, prefix_allowed_tokens_fn=allowed, pad_token_id=pad,
-                         eos_token_id=trie.eos, return_dict_in_generate=True, output_scores=True,
-                         temperature=None, top_p=None, top_k=None, **extra)
-    seqs = out.sequences[:, width:].tolist()
-    scores = out.sequences_scores.tolist()
-    return [[(trie.title_of(seqs[i * num_beams + j]), scores[i * num_beams + j]) for j in range(num_beams)]
-            for i in range(len(prompts))]
-
-
-def rank_of(target: str, ranked: list[str | None]) -> int:
-    """0-based position of the first beam equal to ``target``; -1 when absent."""
-    return ranked.index(target) if target in ranked else -1
-
-
-def metrics_from_ranks(ranks, ks=KS) -> dict:
-    """HR@K and NDCG@K (eq. of SPEC §2) from 0-based ranks (-1 = miss)."""
-    r = np.asarray(ranks)
-    out = {}
-    for k in ks:
-        hit = (r >= 0) & (r < k)
-        out[f"hr@{k}"] = float(hit.mean()) if len(r) else math.nan
-        gain = np.where(hit, 1.0 / np.log2(np.where(hit, r, 0) + 2), 0.0)
-        out[f"ndcg@{k}"] = float(gain.mean()) if len(r) else math.nan
-    return out
-
-
-def _bootstrap(stat, n_users: int, n_boot: int, seed: int, level: float) -> dict:
-    """Percentile interval of each value of ``stat(user_indices) -> {name: value}`` over resamples."""
-    rng = np.random.default_rng(seed)
-    draws = [stat(rng.integers(0, n_users, n_users)) for _ in range(n_boot)]
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {k: (float(np.percentile([d[k] for d in draws], lo)), float(np.percentile([d[k] for d in draws], hi)))
-            for k in draws[0]}
-
-
-def bootstrap_ci(ranks, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ks=KS) -> dict:
-    """Percentile bootstrap interval of each metric, resampling users with replacement."""
-    r = np.asarray(ranks)
-    return _bootstrap(lambda idx: metrics_from_ranks(r[idx], ks), len(r), n_boot, seed, level)
-
-
-def paired_bootstrap(ranks_a, ranks_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95, ks=KS) -> dict:
-    """Metric differences A - B on the same users, with a paired percentile bootstrap interval.
-
-    Users are resampled jointly, so the interval reflects the per-user correlation of the two
-    models. Returns ``{metric: (difference, lo, hi)}``.
-    """
-    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
-    if a.shape != b.shape:
-        raise PruneRecError("paired bootstrap needs both models evaluated on the same users")
-
-    def diff(idx):
-        ma, mb = metrics_from_ranks(a[idx], ks), metrics_from_ranks(b[idx], ks)
-        return {k: ma[k] - mb[k] for k in ma}
-
-    point = diff(np.arange(len(a)))
-    ci = _bootstrap(diff, len(a), n_boot, seed, level)
-    return {k: (point[k], *ci[k]) for k in point}
 
 
 def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFrame:
@@ -169,24 +48,6 @@ def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFra
     diff = paired_bootstrap(res_a.per_user["rank"], res_b.per_user["rank"])
     return pd.DataFrame({k: {"difference": round(d, digits), "95% CI": interval_text(lo, hi, digits),
                              "significant": not lo <= 0 <= hi} for k, (d, lo, hi) in diff.items()}).T
-
-
-def list_diversity(top_lists: list[list[str | None]], k: int = 10) -> dict:
-    """Collapse check: distinct titles over all top-k lists, share of users with the modal top-1."""
-    tops = [lst[:k] for lst in top_lists]
-    firsts = Counter(lst[0] for lst in tops if lst)
-    return {"distinct_top10": len({t for lst in tops for t in lst if t}),
-            "modal_top1_share": firsts.most_common(1)[0][1] / len(tops) if tops else math.nan}
-
-
-def lists_agreement(lists_a: list[list], lists_b: list[list], k: int = 20) -> dict:
-    """How alike two sets of ranked lists of the same users are: identical top-k lists, same top-1,
-    and the mean share of the top-k titles the lists have in common."""
-    pairs = [(a[:k], b[:k]) for a, b in zip(lists_a, lists_b)]
-    n = max(len(pairs), 1)
-    return {"users": len(pairs), "identical": sum(a == b for a, b in pairs) / n,
-            "same_top1": sum(a[:1] == b[:1] for a, b in pairs) / n,
-            "mean_overlap": sum(len(set(a) & set(b)) / k for a, b in pairs) / n}
 
 
 def list_agreement(res_a: "EvalResult", res_b: "EvalResult", k: int = 20) -> dict:
@@ -234,28 +95,12 @@ def precision_of(model) -> str:
 
 def model_for_eval(model_dir: str | Path, dtype: str = "fp32"):
     """The model of ``model_dir`` in ``dtype`` ("fp32" or "bf16"), on the GPU when there is one."""
-    from .assets import load_model
+    from ..assets import load_model
 
     if dtype not in DTYPES:
         raise PruneRecError(f"unknown evaluation dtype {dtype!r}; use {' or '.join(DTYPES)}")
     model = load_model(model_dir, dtype=DTYPES[dtype])
     return model.cuda() if torch.cuda.is_available() else model
-
-
-def kernel_beams(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, num_beams: int = 20,
-                 length_penalty: float = 0.0, tensor_trie=None, banned_titles: list[list[str]] | None = None,
-                 prompt_cache: str = "shared") -> list[list[tuple[str | None, float]]]:
-    """Same contract as :func:`beam_search_generate`, computed by our kernel (``beam_search.py``).
-
-    ``banned_titles[u]``: titles user ``u`` must not be recommended (e.g. already seen);
-    ``prompt_cache``: the kernel's layout ("shared", or the "copied" reference).
-    """
-    from .beam_search import constrained_beam_search
-
-    banned = None if banned_titles is None else [[target_ids(tokenizer, t) for t in ts] for ts in banned_titles]
-    hyps = constrained_beam_search(model, prompts, trie, num_beams, length_penalty, tokenizer.pad_token_id,
-                                   tensor_trie, banned, prompt_cache)
-    return [[(trie.title_of(ids), score) for ids, score in user] for user in hyps]
 
 
 def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, titles: list[str], num_beams: int = 20,
@@ -272,7 +117,7 @@ def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, title
     """
     if exclude_seen and engine != "kernel":
         raise PruneRecError("exclude_seen needs the kernel engine")
-    from .beam_search import TensorTrie
+    from ..method.beam_search import TensorTrie
 
     model.eval()
     trie = TitleTrie(tokenizer, titles)
@@ -366,11 +211,9 @@ def cached_result(folder: str | Path, name: str, settings: dict) -> EvalResult |
     return None if rec is None else _read_result(folder, name, rec)
 
 
-def fixed_test_users(dataset: str, prof, runs_root=None) -> pd.DataFrame:
-    """The profile's fixed, seeded sample of test rows — the same users for every model."""
-    from .run import Run
-
-    return Run(dataset, prof, runs_root).rows("budget", prof.max_test, "test")
+def fixed_test_users(run) -> pd.DataFrame:
+    """The profile's fixed, seeded sample of test rows — the same users for every model of ``run``."""
+    return run.rows("budget", run.prof.max_test, "test")
 
 
 def users_identity(users: pd.DataFrame) -> str:
@@ -392,23 +235,21 @@ def evaluation_settings(run, users: pd.DataFrame, length_penalty: float, exclude
             "dtype": prof.eval_dtype, "cutoff_len": prof.cutoff_len, "model_id": model_id, "data_id": run.data_id()}
 
 
-def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_root=None,
-                    length_penalty: float | None = None, limit: int | None = None,
-                    progress: bool = True, exclude_seen: bool = False) -> EvalResult:
+def evaluate_cached(run, name: str, model_dir: str | Path, length_penalty: float | None = None,
+                    limit: int | None = None, progress: bool = True, exclude_seen: bool = False) -> EvalResult:
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
 
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``, a cached step
     keyed by :func:`evaluation_settings` (users, search, precision, the model's and the data's
     identity: a model retrained in the same folder is evaluated again, after one printed line).
     """
-    from .assets import load_tokenizer, resolve_model
-    from .identity import model_identity
-    from .run import Run
+    from ..assets import load_tokenizer, resolve_model
+    from ..identity import model_identity
 
-    run = Run(dataset, prof, runs_root)
+    prof = run.prof
     model_dir = resolve_model(model_dir)
     lp = prof.length_penalty if length_penalty is None else length_penalty
-    test = fixed_test_users(dataset, prof, runs_root)
+    test = fixed_test_users(run)
     if limit is not None:
         test = test.iloc[:limit]
     settings = evaluation_settings(run, test, lp, exclude_seen, model_identity(model_dir))
@@ -416,11 +257,11 @@ def evaluate_cached(name: str, model_dir: str | Path, dataset: str, prof, runs_r
     if cached:
         return cached
     model = model_for_eval(model_dir, prof.eval_dtype)
-    return evaluate_resumable(model, load_tokenizer(model_dir), test, run, name, settings, lp, progress,
+    return evaluate_resumable(run, model, load_tokenizer(model_dir), test, name, settings, lp, progress,
                               exclude_seen=exclude_seen)
 
 
-def evaluate_resumable(model, tok, test: pd.DataFrame, run, name: str, settings: dict, length_penalty: float,
+def evaluate_resumable(run, model, tok, test: pd.DataFrame, name: str, settings: dict, length_penalty: float,
                        progress: bool = True, extra: dict | None = None, exclude_seen: bool = False) -> EvalResult:
     """Evaluate ``model`` on ``test`` and store ``results/<name>.json`` (+ ranks) in ``run``'s folder.
 
@@ -453,14 +294,11 @@ def evaluate_resumable(model, tok, test: pd.DataFrame, run, name: str, settings:
     return res
 
 
-def popularity_cached(dataset: str, prof, runs_root=None, limit: int | None = None, exclude_seen: bool = False,
+def popularity_cached(run, limit: int | None = None, exclude_seen: bool = False,
                       name: str = "most_popular") -> EvalResult:
     """Most-popular baseline on the same test sample as :func:`evaluate_cached`, stored alike
     (computed again each time: it takes milliseconds)."""
-    from .run import Run
-
-    run = Run(dataset, prof, runs_root)
-    test = fixed_test_users(dataset, prof, runs_root)
+    test = fixed_test_users(run)
     test = test.iloc[:limit] if limit else test
     res = most_popular(run.split("train"), test, exclude_seen=exclude_seen)
     save_result(res, run.folder, name, {"users": len(test), "users_id": users_identity(test), "engine": "most_popular",
@@ -483,19 +321,6 @@ def metrics_table(results: dict[str, EvalResult], digits: int = 4) -> pd.DataFra
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def interval_text(lo: float, hi: float, digits: int = 4) -> str:
-    """A 95% interval as the tables print it, "[lo, hi]" (read back by ``plots._interval``)."""
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def retention(metrics: dict, ref: dict, keys=METRICS) -> dict:
-    """metric / reference metric per key (NaN where the reference is 0), and their mean "avg"
-    (the paper's retention). ``metrics``, ``ref``: :attr:`EvalResult.metrics` dicts."""
-    row = {k: (metrics[k] / ref[k] if ref[k] else math.nan) for k in keys}
-    row["avg"] = sum(row.values()) / len(keys)
-    return row
-
-
 def retention_table(results: dict[str, EvalResult], reference: str, metrics=METRICS) -> pd.DataFrame:
     """:func:`retention` of every model against ``reference``, one row each."""
     ref = results[reference].metrics
@@ -505,11 +330,11 @@ def retention_table(results: dict[str, EvalResult], reference: str, metrics=METR
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from .assets import load_tokenizer, resolve_model
-    from .cli_args import positive_int
-    from .profiles import get_profile
+    from ..assets import load_tokenizer, resolve_model
+    from ..cli_args import positive_int
+    from ..profiles import get_profile
 
-    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.pipeline.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="HF model folder (or profile model name)")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--split", default="test", choices=["train", "valid", "test"])
@@ -525,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     prof = get_profile(args.profile)
     cfg = get_dataset_config(args.dataset)
+    from .run import splits_dir
+
     splits = resolve(args.splits) if args.splits else splits_dir(args.dataset)
     df = sample_rows(read_split(splits, args.split), args.limit, prof.seed)
     model = model_for_eval(args.model, args.dtype or prof.eval_dtype)

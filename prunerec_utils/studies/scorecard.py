@@ -4,19 +4,17 @@ Everything is read from the run folder's results files; nothing is computed or t
 claim whose files are missing reads "not measured here". A comparison of two models reads
 "holds" or "does not hold" by the sign of the difference ("tie" when it is zero to the four decimals shown), and
 "(within noise)" is added when the paired bootstrap over users
-(:func:`prunerec_utils.evaluate.compare`) gives a 95% interval of the difference that contains zero.
+(:func:`prunerec_utils.pipeline.evaluate.compare`) gives a 95% interval of the difference that contains zero.
 """
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
-from . import ablations
-from .evaluate import compare, load_result, retention
-from .paths import run_dir
-from .stages import surgery_params
+from ..pipeline import ablations
+from ..pipeline.evaluate import compare, load_result, retention
+from ..pipeline.stages import surgery_params
+from ..pipeline.steps import read_json
 
 NOT_MEASURED = "not measured here"
 NO_HIT = "not measurable: the teacher has no hit on these users"
@@ -53,7 +51,7 @@ def observation_rows(folder) -> list[dict]:
                "Wanda below random")]
     if not path.exists():
         return [_row(*c) for c in claims]
-    doc = json.loads(path.read_text())
+    doc = read_json(path)
     rows, top = [], {}
     for (section, claim, paper), key in zip(claims[:2], ("mlp_concentration", "attention_concentration")):
         r = next(x for x in doc[key] if abs(x["K"] - 0.1) < 1e-9)
@@ -106,13 +104,13 @@ def headline_rows(folder) -> list[dict]:
     return rows + [head, share]
 
 
-def comparison_rows(dataset: str, prof, runs_root=None) -> list[dict]:
+def comparison_rows(run) -> list[dict]:
     """PruneRec's final model against both pruned-LLM baselines and the ID baselines (paired, NDCG@20),
-    from the Table 2 rows stored in the run folder (:func:`prunerec_utils.llm_baselines.stored_rows`)."""
+    from the Table 2 rows stored in the run folder (:func:`prunerec_utils.studies.llm_baselines.stored_rows`)."""
     from .baselines import MODELS
     from .llm_baselines import stored_rows
 
-    rows = {label: res for label, (res, _) in stored_rows(dataset, prof, runs_root).items()}
+    rows = {label: res for label, (res, _) in stored_rows(run).items()}
     ours = rows.get("PruneRec (ours)")
     others = [("SLMRec-style layer-only pruning", "SLMRec-style"),
               ("random structured pruning at the same shapes", "random structured"),
@@ -128,17 +126,14 @@ def comparison_rows(dataset: str, prof, runs_root=None) -> list[dict]:
     return out
 
 
-def ablation_rows(dataset: str, prof, runs_root=None) -> list[dict]:
+def ablation_rows(run) -> list[dict]:
     """Table 3 and Fig 5 claims from ``results/ablation_<group>.json`` (notebook 06)."""
-    tables = {g: ablations.load_group(dataset, prof, g, runs_root)
-              for g in ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")}
+    tables = {g: ablations.load_group(run, g) for g in ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")}
     return [_row("Ablations", r["claim"], r["paper"], r["ours (HR@20)"], r["verdict"])
-            for _, r in ablations.claims(tables, prof).iterrows()]
+            for _, r in ablations.claims(tables, run.prof).iterrows()]
 
 
-def scorecard(dataset: str, prof, runs_root=None) -> pd.DataFrame:
+def scorecard(run) -> pd.DataFrame:
     """Every claim, in the paper's order: observations, stages and headline, ablations, Table 2."""
-    folder = run_dir(dataset, prof.name, runs_root)
-    rows = (observation_rows(folder) + headline_rows(folder) + ablation_rows(dataset, prof, runs_root)
-            + comparison_rows(dataset, prof, runs_root))
+    rows = observation_rows(run.folder) + headline_rows(run.folder) + ablation_rows(run) + comparison_rows(run)
     return pd.DataFrame(rows)

@@ -22,7 +22,7 @@ import contextlib
 import torch
 from torch import nn
 
-from . import PruneRecError
+from .. import PruneRecError
 
 SUPPORTED = ("llama", "qwen2")
 
@@ -205,7 +205,7 @@ def prune_vocab(model, old_ids) -> nn.Module:
 
     The special-token ids of the config and generation config (and the embedding's padding
     index) are renumbered; each must be among the kept tokens. Pair with
-    :func:`prunerec_utils.vocab.restrict_tokenizer`, which renumbers the tokenizer the same way.
+    :func:`prunerec_utils.method.vocab.restrict_tokenizer`, which renumbers the tokenizer the same way.
     """
     _check(model)
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import stages
-from .ablations import Variant, run_variant
-from .assets import load_model, load_tokenizer
-from .evaluate import METRICS, EvalResult, evaluate_cached, interval_text, load_result, retention
-from .identity import model_identity
-from .paths import run_dir
-from .run import Run
-from .surgery import param_counts, param_formula, remove_layers
+from ..pipeline import stages
+from ..pipeline.ablations import Variant, run_variant
+from ..assets import load_model, load_tokenizer
+from ..pipeline.evaluate import METRICS, EvalResult, evaluate_cached, interval_text, load_result, retention
+from ..identity import model_identity
+from ..pipeline.run import Run
+from ..method.surgery import param_counts, param_formula, remove_layers
 
 RANDOM_STRUCTURED = Variant(1, "random structured",
                             (("hidden_variant", "random"), ("mlp_variant", "random"), ("layer_variant", "random")),
@@ -42,9 +41,8 @@ def layers_for(config, target_non_embedding: int) -> int:
     return min(range(1, config.num_hidden_layers + 1), key=lambda n: (abs(count(n) - target_non_embedding), n))
 
 
-def slmrec_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
+def slmrec_prune(run: Run) -> tuple[Path, dict]:
     """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``."""
-    run = Run(dataset, prof, runs_root)
     final = run.stage("stage3")  # notebook 05 must have run
     target = stages.surgery_params(final.parent / "stage3_pruned", "stage3")["non_embedding"]
     tdir = run.stage("teacher")
@@ -65,18 +63,18 @@ def slmrec_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
                                                             "source_id": model_identity(tdir)}, build)
 
 
-def slmrec(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+def slmrec(run: Run, progress: bool = False) -> dict:
     """SLMRec-style baseline end to end: prune, distil (``models/slmrec``), evaluate (``results/slmrec``)."""
-    pruned, surgery = slmrec_prune(dataset, prof, runs_root)
-    final, summary = stages.distill_stage(pruned, "slmrec", dataset, prof, runs_root, progress)
-    res = evaluate_cached("slmrec", final, dataset, prof, runs_root, progress=progress)
+    pruned, surgery = slmrec_prune(run)
+    final, summary = stages.distill_stage(run, pruned, "slmrec", progress)
+    res = evaluate_cached(run, "slmrec", final, progress=progress)
     return {"pruned_dir": pruned, "surgery": surgery, "distilled_dir": final, "distill": summary, "result": res,
             "non_embedding": surgery["params"]["slmrec"]["non_embedding"]}
 
 
-def random_structured(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
+def random_structured(run: Run, progress: bool = False) -> dict:
     """Random structured baseline end to end (stages I-III at our shapes, same restorations)."""
-    return run_variant(dataset, prof, RANDOM_STRUCTURED, runs_root, progress)
+    return run_variant(run, RANDOM_STRUCTURED, progress)
 
 
 def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teacher") -> pd.DataFrame:
@@ -99,35 +97,34 @@ def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teach
     return table
 
 
-def stored_rows(dataset: str, prof, runs_root=None) -> dict[str, tuple[EvalResult, int | None]]:
+def stored_rows(run: Run) -> dict[str, tuple[EvalResult, int | None]]:
     """Every Table 2 row whose evaluation is stored in the run folder (nothing is computed):
     teacher, ours (Stage III), SLMRec-style, random structured, the ID baselines, most popular."""
+    from ..pipeline.ablations import variant_run
     from .baselines import MODELS, result_name
 
-    folder = run_dir(dataset, prof.name, runs_root)
-
-    def non_embedding(run: Path, pruned: str, key: str) -> int | None:
-        params = stages.surgery_params(run / "models" / pruned, key)
+    def non_embedding(r: Run, pruned: str, key: str) -> int | None:
+        params = stages.surgery_params(r.model(pruned), key)
         return params and params["non_embedding"]
 
-    wanted = [("teacher", "teacher", non_embedding(folder, "stage1_pruned", "teacher")),
-              ("PruneRec (ours)", "stage3", non_embedding(folder, "stage3_pruned", "stage3")),
-              ("SLMRec-style", "slmrec", non_embedding(folder, "slmrec_pruned", "slmrec"))]
+    wanted = [("teacher", "teacher", non_embedding(run, "stage1_pruned", "teacher")),
+              ("PruneRec (ours)", "stage3", non_embedding(run, "stage3_pruned", "stage3")),
+              ("SLMRec-style", "slmrec", non_embedding(run, "slmrec_pruned", "slmrec"))]
     out = {}
     for label, name, params in wanted:
-        res = load_result(folder, name)
+        res = load_result(run.folder, name)
         if res is not None:
             out[label] = (res, params)
     n = out["teacher"][0].metrics["n"] if "teacher" in out else None
-    rs_folder = run_dir(dataset, prof.name, folder / "ablations" / RANDOM_STRUCTURED.tag)
-    res = load_result(rs_folder, f"stage3_n{n}") if n else None
+    rs = variant_run(run, RANDOM_STRUCTURED)
+    res = load_result(rs.folder, f"stage3_n{n}") if n else None
     if res is not None:
-        out["random structured"] = (res, non_embedding(rs_folder, "stage3_pruned", "stage3"))
+        out["random structured"] = (res, non_embedding(rs, "stage3_pruned", "stage3"))
     for model in MODELS:
-        res = load_result(folder, result_name(model))
+        res = load_result(run.folder, result_name(model))
         if res is not None:
             out[model] = (res, None)
-    res = load_result(folder, "most_popular")
+    res = load_result(run.folder, "most_popular")
     if res is not None:
         out["most popular"] = (res, None)
     return out

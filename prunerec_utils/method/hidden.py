@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .prompts import IGNORE
+from ..prompts import IGNORE
 
 VARIANTS = ("weight_x_grad", "gradient", "weight", "reference", "random")
 

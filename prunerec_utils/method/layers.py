@@ -3,7 +3,7 @@
 ΔPPL_l = PPL(model without layer l) − PPL(model), next-token perplexity over every real token
 of a calibration set of recommendation training samples (prompt + answer). Greedy: remove the
 layer whose removal hurts least, re-score the remaining ones, repeat until the target count.
-A layer is skipped (not deleted) while scoring; :func:`prunerec_utils.surgery.remove_layers`
+A layer is skipped (not deleted) while scoring; :func:`prunerec_utils.method.surgery.remove_layers`
 deletes the chosen ones and renumbers the rest.
 """
 

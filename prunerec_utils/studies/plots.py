@@ -82,7 +82,7 @@ def metric_bars(table: pd.DataFrame, path=None, metrics=("hr@10", "hr@20", "ndcg
 def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | None = None, device: str = ""):
     """HR@20 / NDCG@20 (95% bands) and list diversity vs training samples, most-popular as a band.
 
-    ``table``: :func:`prunerec_utils.learning_curve.curve_table`; ``popular``: its metrics dict with
+    ``table``: :func:`prunerec_utils.studies.learning_curve.curve_table`; ``popular``: its metrics dict with
     ``ci95``; ``own``: ``{"samples", "hr@20", "ndcg@20"}`` of this run's teacher, drawn as a star.
     """
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -190,7 +190,7 @@ def layer_search(rec: dict, path=None):
 def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
     """The paper's Figure 4 for our run: HR@20 / NDCG@20 per stage (bars, 95% CI) and the
     non-embedding parameter count (line, right axis, log scale). ``metrics`` as from
-    :func:`prunerec_utils.evaluate.metrics_table`; ``params`` non-embedding count per stage."""
+    :func:`prunerec_utils.pipeline.evaluate.metrics_table`; ``params`` non-embedding count per stage."""
     stages = list(metrics.index)
     x = np.arange(len(stages))
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -210,7 +210,7 @@ def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
 
 def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = ""):
     """Measured latency against total parameters, one panel per family of
-    :func:`prunerec_utils.efficiency.tables`; the dotted line is the latency each model would
+    :func:`prunerec_utils.studies.efficiency.tables`; the dotted line is the latency each model would
     have if time fell exactly with FLOPs (the reference's latency divided by the FLOP bound)."""
     fig, axes = plt.subplots(1, len(tables), figsize=(5.6 * len(tables), 4), squeeze=False)
     for ax, (family, t) in zip(axes[0], tables.items()):
@@ -231,7 +231,7 @@ def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = 
 
 def activation_concentration(tables: dict[str, pd.DataFrame], path=None):
     """Fig 1a: per layer, the share of Σ|activation| held by the top-K% units; one row of panels per
-    kind of unit (``tables``: "MLP units" → :func:`prunerec_utils.observe.concentration`, ...), one
+    kind of unit (``tables``: "MLP units" → :func:`prunerec_utils.studies.observe.concentration`, ...), one
     panel per K, one line per model."""
     ks = sorted(next(iter(tables.values()))["K"].unique())
     fig, axes = plt.subplots(len(tables), len(ks), figsize=(5.5 * len(ks), 3.6 * len(tables)), squeeze=False)
@@ -249,7 +249,7 @@ def activation_concentration(tables: dict[str, pd.DataFrame], path=None):
 
 def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.5)):
     """Fig 2-3: per-unit mean |activation| sorted high → low, one panel per layer, one line per
-    model (``curves``: label → :func:`prunerec_utils.observe.sorted_units`); the top-K% cut of each
+    model (``curves``: label → :func:`prunerec_utils.studies.observe.sorted_units`); the top-K% cut of each
     model is marked on its curve and as a vertical line."""
     from .observe import top_count
 
@@ -272,7 +272,7 @@ def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.
 
 def pruning_retention(table: pd.DataFrame, path=None):
     """Fig 1b: retention (mean over HR/NDCG@10/20 of pruned / unpruned) and HR@20 / NDCG@20 against
-    sparsity, per method. ``table``: :func:`prunerec_utils.observe.sparsity_sweep`."""
+    sparsity, per method. ``table``: :func:`prunerec_utils.studies.observe.sparsity_sweep`."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     pruned = table[table["method"] != "teacher"]
     for i, (method, g) in enumerate(pruned.groupby("method", sort=False)):
@@ -302,7 +302,7 @@ def pruning_retention(table: pd.DataFrame, path=None):
 def validation_curves(histories: dict[str, list[dict]], path=None):
     """ID-based baselines: validation NDCG@20 (full ranking) per epoch, one line per grid point;
     the best epoch of each is circled (the weights kept). ``histories``:
-    :func:`prunerec_utils.baselines.validation_histories`."""
+    :func:`prunerec_utils.studies.baselines.validation_histories`."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, (label, hist) in enumerate(histories.items()):
         epochs, ndcg = [h["epoch"] for h in hist], [h["ndcg@20"] for h in hist]
@@ -319,7 +319,7 @@ def validation_curves(histories: dict[str, list[dict]], path=None):
 def ablation_bars(table: pd.DataFrame, path=None, title: str = "", paper: pd.DataFrame | None = None):
     """Table 3 / Fig 5a: HR@20 (95% CI) and NDCG@20 per variant, with the average retention on the
     right; ``paper`` (columns "paper hr@20", "paper ndcg@20", same index) adds the paper's values
-    as black markers. ``table``: :func:`prunerec_utils.ablations.ablation_table`."""
+    as black markers. ``table``: :func:`prunerec_utils.pipeline.ablations.ablation_table`."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     x = np.arange(len(table))
     lo, hi = _interval(table["hr@20 95% CI"])

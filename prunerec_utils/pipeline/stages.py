@@ -24,40 +24,51 @@ from pathlib import Path
 
 import torch
 
-from . import PruneRecError, steps
-from .assets import load_model, load_tokenizer
-from .data import get_dataset_config, read_items
-from .distill import distill
-from .finetune import SUMMARY, LeftPadCollator, tokenize_split, training_settings
-from .heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
-from .hidden import hidden_importance, top_dims
-from .identity import model_identity
-from .layers import greedy_layer_removal
-from .mlp import mlp_scores
-from .prompts import encode_example, prompt_text, target_ids, target_text
+from .. import PruneRecError
+
+from . import steps
+from ..assets import load_model, load_tokenizer
+from ..data import get_dataset_config, read_items
+from ..method.distill import distill
+from ..finetune import SUMMARY, LeftPadCollator, finetune, tokenize_split, training_settings
+from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
+from ..method.hidden import hidden_importance, top_dims
+from ..identity import model_identity
+from ..method.layers import greedy_layer_removal
+from ..method.mlp import mlp_scores
+from ..prompts import encode_example, prompt_text, target_ids, target_text
 from .run import Run
-from .surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
+from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
 
 SURGERY = "surgery.json"
 LAYER_SEARCH = "layer_search.json"  # a ΔPPL search to continue (see layer_search_prefix)
 
 
-def teacher_dir(dataset: str, prof, runs_root=None) -> Path:
-    return Run(dataset, prof, runs_root).stage("teacher")
+def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Path, dict]:
+    """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/<name>``.
+
+    Returns the teacher folder and its training summary. Re-running resumes or skips; a stored
+    teacher trained with other settings, from another base model or on other data is refused.
+    """
+    from ..assets import resolve_model
+    from ..quiet import set_progress
+
+    set_progress(progress)
+    prof, out = run.prof, run.model(name)
+    base = resolve_model(prof.model)
+    settings = {**training_settings(prof), "base_id": model_identity(base), "data_id": run.data_id()}
+    summary = steps.stored(out / SUMMARY, settings, remove=out)
+    if summary is None:
+        tok, cfg = load_tokenizer(base), get_dataset_config(run.dataset)
+        train_ds, valid_ds = (tokenize_split(run.rows("budget", n, split), tok, cfg, prof.cutoff_len)
+                              for n, split in ((prof.max_train, "train"), (prof.max_valid, "valid")))
+        summary = finetune(load_model(base), tok, train_ds, valid_ds, out, prof, progress=progress,
+                           settings=settings, lock=run.folder)
+    return out, summary
 
 
-def stage_dir(dataset: str, prof, name: str, runs_root=None, notebook: str = "") -> Path:
-    """A finished (distilled) stage folder, or a one-line error naming the notebook that makes it."""
-    return Run(dataset, prof, runs_root).stage(name)
-
-
-def importance_rows(dataset: str, prof, runs_root=None):
-    """The B seeded training samples every importance score of this run is computed on."""
-    return Run(dataset, prof, runs_root).rows("importance", prof.importance_samples)
-
-
-def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, name: str | None = None,
-                progress: bool = False, greedy: bool = True, **kwargs) -> tuple[HeadImportance, dict]:
+def head_scores(run: Run, alpha: float | None = None, name: str | None = None, progress: bool = False,
+                greedy: bool = True, **kwargs) -> tuple[HeadImportance, dict]:
     """Stage I head choice on the teacher (cached as ``results/<name>.json``); returns scores + record.
 
     ``prof.head_variant``: "greedy" (the method: layer-wise KL scores, eq. 3-6, earlier choices
@@ -66,7 +77,7 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
     or "random" (seeded random heads per layer). ``greedy=False`` is the independent scoring the
     global choices rank (cached as ``stage1_heads_independent``).
     """
-    run = Run(dataset, prof, runs_root)
+    prof = run.prof
     alpha = prof.alpha if alpha is None else alpha
     variant = prof.head_variant if greedy else "independent"
     default = {"greedy": "stage1_heads", "independent": "stage1_heads_independent"}.get(variant, "stage1_heads")
@@ -85,14 +96,13 @@ def head_scores(dataset: str, prof, runs_root=None, alpha: float | None = None, 
         if variant == "random":
             imp = HeadImportance.zeros(L, H, random_heads(L, H, num_prune, prof.seed + 5))
         elif variant in ("global", "global_no_alpha"):
-            ind = HeadImportance.from_dict(head_scores(dataset, prof, runs_root, alpha, greedy=False,
-                                                       progress=progress)[1])
+            ind = HeadImportance.from_dict(head_scores(run, alpha, greedy=False, progress=progress)[1])
             scores = ind.mixed if variant == "global" else ind.normalised
             imp = HeadImportance(ind.raw, ind.normalised, ind.mixed, [global_ranking(scores, num_prune)] * L)
         else:
             model, tok = load_model(tdir), load_tokenizer(tdir)
             rows = run.rows("importance", prof.importance_samples)
-            batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], get_dataset_config(dataset),
+            batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], get_dataset_config(run.dataset),
                                   prof.cutoff_len, quirk_last_padded=kwargs.pop("quirk_last_padded", False))
             imp = head_importance(model, batch, num_prune, alpha, prof.epsilon, progress=progress,
                                   greedy=variant == "greedy", **kwargs)
@@ -116,10 +126,10 @@ def _save(model, tok, tmp: Path) -> None:
     tok.save_pretrained(tmp)
 
 
-def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> tuple[Path, dict]:
+def stage1_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
     """Heads then hidden dimensions cut from the teacher → ``models/stage1_pruned`` (not distilled)."""
-    run = Run(dataset, prof, runs_root)
-    imp, head_rec = head_scores(dataset, prof, runs_root, progress=progress)
+    prof = run.prof
+    imp, head_rec = head_scores(run, progress=progress)
     tdir = run.stage("teacher")
     settings = {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant, "samples": prof.importance_samples,
                 "seed": prof.seed, "cutoff_len": prof.cutoff_len, "source_id": model_identity(tdir),
@@ -134,7 +144,7 @@ def stage1_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
         after_heads = param_counts(model)
         rows = run.rows("importance", prof.importance_samples)
         t0 = time.time()
-        hid = hidden_importance(model, _collated(tok, rows, get_dataset_config(dataset), prof.cutoff_len),
+        hid = hidden_importance(model, _collated(tok, rows, get_dataset_config(run.dataset), prof.cutoff_len),
                                 prof.hidden_variant, seed=prof.seed)
         dims = top_dims(hid, prof.kept_heads * head_dim(model.config))
         prune_hidden(model, dims)
@@ -153,14 +163,15 @@ def surgery_params(pruned_dir: Path, key: str) -> dict | None:
     return steps.read_json(path)["params"][key] if path.exists() else None
 
 
-def _samples(dataset: str, prof, n: int, purpose: str, runs_root, tok) -> dict:
-    rows = Run(dataset, prof, runs_root).rows(purpose, n)
-    return _collated(tok, rows, get_dataset_config(dataset), prof.cutoff_len)
+def samples(run: Run, n: int, purpose: str, tok) -> dict:
+    """``n`` seeded training samples drawn for ``purpose`` (:data:`prunerec_utils.pipeline.run.SAMPLES`),
+    tokenised as prompt + answer and left-padded: input_ids etc. ``[n, T]``."""
+    return _collated(tok, run.rows(purpose, n), get_dataset_config(run.dataset), run.prof.cutoff_len)
 
 
-def stage2_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
-    """MLP neurons of the distilled Stage I model → ``models/stage2_pruned`` (SPEC §4)."""
-    run = Run(dataset, prof, runs_root)
+def stage2_prune(run: Run) -> tuple[Path, dict]:
+    """MLP neurons of the distilled Stage I model → ``models/stage2_pruned`` (eq. 8-11)."""
+    prof = run.prof
     src = run.stage("stage1")
     settings = {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
                 "keep_factor": prof.mlp_keep_factor, "seed": prof.seed, "cutoff_len": prof.cutoff_len,
@@ -169,7 +180,7 @@ def stage2_prune(dataset: str, prof, runs_root=None) -> tuple[Path, dict]:
     def build(tmp: Path) -> dict:
         model, tok = load_model(src), load_tokenizer(src)
         t0 = time.time()
-        scores = mlp_scores(model, _samples(dataset, prof, prof.mlp_samples, "mlp", runs_root, tok),
+        scores = mlp_scores(model, samples(run, prof.mlp_samples, "mlp", tok),
                             prof.mlp_tau_quantile, prof.mlp_variant, seed=prof.seed)
         k = round(prof.mlp_keep_factor * model.config.hidden_size)
         keep = scores.keep(k)
@@ -192,10 +203,10 @@ def stage3_settings(run: Run, src: Path) -> dict:
             "source_id": model_identity(src), "data_id": run.data_id()}
 
 
-def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> tuple[Path, dict]:
-    """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (SPEC §5);
+def stage3_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
+    """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (eq. 12);
     ``prof.layer_variant = "random"`` removes seeded random layers instead (a baseline)."""
-    run = Run(dataset, prof, runs_root)
+    prof = run.prof
     src = run.stage("stage2")
     settings = stage3_settings(run, src)
 
@@ -207,8 +218,7 @@ def stage3_prune(dataset: str, prof, runs_root=None, progress: bool = False) -> 
         if prof.layer_variant == "random":
             search = {"removed": random.Random(prof.seed).sample(range(L), n_remove), "base_ppl": None, "steps": []}
         else:
-            search = greedy_layer_removal(model, _samples(dataset, prof, prof.calibration_samples, "calibration",
-                                                          runs_root, tok),
+            search = greedy_layer_removal(model, samples(run, prof.calibration_samples, "calibration", tok),
                                           n_remove, progress, prefix=layer_search_prefix(run, settings))
         before = param_counts(model)
         remove_layers(model, search["removed"])
@@ -228,28 +238,26 @@ def layer_search_prefix(run: Run, settings: dict) -> dict | None:
     return steps.stored(run.folder / "results" / LAYER_SEARCH, settings, "rebuild", quiet=True, ignore=("share",))
 
 
-def dataset_texts(dataset: str, runs_root=None) -> tuple[list[str], list[str]]:
+def dataset_texts(run: Run) -> tuple[list[str], list[str]]:
     """Every prompt of every split, as the evaluator and trainer write it, and every item title."""
-    run, cfg = Run(dataset, None, runs_root), get_dataset_config(dataset)
+    cfg = get_dataset_config(run.dataset)
     prompts = [prompt_text(h, cfg) for s in ("train", "valid", "test") for h in run.split(s)["history_item_title"]]
     return prompts, read_items(run.splits)["item_title"].tolist()
 
 
-def vocab_prune(dataset: str, prof, runs_root=None, source: str = "stage3", progress: bool = False
-                ) -> tuple[Path, dict]:
+def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tuple[Path, dict]:
     """Keep the tokens of the dataset's prompts and titles (+ merge closure, bytes, specials) in the
     distilled ``source`` model → ``models/<source>_vocab``; checks that every prompt and answer
     encodes as before."""
-    from .vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
+    from ..method.vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
 
-    run = Run(dataset, prof, runs_root)
     src = run.stage(source)
     settings = {"source": source, "source_id": model_identity(src), "data_id": run.data_id()}
 
     def build(tmp: Path) -> dict:
         model, tok = load_model(src), load_tokenizer(src)
         t0 = time.time()
-        prompts, titles = dataset_texts(dataset, runs_root)
+        prompts, titles = dataset_texts(run)
         used = dataset_token_ids(tok, prompts, [target_ids(tok, t) for t in titles], progress=progress)
         new_tok, old_of_new = restrict_tokenizer(tok, closure(tok, used))
         checked = prompts + [target_text(t) for t in titles]
@@ -267,21 +275,19 @@ def vocab_prune(dataset: str, prof, runs_root=None, source: str = "stage3", prog
     return run.model_step(f"{source}_vocab", SURGERY, settings, build)
 
 
-def distill_stage(student_dir: Path, out_name: str, dataset: str, prof, runs_root=None,
-                  progress: bool = False) -> tuple[Path, dict]:
+def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = False) -> tuple[Path, dict]:
     """Distil ``student_dir`` from the teacher on the teacher's own training samples → ``models/<out_name>``.
 
     Stored with the training settings (:func:`prunerec_utils.finetune.training_settings`), λ, and
     the identities of the student, the teacher and the data; another of any is refused."""
-    run = Run(dataset, prof, runs_root)
-    tdir = run.stage("teacher")
+    prof, tdir = run.prof, run.stage("teacher")
     settings = {**training_settings(prof), "kd_lambda": prof.kd_lambda, "student_id": model_identity(student_dir),
                 "teacher_id": model_identity(tdir), "data_id": run.data_id()}
 
     out = run.model(out_name)
     summary = steps.stored(out / SUMMARY, settings, remove=out)
     if summary is None:
-        tok, cfg = load_tokenizer(tdir), get_dataset_config(dataset)
+        tok, cfg = load_tokenizer(tdir), get_dataset_config(run.dataset)
         train_ds, valid_ds = (tokenize_split(run.rows("budget", n, split), tok, cfg, prof.cutoff_len)
                               for n, split in ((prof.max_train, "train"), (prof.max_valid, "valid")))
         summary = distill(load_model(student_dir), load_model(tdir), tok, train_ds, valid_ds, out, prof,
@@ -289,38 +295,38 @@ def distill_stage(student_dir: Path, out_name: str, dataset: str, prof, runs_roo
     return out, summary
 
 
-def _stage(number: int, prune, dataset: str, prof, runs_root, progress: bool) -> dict:
-    pruned, surgery = prune()
-    final, summary = distill_stage(pruned, f"stage{number}", dataset, prof, runs_root, progress)
-    return {"pruned_dir": pruned, "surgery": surgery, "distilled_dir": final, "distill": summary}
+def _stage(run: Run, number: int, pruned: tuple[Path, dict], progress: bool) -> dict:
+    final, summary = distill_stage(run, pruned[0], f"stage{number}", progress)
+    return {"pruned_dir": pruned[0], "surgery": pruned[1], "distilled_dir": final, "distill": summary}
 
 
-def stage1(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
-    """Stage I end to end; returns the folders and records of every step."""
-    return _stage(1, lambda: stage1_prune(dataset, prof, runs_root, progress), dataset, prof, runs_root, progress)
+def stage1(run: Run, progress: bool = False) -> dict:
+    """Stage I end to end (cut, then distil); returns the folders and records of every step."""
+    return _stage(run, 1, stage1_prune(run, progress), progress)
 
 
-def stage2(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
-    return _stage(2, lambda: stage2_prune(dataset, prof, runs_root), dataset, prof, runs_root, progress)
+def stage2(run: Run, progress: bool = False) -> dict:
+    """Stage II end to end (cut, then distil)."""
+    return _stage(run, 2, stage2_prune(run), progress)
 
 
-def stage3(dataset: str, prof, runs_root=None, progress: bool = False) -> dict:
-    return _stage(3, lambda: stage3_prune(dataset, prof, runs_root, progress), dataset, prof, runs_root, progress)
+def stage3(run: Run, progress: bool = False) -> dict:
+    """Stage III end to end (search and cut, then distil)."""
+    return _stage(run, 3, stage3_prune(run, progress), progress)
 
 
-def stage_results(label: str, name: str, pruned_dir: Path, distilled_dir: Path, dataset: str, prof, runs_root=None,
-                  pruned_users: int = 0, progress: bool = False) -> dict:
+def stage_results(run: Run, label: str, name: str, pruned_users: int = 0, progress: bool = False) -> dict:
     """Evaluations for a stage's page: the teacher; if ``pruned_users``, the teacher and the
-    undistilled model on the first users; the distilled model on the full test sample."""
+    undistilled model (``models/<name>_pruned``) on the first users; the distilled model
+    (``models/<name>``) on the full test sample."""
     from .evaluate import evaluate_cached, first_users
 
-    teacher = evaluate_cached("teacher", Run(dataset, prof, runs_root).stage("teacher"), dataset, prof, runs_root,
-                              progress=progress)
+    teacher = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
     out = {"teacher": teacher}
     if pruned_users:
         n = min(pruned_users, teacher.metrics["n"])
         out[f"teacher (first {n})"] = first_users(teacher, n)
-        out[f"{label}, no distillation"] = evaluate_cached(f"{name}_pruned_n{n}", pruned_dir, dataset, prof, runs_root,
+        out[f"{label}, no distillation"] = evaluate_cached(run, f"{name}_pruned_n{n}", run.model(f"{name}_pruned"),
                                                            limit=n, progress=progress)
-    out[label] = evaluate_cached(name, distilled_dir, dataset, prof, runs_root, progress=progress)
+    out[label] = evaluate_cached(run, name, run.stage(name), progress=progress)
     return out

@@ -2,7 +2,7 @@
 
 :class:`Run` owns the folder layout (``models/<name>``, ``results/<name>.json``,
 ``ranks/<name>.csv``, ``figures/``), the dataset's splits and their identity, the named seeded
-samples every step draws, and the cached steps (:mod:`prunerec_utils.steps`) stored in it.
+samples every step draws, and the cached steps (:mod:`prunerec_utils.pipeline.steps`) stored in it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from . import PruneRecError, steps
-from .paths import resolve, runs_root
+from .. import PruneRecError
+
+from . import steps
+from ..paths import resolve, runs_root
 
 # Seed offsets of the named samples (added to the profile's seed), so that no two purposes share a
 # sample by accident. "budget": the profile's training / validation budget and its fixed test users.
@@ -27,6 +29,12 @@ STAGES = {
     "stage2": {"source": "stage1", "notebook": "04"},
     "stage3": {"source": "stage2", "notebook": "05"},
 }
+
+
+def splits_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The D3 splits of ``dataset`` under a runs root: shared by every profile (they differ only
+    in how much of them they use)."""
+    return (resolve(root) if root else runs_root()) / dataset / "splits"
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Run:
     @property
     def splits(self) -> Path:
         """The D3 splits of the dataset, shared by every profile of the runs root."""
-        return self.base / self.dataset / "splits"
+        return splits_dir(self.dataset, self.base)
 
     def model(self, name: str) -> Path:
         return self.folder / "models" / name
@@ -59,7 +67,7 @@ class Run:
 
     def stage(self, name: str) -> Path:
         """A finished (trained or distilled) stage folder, or one line naming the notebook that makes it."""
-        from .finetune import SUMMARY
+        from ..finetune import SUMMARY
 
         folder = self.model(name)
         if not (folder / SUMMARY).exists():
@@ -72,18 +80,18 @@ class Run:
 
     def data_id(self) -> str:
         """Content hash of the splits (:func:`prunerec_utils.identity.data_identity`)."""
-        from .identity import data_identity
+        from ..identity import data_identity
 
         return data_identity(self.splits)
 
     def split(self, name: str):
-        from .data import read_split
+        from ..data import read_split
 
         return read_split(self.splits, name)
 
     def rows(self, purpose: str, n: int | None, split: str = "train"):
         """The seeded sample of ``n`` rows of ``split`` drawn for ``purpose`` (see :data:`SAMPLES`)."""
-        from .data import sample_rows
+        from ..data import sample_rows
 
         if purpose not in SAMPLES:
             raise PruneRecError(f"unknown sample {purpose!r}; one of {', '.join(SAMPLES)}")
@@ -92,15 +100,15 @@ class Run:
     # ---- cached steps ---------------------------------------------------------------------------
 
     def lock(self):
-        """The run folder's lock (held while a step is built; see :func:`prunerec_utils.steps.run_lock`)."""
+        """The run folder's lock (held while a step is built; see :func:`prunerec_utils.pipeline.steps.run_lock`)."""
         return steps.run_lock(self.folder)
 
     def step(self, name: str, settings: dict, build: Callable[[], dict], on_change: str = "refuse") -> dict:
-        """``results/<name>.json`` as a cached step (:func:`prunerec_utils.steps.json_step`)."""
+        """``results/<name>.json`` as a cached step (:func:`prunerec_utils.pipeline.steps.json_step`)."""
         return steps.json_step(self.result_file(name), settings, build, on_change, lock=self.folder)
 
     def model_step(self, name: str, record_name: str, settings: dict, build: Callable[[Path], dict],
                    on_change: str = "refuse") -> tuple[Path, dict]:
-        """``models/<name>/`` as a cached step (:func:`prunerec_utils.steps.folder_step`)."""
+        """``models/<name>/`` as a cached step (:func:`prunerec_utils.pipeline.steps.folder_step`)."""
         out = self.model(name)
         return out, steps.folder_step(out, record_name, settings, build, on_change, lock=self.folder)

@@ -2,7 +2,7 @@
 
 Every baseline sees exactly what the LLM recommender sees: one D3 sample per training row (the
 up-to-10 previous item ids → the next item id), model selection on the validation rows, and the
-profile's fixed test users (:func:`prunerec_utils.evaluate.fixed_test_users`). Only the item ids
+profile's fixed test users (:func:`prunerec_utils.pipeline.evaluate.fixed_test_users`). Only the item ids
 are used — never the titles — so these models learn from co-occurrence alone.
 
 * **SASRec** (Kang & McAuley, ICDM 2018, "Self-Attentive Sequential Recommendation"): item +
@@ -32,7 +32,7 @@ score and a smaller id (ties go to the smaller id: the order of a stable descend
 Model selection uses that item-id rank (validation NDCG@20, computed in ``compute_metrics``; the
 per-batch reduction of the scores to ranks runs in ``preprocess_logits_for_metrics``). The test
 result is built like the LLM's: the top-20 list of *titles* (duplicated titles count once, as in
-the constrained beam search) goes through :func:`prunerec_utils.evaluate._result`, so tables,
+the constrained beam search) goes through :func:`prunerec_utils.pipeline.evaluate._result`, so tables,
 bootstrap intervals and paired comparisons apply unchanged.
 """
 
@@ -54,13 +54,12 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from . import PruneRecError
-from .data import read_items, read_split, sample_rows
-from .evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
+from .. import PruneRecError
+from ..data import read_items, sample_rows
+from ..pipeline.evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
                        metrics_from_ranks, save_result, users_identity)
-from .identity import data_identity, files_identity
-from .paths import run_dir, splits_dir
-from .steps import folder_step, read_json
+from ..identity import files_identity
+from ..pipeline.steps import folder_step, read_json
 
 MODELS = ("sasrec", "gru4rec", "caser")
 SUMMARY = "summary.json"
@@ -390,7 +389,7 @@ def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_d
                    progress: bool = True, inputs: dict | None = None, lock: str | Path | None = None) -> dict:
     """Train one grid point with ``transformers.Trainer``; keep the best epoch (validation NDCG@20).
 
-    A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir`` receives
+    A cached step (:func:`prunerec_utils.pipeline.steps.folder_step`): ``out_dir`` receives
     ``model.safetensors`` and ``summary.json`` (settings — the configuration, the sizes and
     ``inputs``, e.g. the data's identity —, validation metrics of the best epoch, epochs run,
     seconds), written atomically; the Trainer's epoch checkpoints (``<out_dir>.ckpt``) are deleted
@@ -456,17 +455,17 @@ def _rows(df: pd.DataFrame, rows, teacher_rows: int | None, seed: int) -> pd.Dat
     return sample_rows(df, None if n is None else int(n), seed)
 
 
-def grid_table(dataset: str, prof, runs_root=None, models=None, progress: bool = True, **overrides) -> pd.DataFrame:
+def grid_table(run, models=None, progress: bool = True, **overrides) -> pd.DataFrame:
     """One row per (model, lr, emb): validation NDCG@20 / HR@20 of its best epoch, best epoch,
     epochs run, training seconds, parameters, and ``chosen`` (the best configuration per model, first
     of equals). Trains whatever grid point is not stored yet; ``overrides``: budget fields."""
+    prof = run.prof
     models, budget = check_models(models), budgets(prof, **overrides)
-    splits = splits_dir(dataset, runs_root)
-    n_items = int(read_items(splits)["item_id"].max()) + 1
-    train = to_dataset(_rows(read_split(splits, "train"), budget["train_rows"], prof.max_train, prof.seed))
-    valid = to_dataset(_rows(read_split(splits, "valid"), budget["valid_rows"], prof.max_valid, prof.seed))
-    root = run_dir(dataset, prof.name, runs_root) / "baselines"
-    inputs = {"data_id": data_identity(splits)}
+    n_items = int(read_items(run.splits)["item_id"].max()) + 1
+    train = to_dataset(_rows(run.split("train"), budget["train_rows"], prof.max_train, prof.seed))
+    valid = to_dataset(_rows(run.split("valid"), budget["valid_rows"], prof.max_valid, prof.seed))
+    root = run.folder / "baselines"
+    inputs = {"data_id": run.data_id()}
     rows = []
     for name in models:
         for lr in budget["lrs"]:
@@ -474,7 +473,7 @@ def grid_table(dataset: str, prof, runs_root=None, models=None, progress: bool =
                 cfg = BaselineConfig(name, lr, emb, int(budget["epochs"]), int(budget["patience"]),
                                      int(budget["batch_size"]), int(budget["negatives"]), float(budget["dropout"]),
                                      seed=prof.seed)
-                s = train_baseline(cfg, n_items, train, valid, root / name / cfg.tag, progress, inputs, root.parent)
+                s = train_baseline(cfg, n_items, train, valid, root / name / cfg.tag, progress, inputs, run.folder)
                 rows.append({"model": name, "lr": lr, "emb": emb, "valid ndcg@20": s["valid"]["ndcg@20"],
                              "valid hr@20": s["valid"]["hr@20"], "best epoch": s["best_epoch"],
                              "epochs run": s["epochs_run"], "seconds": s["seconds"], "params": s["params"],
@@ -502,8 +501,8 @@ def result_name(model: str, exclude_seen: bool = False) -> str:
     return f"baseline_{model}" + ("_exclude_seen" if exclude_seen else "")
 
 
-def baseline_results(dataset: str, prof, runs_root=None, models=None, progress: bool = True,
-                     exclude_seen: bool = False, **overrides) -> dict[str, EvalResult]:
+def baseline_results(run, models=None, progress: bool = True, exclude_seen: bool = False,
+                     **overrides) -> dict[str, EvalResult]:
     """Train the grid (or read it), keep each model's best configuration by validation NDCG@20,
     and evaluate it on the profile's fixed test users by full ranking over all items.
 
@@ -512,18 +511,17 @@ def baseline_results(dataset: str, prof, runs_root=None, models=None, progress: 
     budget field (see :data:`BUDGETS`).
     """
     models = check_models(models)
-    table = grid_table(dataset, prof, runs_root, models, progress, **overrides)
-    folder = run_dir(dataset, prof.name, runs_root)
-    splits = splits_dir(dataset, runs_root)
-    titles = read_items(splits).sort_values("item_id")["item_title"].tolist()
-    test = fixed_test_users(dataset, prof, runs_root)
+    table = grid_table(run, models, progress, **overrides)
+    folder = run.folder
+    titles = read_items(run.splits).sort_values("item_id")["item_title"].tolist()
+    test = fixed_test_users(run)
     out = {}
     for name in models:
         chosen = table[(table["model"] == name) & table["chosen"]].iloc[0]
         config = read_json(Path(chosen["folder"]) / SUMMARY)["config"]
         settings = {"users": len(test), "users_id": users_identity(test), "exclude_seen": exclude_seen, "engine": name,
                     "model": config, "model_id": files_identity([Path(chosen["folder"]) / WEIGHTS]),
-                    "data_id": data_identity(splits)}
+                    "data_id": run.data_id()}
         res = cached_result(folder, result_name(name, exclude_seen), settings)
         if res is None:
             res = evaluate_baseline(load_baseline(chosen["folder"]), test, titles, name, exclude_seen)
@@ -546,13 +544,13 @@ def validation_histories(table: pd.DataFrame) -> dict[str, list[dict]]:
             ["history"] for _, r in table.iterrows()}
 
 
-def teacher_reference(dataset: str, prof, runs_root=None, exclude_seen: bool = False) -> EvalResult | None:
+def teacher_reference(run, exclude_seen: bool = False) -> EvalResult | None:
     """The LLM teacher's stored evaluation (notebook 01) on the same fixed test users and seen-item
     rule as the baselines, or None where there is none (``teacher`` /
     ``teacher_exclude_seen_n<users>``; a longer evaluation is cut to the same first users)."""
-    test = fixed_test_users(dataset, prof, runs_root)
+    test = fixed_test_users(run)
     name = f"teacher_exclude_seen_n{len(test)}" if exclude_seen else "teacher"
-    res = load_result(run_dir(dataset, prof.name, runs_root), name)
+    res = load_result(run.folder, name)
     if res is None or res.metrics.get("exclude_seen", False) != exclude_seen or res.metrics["n"] < len(test):
         return None
     same = res.per_user["user_id"].iloc[:len(test)].tolist() == test["user_id"].tolist()

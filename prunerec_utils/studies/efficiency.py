@@ -34,11 +34,11 @@ from pathlib import Path
 
 import torch
 
-from . import PruneRecError, cli
+from .. import PruneRecError, cli
 
 
 def _dims(config) -> tuple[int, int, int, int, int, int]:
-    from .surgery import head_dim
+    from ..method.surgery import head_dim
 
     return (config.hidden_size, head_dim(config), config.num_hidden_layers, config.num_attention_heads,
             config.num_key_value_heads, config.intermediate_size)
@@ -94,11 +94,12 @@ def _prefill(model, ids: torch.Tensor, cache=None):
 
 @torch.no_grad()
 def measure(model, prompts: list[list[int]], trie=None, num_beams: int = 20, batch: int = 4, repeats: int = 5,
-            warmup: int = 1) -> dict:
-    """Latencies (seconds) and, with a ``trie``, recommendation latency and throughput over ``prompts``."""
+            warmup: int = 1, length_penalty: float = 0.0) -> dict:
+    """Latencies (seconds) and, with a ``trie``, recommendation latency and throughput over ``prompts``
+    (the search of the run's evaluation: ``num_beams``, ``length_penalty``)."""
     from transformers import DynamicCache
 
-    from .beam_search import TensorTrie, constrained_beam_search
+    from ..method.beam_search import TensorTrie, constrained_beam_search
 
     model.eval()
     device = next(model.parameters()).device
@@ -123,7 +124,7 @@ def measure(model, prompts: list[list[int]], trie=None, num_beams: int = 20, bat
         for p in prompts:
             _sync(device)
             t0 = time.perf_counter()
-            hyps = constrained_beam_search(model, [p], trie, num_beams, 0.0, pad, tt)[0]
+            hyps = constrained_beam_search(model, [p], trie, num_beams, length_penalty, pad, tt)[0]
             _sync(device)
             per_user.append(time.perf_counter() - t0)
             steps.append(max(len(h) for h, _ in hyps))
@@ -132,7 +133,7 @@ def measure(model, prompts: list[list[int]], trie=None, num_beams: int = 20, bat
         _sync(device)
         t0 = time.perf_counter()
         for i in range(0, len(prompts), batch):
-            constrained_beam_search(model, prompts[i:i + batch], trie, num_beams, 0.0, pad, tt)
+            constrained_beam_search(model, prompts[i:i + batch], trie, num_beams, length_penalty, pad, tt)
         _sync(device)
         out["users_per_s"] = len(prompts) / (time.perf_counter() - t0)
         out["users"], out["batch"] = len(prompts), batch
@@ -163,7 +164,7 @@ def save_paper_geometry(root: str | Path, seed: int = 0) -> dict[str, Path]:
     speed. Returns ``{stage: folder}``."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from .surgery import prune_heads, prune_hidden, prune_mlp, remove_layers
+    from ..method.surgery import prune_heads, prune_hidden, prune_mlp, remove_layers
 
     cfg = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
@@ -189,11 +190,11 @@ def save_paper_geometry(root: str | Path, seed: int = 0) -> dict[str, Path]:
 
 def _worker(args) -> dict:
     """One model in this process: load, measure, report (see :func:`measure_in_subprocess`)."""
-    from .assets import load_model, load_tokenizer
-    from .data import get_dataset_config
-    from .evaluate import DTYPES, TitleTrie
-    from .prompts import prompt_ids
-    from .surgery import head_dim, param_counts
+    from ..assets import load_model, load_tokenizer
+    from ..data import get_dataset_config
+    from ..pipeline.evaluate import DTYPES, TitleTrie
+    from ..prompts import prompt_ids
+    from ..method.surgery import head_dim, param_counts
 
     job = json.loads(Path(args.job).read_text())
     torch.manual_seed(0)
@@ -209,7 +210,7 @@ def _worker(args) -> dict:
     trie = TitleTrie(tok, job["titles"])
     prompts = [prompt_ids(tok, h, cfg, job["cutoff_len"] - trie.depth) for h in job["histories"]]  # as the evaluator
     res = measure(model, prompts, trie if job.get("search", True) else None, job["num_beams"], job["batch"],
-                  job["repeats"], job["warmup"])
+                  job["repeats"], job["warmup"], job.get("length_penalty", 0.0))
     res["peak_mb"] = (torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else _proc_mb("VmHWM") - base)
     res["disk_mb"] = disk
     res["params"] = param_counts(model)
@@ -230,7 +231,7 @@ def measure_in_subprocess(job: dict, device: str = "cpu", timeout: float | None 
     with tempfile.TemporaryDirectory() as tmp:
         jf, of = Path(tmp) / "job.json", Path(tmp) / "out.json"
         jf.write_text(json.dumps(job))
-        proc = subprocess.run([sys.executable, "-m", "prunerec_utils.efficiency", "--job", str(jf), "--out", str(of),
+        proc = subprocess.run([sys.executable, "-m", "prunerec_utils.studies.efficiency", "--job", str(jf), "--out", str(of),
                                "--device", device], capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -278,7 +279,7 @@ def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
 MODELS = ("teacher", "stage1", "stage2", "stage3", "stage3_vocab")
 
 
-def benchmark_run(dataset: str, prof, runs_root=None, device: str = "cpu", users: int = 8, repeats: int = 5,
+def benchmark_run(run, device: str = "cpu", users: int = 8, repeats: int = 5,
                   warmup: int = 1, paper: bool = False, models: tuple[str, ...] = MODELS,
                   progress: bool = True) -> dict:
     """Measure every model of a run folder that exists (``models``, in order; the teacher is
@@ -286,20 +287,19 @@ def benchmark_run(dataset: str, prof, runs_root=None, device: str = "cpu", users
     ``paper``, also Qwen2-0.5B's geometry at each stage (random weights, no beam search)."""
     from tqdm.auto import tqdm
 
-    from .data import read_items
-    from .evaluate import fixed_test_users
-    from .paths import run_dir, splits_dir
+    from ..data import read_items
+    from ..pipeline.evaluate import fixed_test_users
 
-    folder = run_dir(dataset, prof.name, runs_root) / "models"
-    if not (folder / "teacher" / "config.json").exists():
-        raise PruneRecError(f"no teacher at {folder / 'teacher'}: run notebook 01 first")
-    test = fixed_test_users(dataset, prof, runs_root).iloc[:users]
-    base = {"histories": test["history_item_title"].tolist(), "dataset": dataset,
-            "titles": read_items(splits_dir(dataset, runs_root))["item_title"].tolist(),
+    prof, folder = run.prof, run.folder / "models"
+    run.stage("teacher")
+    test = fixed_test_users(run).iloc[:users]
+    base = {"histories": test["history_item_title"].tolist(), "dataset": run.dataset,
+            "titles": read_items(run.splits)["item_title"].tolist(),
             "cutoff_len": prof.cutoff_len, "num_beams": prof.num_beams, "batch": prof.eval_batch,
+            "length_penalty": prof.length_penalty, "dtype": prof.eval_dtype,
             "repeats": repeats, "warmup": warmup}
     jobs = {name: {**base, "model": str(folder / name)} for name in models if (folder / name / "config.json").exists()}
-    out = {"dataset": dataset, "profile": prof.name, "users": len(test), "repeats": repeats, "warmup": warmup,
+    out = {"dataset": run.dataset, "profile": prof.name, "users": len(test), "repeats": repeats, "warmup": warmup,
            "num_beams": prof.num_beams, "batch": prof.eval_batch, "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         if paper:
@@ -376,7 +376,7 @@ def findings(table, reference: str = "teacher") -> list[str]:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.efficiency",
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.studies.efficiency",
                                  description="worker: measure one model described by a job file")
     ap.add_argument("--job", required=True)
     ap.add_argument("--out", required=True)

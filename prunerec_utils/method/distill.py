@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .finetune import ResponseLossTrainer, finetune, response_count, response_logits
-from .prompts import IGNORE
+from ..finetune import ResponseLossTrainer, finetune, response_count, response_logits
+from ..prompts import IGNORE
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor, kd_lambda: float,
