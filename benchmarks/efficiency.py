@@ -23,10 +23,10 @@ import pandas as pd
 
 from prunerec_utils import cli
 from prunerec_utils.cli_args import device, positive_int
-from prunerec_utils.studies.efficiency import benchmark_run, tables
 from prunerec_utils.paths import atomic_write_text
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
+from prunerec_utils.studies.efficiency import benchmark_run, tables
 
 
 @cli

@@ -17,12 +17,13 @@ import sys
 from dataclasses import replace
 
 from _report import emit, machine
+
 from prunerec_utils import cli
 from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import prepare
 from prunerec_utils.pipeline.evaluate import METRICS, evaluate_cached, list_agreement, paired_bootstrap
-from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.pipeline.run import Run, splits_dir
+from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
 
 SAME_TOP1 = 0.95  # the least share of users whose top-1 must not change

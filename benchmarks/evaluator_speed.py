@@ -24,13 +24,13 @@ import sys
 import time
 
 import torch
-
 from _report import emit, machine
+
 from prunerec_utils import cli
-from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
-from prunerec_utils.method.beam_search import TensorTrie
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import get_dataset_config, prepare, read_items, read_split, sample_rows
+from prunerec_utils.method.beam_search import TensorTrie
 from prunerec_utils.pipeline.evaluate import DTYPES, TitleTrie, beam_search_generate, kernel_beams, lists_agreement
 from prunerec_utils.pipeline.run import splits_dir
 from prunerec_utils.prompts import prompt_ids

@@ -19,12 +19,12 @@ import sys
 import torch
 
 from prunerec_utils import cli
-from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
+from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
-from prunerec_utils.studies.efficiency import median_time
 from prunerec_utils.method.heads import head_importance, scoring_batch
 from prunerec_utils.pipeline.run import splits_dir
+from prunerec_utils.studies.efficiency import median_time
 
 
 def build(args):

@@ -20,10 +20,10 @@ from head_importance_speed import build
 from prunerec_utils import cli
 from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
-from prunerec_utils.studies.efficiency import median_time
 from prunerec_utils.method.layers import greedy_layer_removal
 from prunerec_utils.pipeline.run import splits_dir
 from prunerec_utils.pipeline.stages import _collated
+from prunerec_utils.studies.efficiency import median_time
 
 
 @cli

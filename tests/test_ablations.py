@@ -3,17 +3,17 @@
 import json
 from dataclasses import replace
 
-import pytest
 import pandas as pd
+import pytest
 import torch
 
 from prunerec_utils import PruneRecError
+from prunerec_utils.method.heads import global_ranking, random_heads
 from prunerec_utils.pipeline import ablations, stages
 from prunerec_utils.pipeline.ablations import Variant
-from prunerec_utils.pipeline.stages import train_teacher
-from prunerec_utils.method.heads import global_ranking, random_heads
-from prunerec_utils.profiles import get_profile
 from prunerec_utils.pipeline.run import Run
+from prunerec_utils.pipeline.stages import train_teacher
+from prunerec_utils.profiles import get_profile
 
 
 def test_equal_settings_share_one_folder_name():

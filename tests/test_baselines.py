@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.studies import baselines
-from prunerec_utils.studies.baselines import (MODELS, BaselineConfig, build_model, pad_histories, ranked_items, rank_metrics,
-                                      sample_negatives, sampled_bce, target_ranks, to_dataset, top_titles)
-from prunerec_utils.profiles import get_profile
 from prunerec_utils.pipeline.run import Run
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.studies import baselines, id_models
+from prunerec_utils.studies.baselines import BaselineConfig, to_dataset
+from prunerec_utils.studies.id_models import (MODELS, build_model, pad_histories, rank_metrics, ranked_items,
+                                              sample_negatives, sampled_bce, target_ranks, top_titles)
 
 N_ITEMS = 30
 
@@ -134,7 +135,7 @@ def test_each_model_learns_a_deterministic_next_item_rule(name, tmp_path):
 
 def test_bad_model_or_budget_is_a_one_line_error():
     with pytest.raises(PruneRecError, match="unknown baseline model 'bert4rec'"):
-        baselines.check_models(["sasrec", "bert4rec"])
+        id_models.check_models(["sasrec", "bert4rec"])
     with pytest.raises(PruneRecError, match="unknown baseline budget"):
         baselines.budgets(get_profile("ci"), learning_rate=1e-3)
     assert baselines.budgets(get_profile("ci"), epochs=None)["epochs"] == baselines.BUDGETS["ci"]["epochs"]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from prunerec_utils.method.beam_search import TensorTrie, constrained_beam_search
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
+from prunerec_utils.method.beam_search import TensorTrie, constrained_beam_search
 from prunerec_utils.pipeline.evaluate import TitleTrie, beam_search_generate, kernel_beams
 from prunerec_utils.prompts import prompt_ids, target_ids
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.data import (build_splits, clean_title, get_dataset_config, kcore, load_amazon, prepare,
-                                 read_split, sample_rows)
+from prunerec_utils.data import (build_splits, clean_title, get_dataset_config, kcore, load_amazon, prepare, read_split,
+                                 sample_rows)
 from tests.fixtures import amazon_fixture
 
 

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.studies.efficiency import (findings, flop_costs, folder_mb, formatted, forward_flops, measure,
-                                       measure_in_subprocess, ratio_table)
+from prunerec_utils.method.surgery import head_dim, param_counts, prune_heads, prune_mlp
 from prunerec_utils.pipeline.evaluate import TitleTrie
 from prunerec_utils.prompts import prompt_ids
-from prunerec_utils.method.surgery import head_dim, param_counts, prune_heads, prune_mlp
+from prunerec_utils.studies.efficiency import (findings, flop_costs, folder_mb, formatted, forward_flops, measure,
+                                               measure_in_subprocess, ratio_table)
 
 
 def test_one_token_costs_twice_the_matmul_weights_plus_attention(tiny_model):

@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 
 from prunerec_utils import PruneRecError
-
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
 from prunerec_utils.pipeline.evaluate import (TitleTrie, beam_search_generate, bootstrap_ci, evaluate_model,
-                                     first_users, metrics_from_ranks, most_popular, rank_of)
-from prunerec_utils.prompts import prompt_ids, target_ids
+                                              first_users, metrics_from_ranks, most_popular, rank_of)
 from prunerec_utils.pipeline.run import Run
+from prunerec_utils.prompts import prompt_ids, target_ids
 
 CFG = get_dataset_config("ml-100k")
 TITLES = ["Heat (1995)", "Heat Wave (1990)", "Fargo (1996)", "Toy Story (1995)", "Toy Soldiers (1991)"]

@@ -9,11 +9,10 @@ from transformers import AutoModelForCausalLM
 
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.finetune import (SUMMARY, LeftPadCollator, finetune, response_loss, tokenize_split,
-                                     validation_loss)
+from prunerec_utils.finetune import SUMMARY, LeftPadCollator, finetune, response_loss, tokenize_split, validation_loss
+from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.prompts import IGNORE
-from prunerec_utils.pipeline.run import Run
 
 CFG = get_dataset_config("ml-100k")
 
@@ -102,8 +101,8 @@ def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml
     from prunerec_utils import PruneRecError
     from prunerec_utils.assets import resolve_model
     from prunerec_utils.finetune import training_settings
-    from prunerec_utils.pipeline.stages import train_teacher
     from prunerec_utils.identity import data_identity, model_identity
+    from prunerec_utils.pipeline.stages import train_teacher
     from prunerec_utils.pipeline.steps import record
 
     splits = tmp_path / "ml-100k" / "splits"

@@ -5,7 +5,7 @@ import torch
 
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
 from prunerec_utils.method.heads import (HeadSuppressor, greedy_selection, head_importance, head_scale, min_max,
-                                  reference_logprobs, scoring_batch, suppressed_kl)
+                                         reference_logprobs, scoring_batch, suppressed_kl)
 from prunerec_utils.method.surgery import decoder_layers, head_dim
 
 

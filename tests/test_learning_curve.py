@@ -5,9 +5,9 @@ import json
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.studies import learning_curve as lc
-from prunerec_utils.profiles import get_profile
 from prunerec_utils.pipeline.run import Run
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.studies import learning_curve as lc
 
 
 def _row(n, hr, lo, hi):

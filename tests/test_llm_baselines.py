@@ -7,13 +7,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from prunerec_utils.method.surgery import param_formula
 from prunerec_utils.pipeline import stages
-from prunerec_utils.studies import llm_baselines, scorecard
 from prunerec_utils.pipeline.evaluate import evaluate_cached
+from prunerec_utils.pipeline.run import Run
 from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
-from prunerec_utils.method.surgery import param_formula
-from prunerec_utils.pipeline.run import Run
+from prunerec_utils.studies import llm_baselines, scorecard
 
 
 def test_layers_for_matches_the_closest_depth(tiny_model_dir):

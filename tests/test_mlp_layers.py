@@ -13,8 +13,8 @@ from prunerec_utils.data import get_dataset_config, read_split, sample_rows
 from prunerec_utils.finetune import LeftPadCollator
 from prunerec_utils.method.layers import greedy_layer_removal, perplexity, skipping
 from prunerec_utils.method.mlp import MLPScores, mlp_scores
-from prunerec_utils.prompts import encode_example
 from prunerec_utils.method.surgery import decoder_layers, param_counts, param_formula, prune_mlp, remove_layers
+from prunerec_utils.prompts import encode_example
 
 IDS = torch.tensor([[5, 17, 3, 44, 9, 61, 2, 8], [7, 7, 30, 12, 50, 1, 90, 4]])
 

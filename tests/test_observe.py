@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.studies.observe import (attention_outputs, budgets, concentration, concentration_claim,
-                                    concentration_summary, decoder_linears, input_sums,
-                                    mlp_activations, prune, pruned_per_row, pruning_claim, random_prune, top_share,
-                                    wanda_prune, wanda_vs_random)
-from prunerec_utils.profiles import get_profile
 from prunerec_utils.method.surgery import decoder_layers
 from prunerec_utils.pipeline.run import Run
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.studies.observe import (attention_outputs, budgets, concentration, concentration_claim,
+                                            concentration_summary, decoder_linears, input_sums, mlp_activations, prune,
+                                            pruned_per_row, pruning_claim, random_prune, top_share, wanda_prune,
+                                            wanda_vs_random)
 
 SIZES = dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64)
@@ -225,8 +225,8 @@ def test_budgets_come_from_the_profile_unless_given():
 def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
     import shutil
 
-    from prunerec_utils.studies import observe
     from prunerec_utils.pipeline.stages import SUMMARY
+    from prunerec_utils.studies import observe
 
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)

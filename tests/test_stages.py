@@ -7,11 +7,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from prunerec_utils import PruneRecError
+from prunerec_utils.method.surgery import param_counts, param_formula
 from prunerec_utils.pipeline import stages
+from prunerec_utils.pipeline.run import Run
 from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
-from prunerec_utils.method.surgery import param_counts, param_formula
-from prunerec_utils.pipeline.run import Run
 
 
 def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_splits, monkeypatch):

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.method.surgery import (decoder_layers, head_dim, kv_replication_cost, param_counts, param_formula,
-                                    prune_heads, prune_hidden)
+                                           prune_heads, prune_hidden)
 
 
 def _llama(tied: bool, seed: int = 0):

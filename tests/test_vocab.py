@@ -8,10 +8,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_items, read_split
-from prunerec_utils.prompts import prompt_text, target_ids, target_text
 from prunerec_utils.method.surgery import param_counts, param_formula, prune_vocab
 from prunerec_utils.method.vocab import (closure, dataset_token_ids, encoding_mismatches, new_item_cost, remap,
-                                  restrict_tokenizer)
+                                         restrict_tokenizer)
+from prunerec_utils.prompts import prompt_text, target_ids, target_text
 
 
 @pytest.fixture(scope="module")

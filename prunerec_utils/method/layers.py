@@ -10,6 +10,7 @@ deletes the chosen ones and renumbers the rest.
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 import torch.nn.functional as F
@@ -112,3 +113,9 @@ def greedy_layer_removal(model, batch: dict, n_remove: int, progress: bool = Fal
         current += delta[best]
         steps.append({"removed": best, "ppl": current, "delta": delta})
     return {"removed": removed, "base_ppl": base, "steps": steps, "reused_steps": reused}
+
+
+def random_layers(num_layers: int, n_remove: int, seed: int) -> dict:
+    """Seeded random layers to remove (the random structured baseline's Stage III), in the record
+    shape of :func:`greedy_layer_removal` (no search: no perplexities, no steps)."""
+    return {"removed": random.Random(seed).sample(range(num_layers), n_remove), "base_ppl": None, "steps": []}

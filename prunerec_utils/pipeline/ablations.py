@@ -33,11 +33,10 @@ from pathlib import Path
 import pandas as pd
 
 from .. import PruneRecError
-
-from . import stages
-from .evaluate import METRICS, evaluate_cached, first_users, fixed_test_users, interval_text, retention
 from ..paths import atomic_write_text
 from ..profiles import CHOICES
+from . import stages
+from .evaluate import METRICS, evaluate_cached, first_users, fixed_test_users, interval_text, retention
 from .run import STAGES, Run
 from .steps import read_json
 

@@ -32,10 +32,10 @@ from tqdm.auto import tqdm
 
 from .. import PruneRecError, cli
 from ..data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
-from ..paths import atomic_write_text, resolve, unique_temp
-from ..method.metrics import (METRICS, bootstrap_ci, interval_text, list_diversity, lists_agreement,
-                              metrics_from_ranks, paired_bootstrap, rank_of, retention)
+from ..method.metrics import (METRICS, bootstrap_ci, interval_text, list_diversity, lists_agreement, metrics_from_ranks,
+                              paired_bootstrap, rank_of, retention)
 from ..method.title_search import TitleTrie, beam_search_generate, kernel_beams
+from ..paths import atomic_write_text, resolve, unique_temp
 from ..prompts import prompt_ids
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # evaluation precisions (profile ``eval_dtype``)

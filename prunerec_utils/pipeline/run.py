@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import PruneRecError
-
-from . import steps
 from ..paths import resolve, runs_root
+from . import steps
 
 # Seed offsets of the named samples (added to the profile's seed), so that no two purposes share a
 # sample by accident. "budget": the profile's training / validation budget and its fixed test users.

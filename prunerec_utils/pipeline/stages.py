@@ -18,27 +18,25 @@ each pruned folder holds its surgery record (``surgery.json``).
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
 import torch
 
 from .. import PruneRecError
-
-from . import steps
 from ..assets import load_model, load_tokenizer
 from ..data import get_dataset_config, read_items
-from ..method.distill import distill
 from ..finetune import SUMMARY, LeftPadCollator, finetune, tokenize_split, training_settings
+from ..identity import model_identity
+from ..method.distill import distill
 from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
 from ..method.hidden import hidden_importance, top_dims
-from ..identity import model_identity
-from ..method.layers import greedy_layer_removal
+from ..method.layers import greedy_layer_removal, random_layers
 from ..method.mlp import mlp_scores
-from ..prompts import encode_example, prompt_text, target_ids, target_text
-from .run import Run
 from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
+from ..prompts import encode_example, prompt_text, target_ids, target_text
+from . import steps
+from .run import SAMPLES, Run
 
 SURGERY = "surgery.json"
 LAYER_SEARCH = "layer_search.json"  # a ΔPPL search to continue (see layer_search_prefix)
@@ -94,7 +92,7 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
         num_prune = H - prof.kept_heads
         t0 = time.time()
         if variant == "random":
-            imp = HeadImportance.zeros(L, H, random_heads(L, H, num_prune, prof.seed + 5))
+            imp = HeadImportance.zeros(L, H, random_heads(L, H, num_prune, prof.seed + SAMPLES["random_heads"]))
         elif variant in ("global", "global_no_alpha"):
             ind = HeadImportance.from_dict(head_scores(run, alpha, greedy=False, progress=progress)[1])
             scores = ind.mixed if variant == "global" else ind.normalised
@@ -106,7 +104,8 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
                                   prof.cutoff_len, quirk_last_padded=kwargs.pop("quirk_last_padded", False))
             imp = head_importance(model, batch, num_prune, alpha, prof.epsilon, progress=progress,
                                   greedy=variant == "greedy", **kwargs)
-        return {**imp.to_dict(), "kept": imp.kept(H), "seconds": round(time.time() - t0, 1)}
+        return {**imp.to_dict(), "kept": imp.kept(H), "head_variant": variant, "alpha": alpha, "epsilon": prof.epsilon,
+                "samples": prof.importance_samples, "seconds": round(time.time() - t0, 1)}
 
     rec = run.step(name, settings, build)
     return HeadImportance.from_dict(rec), rec
@@ -187,7 +186,8 @@ def stage2_prune(run: Run) -> tuple[Path, dict]:
         before = param_counts(model)
         prune_mlp(model, keep)
         _save(model, tok, tmp)
-        return {"variant": prof.mlp_variant, "k": k, "intermediate_before": int(scores.scores.shape[1]),
+        return {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
+                "keep_factor": prof.mlp_keep_factor, "k": k, "intermediate_before": int(scores.scores.shape[1]),
                 "kept": keep, "tau": scores.tau.tolist(), "scores": scores.scores.tolist(),
                 "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1),
                                                            torch.tensor([0.5, 0.9, 0.99]), dim=1).T.tolist(),
@@ -216,14 +216,15 @@ def stage3_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
         n_remove = min(round(prof.layers_removed_share * L), L - 1)
         t0 = time.time()
         if prof.layer_variant == "random":
-            search = {"removed": random.Random(prof.seed).sample(range(L), n_remove), "base_ppl": None, "steps": []}
+            search = random_layers(L, n_remove, prof.seed)
         else:
             search = greedy_layer_removal(model, samples(run, prof.calibration_samples, "calibration", tok),
                                           n_remove, progress, prefix=layer_search_prefix(run, settings))
         before = param_counts(model)
         remove_layers(model, search["removed"])
         _save(model, tok, tmp)
-        rec = {"layers_before": L, "n_remove": n_remove, **search, "seconds": round(time.time() - t0, 1),
+        rec = {"share": prof.layers_removed_share, "calibration_samples": prof.calibration_samples,
+               "layer_variant": prof.layer_variant, "layers_before": L, "n_remove": n_remove, **search, "seconds": round(time.time() - t0, 1),
                "params": {"stage2": before, "stage3": param_counts(model)}}
         rec["steps"] = [{**st, "delta": {str(k): v for k, v in st["delta"].items()}} for st in rec["steps"]]
         return rec

@@ -28,9 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from types import SimpleNamespace
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -192,9 +192,9 @@ def _worker(args) -> dict:
     """One model in this process: load, measure, report (see :func:`measure_in_subprocess`)."""
     from ..assets import load_model, load_tokenizer
     from ..data import get_dataset_config
+    from ..method.surgery import head_dim, param_counts
     from ..pipeline.evaluate import DTYPES, TitleTrie
     from ..prompts import prompt_ids
-    from ..method.surgery import head_dim, param_counts
 
     job = json.loads(Path(args.job).read_text())
     torch.manual_seed(0)

@@ -28,13 +28,13 @@ import torch
 
 from .. import cli
 from ..cli_args import positive_int
-from ..pipeline.evaluate import evaluate_cached, popularity_cached
-from ..pipeline.stages import train_teacher
 from ..data import prepare
 from ..paths import atomic_write_text, resolve
-from ..profiles import get_profile
+from ..pipeline.evaluate import evaluate_cached, popularity_cached
 from ..pipeline.run import Run
+from ..pipeline.stages import train_teacher
 from ..pipeline.steps import record, stored
+from ..profiles import get_profile
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
 

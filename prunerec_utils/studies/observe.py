@@ -34,12 +34,12 @@ from tqdm.auto import tqdm
 
 from .. import PruneRecError
 from ..assets import load_model, load_tokenizer
-from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
-                       evaluation_settings, first_users, fixed_test_users, retention_table)
 from ..identity import model_identity
+from ..method.surgery import decoder_layers, temporary_layers
+from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
+                                 evaluation_settings, first_users, fixed_test_users, retention_table)
 from ..pipeline.run import Run
 from ..pipeline.stages import samples
-from ..method.surgery import decoder_layers, temporary_layers
 
 METHODS = ("wanda", "random")
 SHARES = (0.1, 0.5)  # K of Fig 1a

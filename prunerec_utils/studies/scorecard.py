@@ -107,7 +107,7 @@ def headline_rows(folder) -> list[dict]:
 def comparison_rows(run) -> list[dict]:
     """PruneRec's final model against both pruned-LLM baselines and the ID baselines (paired, NDCG@20),
     from the Table 2 rows stored in the run folder (:func:`prunerec_utils.studies.llm_baselines.stored_rows`)."""
-    from .baselines import MODELS
+    from .id_models import MODELS
     from .llm_baselines import stored_rows
 
     rows = {label: res for label, (res, _) in stored_rows(run).items()}
