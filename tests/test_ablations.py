@@ -14,6 +14,7 @@ from prunerec_utils.pipeline.ablations import Variant
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
+from prunerec_utils.studies import scorecard
 
 
 def test_equal_settings_share_one_folder_name():
@@ -97,8 +98,9 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
 
 
 def _table(column, values, hr, ci=None):
-    ci = ci or [f"[{h - 0.001:.4f}, {h + 0.001:.4f}]" for h in hr]
-    return pd.DataFrame({column: values, "hr@20": hr, "hr@20 95% CI": ci}, index=[f"r{i}" for i in range(len(hr))])
+    ci = ci or [(h - 0.001, h + 0.001) for h in hr]
+    return pd.DataFrame({column: values, "hr@20": hr, "hr@20 lo": [lo for lo, _ in ci], "hr@20 hi": [hi for _, hi in ci]},
+                        index=[f"r{i}" for i in range(len(hr))])
 
 
 def test_cut_head_overlap_compares_the_stored_choices(tmp_path):
@@ -126,22 +128,22 @@ def test_claims_follow_the_numbers():
                 "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], fig5c)}
 
     good = groups([0.10, 0.11, 0.12, 0.13], [0.10, 0.12, 0.09, 0.05], [0.12, 0.11, 0.05])
-    table = ablations.claims(good, prof).set_index("claim")
+    table = scorecard.ablation_claims(good, prof).set_index("claim")
     c = table["verdict"]
     assert c.filter(like="Table 3").tolist() == ["holds", "holds"]
     assert table.loc["Table 3: α helps a global ranking", "ours (HR@20)"] == "r1 0.1100; r2 0.1200"  # the pair only
     assert c.filter(like="Fig 5b").iloc[0] == "holds" and c.filter(like="Fig 5c").iloc[0] == "holds"
     assert (c.filter(like="Fig 5a") == "not measured here").all() and (c.filter(like="λ") == "not measured here").all()
     bad = groups([0.10, 0.13, 0.12, 0.11], [0.13, 0.12, 0.09, 0.05], [0.12, 0.06, 0.05])
-    c = ablations.claims(bad, prof).set_index("claim")["verdict"]
+    c = scorecard.ablation_claims(bad, prof).set_index("claim")["verdict"]
     assert c.filter(like="Table 3").tolist() == ["does not hold", "does not hold"]
     assert c.filter(like="Fig 5b").iloc[0] == "does not hold" and c.filter(like="Fig 5c").iloc[0] == "does not hold"
-    wide = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], ["[0.05, 0.15]", "[0.06, 0.16]"])
-    c = ablations.claims({"alpha": wide}, prof).set_index("claim")["verdict"]
+    wide = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], [(0.05, 0.15), (0.06, 0.16)])
+    c = scorecard.ablation_claims({"alpha": wide}, prof).set_index("claim")["verdict"]
     assert c.filter(like="α mixing").iloc[0] == "holds (within noise)"
     flat = {"table3": _table("heads", heads, [0.0] * 4),
             "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.06] * 3)}
-    c = ablations.claims(flat, prof).set_index("claim")["verdict"]
+    c = scorecard.ablation_claims(flat, prof).set_index("claim")["verdict"]
     assert c.filter(like="Table 3").tolist() == ["tie (within noise)"] * 2  # equal numbers support no order
     assert c.filter(like="Fig 5c").iloc[0] == "does not hold (within noise)"  # no drop at all
 

@@ -14,10 +14,10 @@ from prunerec_utils import PruneRecError
 from prunerec_utils.method.surgery import decoder_layers
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
-from prunerec_utils.studies.observe import (attention_outputs, budgets, concentration, concentration_claim,
-                                            concentration_summary, decoder_linears, input_sums, mlp_activations, prune,
-                                            pruned_per_row, pruning_claim, random_prune, top_share, wanda_prune,
-                                            wanda_vs_random)
+from prunerec_utils.studies.observe import (attention_outputs, budgets, concentration, concentration_summary,
+                                            decoder_linears, input_sums, mlp_activations, prune, pruned_per_row,
+                                            random_prune, top_share, wanda_prune)
+from prunerec_utils.studies.scorecard import concentration_claim, pruning_claim, wanda_vs_random
 
 SIZES = dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64)

@@ -13,7 +13,7 @@ from prunerec_utils.studies import plots  # noqa: E402
 
 def _table(x=None):
     t = pd.DataFrame({"hr@20": [0.05, 0.02, 0.04], "ndcg@20": [0.02, 0.01, 0.015],
-                      "hr@20 95% CI": ["[0.0300, 0.0700]", "[0.0100, 0.0300]", "[0.0250, 0.0550]"],
+                      "hr@20 lo": [0.03, 0.01, 0.025], "hr@20 hi": [0.07, 0.03, 0.055],
                       "avg retention": [1.1, 0.5, 0.9], "n": [200, 200, 200]}, index=["a", "b", "c"])
     if x is not None:
         t["factor"] = x

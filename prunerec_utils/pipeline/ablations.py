@@ -251,7 +251,8 @@ def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:
         m = r["result"].metrics
         row = {k: v for k, v in r.items() if k not in ("result", "label")}
         row.update({k: m[k] for k in METRICS})
-        row["hr@20 95% CI"] = interval_text(*m["ci95"]["hr@20"])
+        row["hr@20 95% CI"] = interval_text(*m["ci95"]["hr@20"])  # shown; the bounds stay numbers:
+        row["hr@20 lo"], row["hr@20 hi"] = m["ci95"]["hr@20"]
         row["avg retention"] = retention(m, teacher.metrics)["avg"]
         row["n"] = m["n"]
         out[r["label"]] = row
@@ -275,88 +276,3 @@ def load_group(run: Run, group: str) -> pd.DataFrame | None:
 
 
 # ---- the paper's claims about its ablations ------------------------------------------------
-
-def _hr_interval(row) -> tuple[float, float]:
-    lo, hi = (float(x) for x in str(row["hr@20 95% CI"]).strip("[]").split(","))
-    return lo, hi
-
-
-def order_word(margin: float, tie: str = "tie") -> str:
-    """"holds" when ``margin`` > 0 (the claimed order), "does not hold" when < 0, ``tie`` at 0."""
-    return "holds" if margin > 0 else "does not hold" if margin < 0 else tie
-
-
-def verdict(margin: float, rows, tie: str = "tie") -> str:
-    """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0),
-    with "(within noise)" when the compared rows' HR@20 95% intervals all overlap (a different
-    seed or user sample could flip it)."""
-    ivals = [_hr_interval(r) for r in rows]
-    overlap = max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals)
-    return order_word(margin, tie) + (" (within noise)" if overlap else "")
-
-
-def _best(table: pd.DataFrame, expected) -> tuple[float, list]:
-    """How far ``expected`` (an index label) is above the best other HR@20 (≤ 0: not the
-    maximum; 0: tied with it). Returns (margin, [expected row, best other])."""
-    others = table.drop(index=expected)
-    return float(table.loc[expected, "hr@20"] - others["hr@20"].max()), [table.loc[expected],
-                                                                         others.loc[others["hr@20"].idxmax()]]
-
-
-def _at(table: pd.DataFrame, column: str, value) -> pd.Series | None:
-    hit = table[(table[column] - value).abs() < 1e-9] if column in table else table.iloc[:0]
-    return hit.iloc[0] if len(hit) else None
-
-
-def _fmt(table: pd.DataFrame) -> str:
-    return "; ".join(f"{label} {r['hr@20']:.4f}" for label, r in table.iterrows())
-
-
-def claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
-    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, verdict.
-    ``tables``: group → table (:func:`run_group` / :func:`load_group`), None if not run."""
-    rows = []
-
-    def add(claim, paper, table=None, margin=None, compared=None, tie="tie"):
-        if table is None or margin is None:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "verdict": "not measured here"})
-        else:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table), "verdict": verdict(margin, compared, tie)})
-
-    t3 = tables.get("table3")
-    by_heads = t3.set_index("heads", drop=False) if t3 is not None else None
-    full_best = _best(by_heads, "greedy") if by_heads is not None else (None, None)
-    add("Table 3: the full method chooses the best heads", ".1166 vs .1111 / .1034 / .1029", t3, *full_best)
-    if by_heads is not None and {"global", "global_no_alpha"} <= set(by_heads.index):
-        g, n = by_heads.loc["global"], by_heads.loc["global_no_alpha"]
-        pair = t3[t3["heads"].isin(["global", "global_no_alpha"])]  # only the two compared rows
-        add("Table 3: α helps a global ranking", ".1111 vs .1029", pair, g["hr@20"] - n["hr@20"], [g, n])
-    else:
-        add("Table 3: α helps a global ranking", ".1111 vs .1029")
-    t5a = tables.get("fig5a")
-    hv = t5a.set_index("hidden_variant", drop=False) if t5a is not None and "hidden_variant" in t5a else None
-    add("Fig 5a: weight × gradient scores hidden dimensions best", "best of three", t5a,
-        *(_best(hv, "weight_x_grad") if hv is not None else (None, None)))
-    t5b = tables.get("fig5b")
-    two = _at(t5b, "mlp_keep_factor", 2.0) if t5b is not None else None
-    add("Fig 5b: K_MLP = 2·d' is the best width", "best at 896 = 2 × 448", t5b,
-        *(_best(t5b, two.name) if two is not None and len(t5b) > 1 else (None, None)))
-    t5c = tables.get("fig5c")
-    pts = [_at(t5c, "layers_removed_share", s) if t5c is not None else None for s in (1 / 2, 2 / 3, 5 / 6)]
-    if all(p is not None for p in pts):
-        d1, d2 = pts[0]["hr@20"] - pts[1]["hr@20"], pts[1]["hr@20"] - pts[2]["hr@20"]
-        add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24", t5c,
-            d2 - max(d1, 0), pts[1:], tie="does not hold")  # no drop at all is no sharp drop
-    else:
-        add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24")
-    for group, column, ours, base, claim in (("alpha", "alpha", prof.alpha, 0.0, "α mixing across layers helps"),
-                                             ("lambda", "kd_lambda", prof.kd_lambda, 0.0,
-                                              "distillation beats fine-tuning alone (λ = 0)")):
-        t = tables.get(group)
-        a, b = (_at(t, column, ours), _at(t, column, base)) if t is not None else (None, None)
-        paper = f"the paper uses {column.replace('kd_', '')} = {ours:g}"
-        if a is None or b is None:
-            add(f"{claim} ({ours:g} vs {base:g})", paper)
-        else:
-            add(f"{claim} ({ours:g} vs {base:g})", paper, t, a["hr@20"] - b["hr@20"], [a, b])
-    return pd.DataFrame(rows)

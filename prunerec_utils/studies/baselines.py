@@ -33,8 +33,8 @@ from ..identity import files_identity
 from ..pipeline.evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
                                  metrics_from_ranks, save_result, users_identity)
 from ..pipeline.steps import folder_step, read_json
-from .id_models import (EVAL_BATCH, NegativeSamplingCollator, SequentialRecommender, build_model,
-                        check_models, score_histories, target_ranks, top_titles)
+from .id_models import (EVAL_BATCH, NegativeSamplingCollator, SequentialRecommender, build_model, check_models,
+                        score_histories, target_ranks, top_titles)
 
 SUMMARY = "summary.json"
 WEIGHTS = "model.safetensors"

@@ -275,49 +275,6 @@ def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100
     return pd.DataFrame(rows)
 
 
-def wanda_vs_random(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Per sparsity, Wanda's and random's value and whether Wanda is below, equal or above random.
-
-    Compared on ``retention`` when it is defined everywhere, else on the mean of the four metrics
-    (same users and same teacher, so the teacher's metric only rescales). Returns the table and
-    the name of the quantity compared.
-    """
-    pruned = table[table["method"].isin(METHODS)]
-    basis = "retention" if pruned["retention"].notna().all() else "mean metric"
-    wide = pruned.pivot(index="sparsity", columns="method", values=basis)[list(METHODS)]
-    wide["wanda vs random"] = np.select([wide["wanda"] < wide["random"], wide["wanda"] > wide["random"]],
-                                        ["below", "above"], "equal")
-    return wide, basis
-
-
-def concentration_claim(summary: pd.DataFrame, what: str = "MLP units") -> str:
-    """One line per K: does the fine-tuned model concentrate ``what`` more than the base (mean over layers)?"""
-    lines = []
-    for k, r in summary.iterrows():
-        ft, base = r["mean share, fine-tuned"], r["mean share, base"]
-        lines.append(f"top {k:.0%} of {what}: fine-tuned {ft:.3f} vs base {base:.3f} of Σ|a| (mean over "
-                     f"layers), fine-tuned higher in {int(r['layers where fine-tuned is higher'])} of "
-                     f"{int(r['layers'])} layers -> the paper's claim {'holds' if ft > base else 'does not hold'} here")
-    return "\n".join(lines)
-
-
-def pruning_claim(verdict: pd.DataFrame, basis: str) -> str:
-    """Does Wanda fall below random (the paper's Fig 1b finding)? From :func:`wanda_vs_random`."""
-    n = len(verdict)
-    count = verdict["wanda vs random"].value_counts()
-    below, equal, above = (int(count.get(v, 0)) for v in ("below", "equal", "above"))
-    if below == n:
-        finding = "holds at every level"
-    elif below:
-        finding = f"holds at {below} of {n} levels"
-    elif equal == n:
-        finding = "cannot be checked here (both methods score the same at every level)"
-    else:
-        finding = "does not hold at any level"
-    return (f"compared on {basis}: Wanda below random at {below}, equal at {equal}, above at {above} of {n} "
-            f"sparsity levels -> the paper's finding {finding}")
-
-
 def save_observations(path, mlp_summary: pd.DataFrame, attention_summary: pd.DataFrame, verdict: pd.DataFrame,
                       basis: str) -> None:
     """The findings of notebook 02 as JSON (``results/observations.json``), for the scorecard."""

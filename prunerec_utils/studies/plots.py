@@ -322,7 +322,7 @@ def ablation_bars(table: pd.DataFrame, path=None, title: str = "", paper: pd.Dat
     as black markers. ``table``: :func:`prunerec_utils.pipeline.ablations.ablation_table`."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     x = np.arange(len(table))
-    lo, hi = _interval(table["hr@20 95% CI"])
+    lo, hi = table["hr@20 lo"].to_numpy(), table["hr@20 hi"].to_numpy()
     a.bar(x - 0.2, table["hr@20"], 0.4, label="HR@20 (95% CI)", yerr=[table["hr@20"] - lo, hi - table["hr@20"]],
           capsize=3)
     a.bar(x + 0.2, table["ndcg@20"], 0.4, label="NDCG@20")
@@ -346,7 +346,7 @@ def ablation_sweep(table: pd.DataFrame, x: str, path=None, xlabel: str = "", tit
     (a column of the table), average retention on the right; ``method`` marks the method's value."""
     t = table.sort_values(x)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
-    lo, hi = _interval(t["hr@20 95% CI"])
+    lo, hi = t["hr@20 lo"].to_numpy(), t["hr@20 hi"].to_numpy()
     a.errorbar(t[x], t["hr@20"], yerr=[t["hr@20"] - lo, hi - t["hr@20"]], marker="o", capsize=3,
                label="HR@20 (95% CI)")
     a.plot(t[x], t["ndcg@20"], marker="s", linestyle="--", label="NDCG@20")

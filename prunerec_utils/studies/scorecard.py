@@ -1,6 +1,10 @@
-"""The reproduction scorecard: each claim of the paper, our number, the paper's, a verdict.
+"""Every verdict of the book: each claim of the paper, our number, the paper's, a verdict.
 
-Everything is read from the run folder's results files; nothing is computed or typed in. A
+The verdicts printed by the chapters — the observations of notebook 02
+(:func:`concentration_claim`, :func:`wanda_vs_random`, :func:`pruning_claim`), the ablation
+claims of notebook 06 (:func:`ablation_claims`) — and the scorecard of notebook 09 that gathers
+them are made here, by one set of rules. The scorecard reads everything from the run folder's
+results files; nothing is computed or typed in. A
 claim whose files are missing reads "not measured here". A comparison of two models reads
 "holds" or "does not hold" by the sign of the difference ("tie" when it is zero to the four decimals shown), and
 "(within noise)" is added when the paired bootstrap over users
@@ -9,12 +13,14 @@ claim whose files are missing reads "not measured here". A comparison of two mod
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import surgery_params
 from ..pipeline.steps import read_json
+from .observe import METHODS
 
 NOT_MEASURED = "not measured here"
 NO_HIT = "not measurable: the teacher has no hit on these users"
@@ -31,7 +37,7 @@ def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
     """Is model A better than B on ``metric`` (same users)? → (our numbers, verdict)."""
     d = compare(a, b).loc[metric]
     ours = f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} {d['95% CI']}"
-    return ours, ablations.order_word(d["difference"]) + ("" if d["significant"] else " (within noise)")
+    return ours, order_word(d["difference"]) + ("" if d["significant"] else " (within noise)")
 
 
 def observation_rows(folder) -> list[dict]:
@@ -130,10 +136,143 @@ def ablation_rows(run) -> list[dict]:
     """Table 3 and Fig 5 claims from ``results/ablation_<group>.json`` (notebook 06)."""
     tables = {g: ablations.load_group(run, g) for g in ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")}
     return [_row("Ablations", r["claim"], r["paper"], r["ours (HR@20)"], r["verdict"])
-            for _, r in ablations.claims(tables, run.prof).iterrows()]
+            for _, r in ablation_claims(tables, run.prof).iterrows()]
 
 
 def scorecard(run) -> pd.DataFrame:
     """Every claim, in the paper's order: observations, stages and headline, ablations, Table 2."""
     rows = observation_rows(run.folder) + headline_rows(run.folder) + ablation_rows(run) + comparison_rows(run)
+    return pd.DataFrame(rows)
+
+
+# ---- observations (notebook 02) --------------------------------------------------------------
+
+def wanda_vs_random(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Per sparsity, Wanda's and random's value and whether Wanda is below, equal or above random.
+
+    Compared on ``retention`` when it is defined everywhere, else on the mean of the four metrics
+    (same users and same teacher, so the teacher's metric only rescales). Returns the table and
+    the name of the quantity compared.
+    """
+    pruned = table[table["method"].isin(METHODS)]
+    basis = "retention" if pruned["retention"].notna().all() else "mean metric"
+    wide = pruned.pivot(index="sparsity", columns="method", values=basis)[list(METHODS)]
+    wide["wanda vs random"] = np.select([wide["wanda"] < wide["random"], wide["wanda"] > wide["random"]],
+                                        ["below", "above"], "equal")
+    return wide, basis
+
+
+def concentration_claim(summary: pd.DataFrame, what: str = "MLP units") -> str:
+    """One line per K: does the fine-tuned model concentrate ``what`` more than the base (mean over layers)?"""
+    lines = []
+    for k, r in summary.iterrows():
+        ft, base = r["mean share, fine-tuned"], r["mean share, base"]
+        lines.append(f"top {k:.0%} of {what}: fine-tuned {ft:.3f} vs base {base:.3f} of Σ|a| (mean over "
+                     f"layers), fine-tuned higher in {int(r['layers where fine-tuned is higher'])} of "
+                     f"{int(r['layers'])} layers -> the paper's claim {'holds' if ft > base else 'does not hold'} here")
+    return "\n".join(lines)
+
+
+def pruning_claim(verdict: pd.DataFrame, basis: str) -> str:
+    """Does Wanda fall below random (the paper's Fig 1b finding)? From :func:`wanda_vs_random`."""
+    n = len(verdict)
+    count = verdict["wanda vs random"].value_counts()
+    below, equal, above = (int(count.get(v, 0)) for v in ("below", "equal", "above"))
+    if below == n:
+        finding = "holds at every level"
+    elif below:
+        finding = f"holds at {below} of {n} levels"
+    elif equal == n:
+        finding = "cannot be checked here (both methods score the same at every level)"
+    else:
+        finding = "does not hold at any level"
+    return (f"compared on {basis}: Wanda below random at {below}, equal at {equal}, above at {above} of {n} "
+            f"sparsity levels -> the paper's finding {finding}")
+
+
+# ---- ablations (notebook 06) -----------------------------------------------------------------
+
+def _hr_interval(row) -> tuple[float, float]:
+    return float(row["hr@20 lo"]), float(row["hr@20 hi"])
+
+
+def order_word(margin: float, tie: str = "tie") -> str:
+    """"holds" when ``margin`` > 0 (the claimed order), "does not hold" when < 0, ``tie`` at 0."""
+    return "holds" if margin > 0 else "does not hold" if margin < 0 else tie
+
+
+def verdict(margin: float, rows, tie: str = "tie") -> str:
+    """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0),
+    with "(within noise)" when the compared rows' HR@20 95% intervals all overlap (a different
+    seed or user sample could flip it)."""
+    ivals = [_hr_interval(r) for r in rows]
+    overlap = max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals)
+    return order_word(margin, tie) + (" (within noise)" if overlap else "")
+
+
+def _best(table: pd.DataFrame, expected) -> tuple[float, list]:
+    """How far ``expected`` (an index label) is above the best other HR@20 (≤ 0: not the
+    maximum; 0: tied with it). Returns (margin, [expected row, best other])."""
+    others = table.drop(index=expected)
+    return float(table.loc[expected, "hr@20"] - others["hr@20"].max()), [table.loc[expected],
+                                                                         others.loc[others["hr@20"].idxmax()]]
+
+
+def _at(table: pd.DataFrame, column: str, value) -> pd.Series | None:
+    hit = table[(table[column] - value).abs() < 1e-9] if column in table else table.iloc[:0]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _fmt(table: pd.DataFrame) -> str:
+    return "; ".join(f"{label} {r['hr@20']:.4f}" for label, r in table.iterrows())
+
+
+def ablation_claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
+    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, verdict.
+    ``tables``: group → table (:func:`~prunerec_utils.pipeline.ablations.run_group` /
+    :func:`~prunerec_utils.pipeline.ablations.load_group`), None if not run."""
+    rows = []
+
+    def add(claim, paper, table=None, margin=None, compared=None, tie="tie"):
+        if table is None or margin is None:
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "verdict": "not measured here"})
+        else:
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table), "verdict": verdict(margin, compared, tie)})
+
+    t3 = tables.get("table3")
+    by_heads = t3.set_index("heads", drop=False) if t3 is not None else None
+    full_best = _best(by_heads, "greedy") if by_heads is not None else (None, None)
+    add("Table 3: the full method chooses the best heads", ".1166 vs .1111 / .1034 / .1029", t3, *full_best)
+    if by_heads is not None and {"global", "global_no_alpha"} <= set(by_heads.index):
+        g, n = by_heads.loc["global"], by_heads.loc["global_no_alpha"]
+        pair = t3[t3["heads"].isin(["global", "global_no_alpha"])]  # only the two compared rows
+        add("Table 3: α helps a global ranking", ".1111 vs .1029", pair, g["hr@20"] - n["hr@20"], [g, n])
+    else:
+        add("Table 3: α helps a global ranking", ".1111 vs .1029")
+    t5a = tables.get("fig5a")
+    hv = t5a.set_index("hidden_variant", drop=False) if t5a is not None and "hidden_variant" in t5a else None
+    add("Fig 5a: weight × gradient scores hidden dimensions best", "best of three", t5a,
+        *(_best(hv, "weight_x_grad") if hv is not None else (None, None)))
+    t5b = tables.get("fig5b")
+    two = _at(t5b, "mlp_keep_factor", 2.0) if t5b is not None else None
+    add("Fig 5b: K_MLP = 2·d' is the best width", "best at 896 = 2 × 448", t5b,
+        *(_best(t5b, two.name) if two is not None and len(t5b) > 1 else (None, None)))
+    t5c = tables.get("fig5c")
+    pts = [_at(t5c, "layers_removed_share", s) if t5c is not None else None for s in (1 / 2, 2 / 3, 5 / 6)]
+    if all(p is not None for p in pts):
+        d1, d2 = pts[0]["hr@20"] - pts[1]["hr@20"], pts[1]["hr@20"] - pts[2]["hr@20"]
+        add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24", t5c,
+            d2 - max(d1, 0), pts[1:], tie="does not hold")  # no drop at all is no sharp drop
+    else:
+        add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24")
+    for group, column, ours, base, claim in (("alpha", "alpha", prof.alpha, 0.0, "α mixing across layers helps"),
+                                             ("lambda", "kd_lambda", prof.kd_lambda, 0.0,
+                                              "distillation beats fine-tuning alone (λ = 0)")):
+        t = tables.get(group)
+        a, b = (_at(t, column, ours), _at(t, column, base)) if t is not None else (None, None)
+        paper = f"the paper uses {column.replace('kd_', '')} = {ours:g}"
+        if a is None or b is None:
+            add(f"{claim} ({ours:g} vs {base:g})", paper)
+        else:
+            add(f"{claim} ({ours:g} vs {base:g})", paper, t, a["hr@20"] - b["hr@20"], [a, b])
     return pd.DataFrame(rows)
