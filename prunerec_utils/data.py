@@ -387,14 +387,22 @@ def prepare(dataset: str, out: str | Path, raw_dir: str | Path | None = None, fo
     (and its CSV files are as they were written); return its stats.
 
     A cached step whose record is ``stats.json`` (see :func:`write_splits`): another recipe or other
-    raw files (by name and size), or split files changed since, make it again after one line."""
+    raw files (by name and size), or split files changed since, make it again after one line. Where
+    the raw files are gone, existing splits of the same recipe are used as they are."""
     from .identity import data_identity
     from .pipeline.steps import SETTINGS, run_lock, stored
 
     out = resolve(out)
     cfg = get_dataset_config(dataset)
-    settings = {"recipe": asdict(cfg), "raw": [[p.name, p.stat().st_size] for p in raw_files(cfg, raw_dir)]}
-    rec = None if force else stored(out / "stats.json", settings, on_change="rebuild")
+    try:
+        raw = [[p.name, p.stat().st_size] for p in raw_files(cfg, raw_dir)]
+    except PruneRecError:
+        if force or not (out / "stats.json").exists():
+            raise
+        raw = None  # the raw files are gone (or the run was copied): the splits are checked on the recipe alone
+    settings = {"recipe": asdict(cfg), "raw": raw}
+    unchecked = ("raw",) if raw is None else ()
+    rec = None if force else stored(out / "stats.json", settings, on_change="rebuild", ignore=unchecked)
     if rec is not None:
         try:
             same = rec.get("splits_id") == data_identity(out)

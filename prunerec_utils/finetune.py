@@ -8,6 +8,7 @@ Position ids follow the attention mask, exactly as ``generate`` builds them for 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -22,12 +23,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 
 from .data import DatasetConfig
 from .master_adamw import MasterWeightAdamW
-from .pipeline.steps import folder_step
+from .paths import atomic_write_text
+from .pipeline.steps import folder_step, record, stored
 from .profiles import Profile
 from .prompts import IGNORE, encode_example
 
 log = logging.getLogger(__name__)
 SUMMARY = "training_summary.json"
+CHECKPOINTS = "checkpoints.json"  # the settings of the training a checkpoint folder belongs to
 
 
 def tokenize_split(df, tokenizer, cfg: DatasetConfig, cutoff_len: int) -> Dataset:
@@ -170,6 +173,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
     """
     out_dir = Path(out_dir)
     ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
+    full = {**training_settings(prof), **(settings or {})}
 
     def train(tmp: Path) -> dict:
         torch.manual_seed(prof.seed)
@@ -184,7 +188,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
             trainer.add_callback(callback)
         if not progress:
             trainer.remove_callback(ProgressCallback)
-        resume = complete_checkpoint(ckpt_dir)
+        resume = complete_checkpoint(ckpt_dir, full)
         t0 = time.time()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         evals = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -196,16 +200,27 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
                 "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
                 "log_history": trainer.state.log_history, "profile": prof.to_dict()}
 
-    summary = folder_step(out_dir, SUMMARY, {**training_settings(prof), **(settings or {})}, train, lock=lock)
+    summary = folder_step(out_dir, SUMMARY, full, train, lock=lock)
     if not keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
 
 
-def complete_checkpoint(ckpt_dir: Path) -> Path | None:
+def complete_checkpoint(ckpt_dir: Path, settings: dict | None = None) -> Path | None:
     """The newest ``checkpoint-N`` of ``ckpt_dir`` that was saved completely (its
     ``trainer_state.json`` is written last), or None. Newer ones cut off mid-save are removed,
-    each with one printed line, so that the Trainer neither resumes from nor rotates them."""
+    each with one printed line, so that the Trainer neither resumes from nor rotates them.
+
+    With ``settings``, the checkpoints are themselves a cached step: ``ckpt_dir/checkpoints.json``
+    records the settings of the training they belong to, and checkpoints of another training (or
+    without a record) are removed with one line instead of being resumed."""
+    if settings is not None:
+        record_file = ckpt_dir / CHECKPOINTS
+        if stored(record_file, settings, on_change="rebuild", quiet=True) is None:
+            if any(ckpt_dir.glob("checkpoint-*")):
+                print(f"[finetune] removing the checkpoints in {ckpt_dir}: made by another training", flush=True)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            atomic_write_text(record_file, json.dumps(record(settings, {})))
     found = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
                    if p.name.split("-")[-1].isdigit() else -1)
     for path in reversed(found):
@@ -230,10 +245,11 @@ def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float
     return total / max(count, 1) if count else math.nan
 
 
-TRAINING_FIELDS = ("model", "max_train", "max_valid", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps",
+TRAINING_FIELDS = ("max_train", "max_valid", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps",
                    "cutoff_len", "seed", "train_precision", "train_compile")
 
 
 def training_settings(prof: Profile) -> dict:
-    """The profile fields a trained model depends on (stored in its summary's settings)."""
+    """The profile fields a trained model depends on (stored in its summary's settings). The model
+    itself is identified by content (``base_id``, ``student_id``), not by its name or path."""
     return {k: getattr(prof, k) for k in TRAINING_FIELDS}

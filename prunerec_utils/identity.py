@@ -11,6 +11,7 @@ weights are the same model however they were made.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from . import PruneRecError
@@ -19,6 +20,7 @@ from .paths import resolve
 MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
                "vocab*", "merges*", "special_tokens_map.json", "added_tokens.json", "chat_template*")
 _CHUNK = 1 << 22
+VERSIONED = ("config.json", "generation_config.json")  # hashed without their transformers_version
 _memo: dict[tuple, str] = {}
 
 
@@ -53,12 +55,20 @@ def data_identity(folder: str | Path) -> str:
 
 def files_identity(files: list[Path]) -> str:
     """16 hex digits of the SHA-256 over the names and contents of ``files`` (memoised per process
-    on each file's path, size and modification time)."""
+    on each file's path, size and modification time). A model's JSON configs are hashed without
+    the ``transformers_version`` that saved them: the same weights saved by another release are
+    the same model."""
     stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     if stamp not in _memo:
         h = hashlib.sha256()
-        for p, (_, size, _) in zip(files, stamp):
-            h.update(f"{p.name}\0{size}\0".encode())
+        for p in files:
+            if p.name in VERSIONED:
+                data = json.loads(p.read_text())
+                data.pop("transformers_version", None)
+                content = json.dumps(data, sort_keys=True).encode()
+                h.update(f"{p.name}\0{len(content)}\0".encode() + content)
+                continue
+            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
             with p.open("rb") as f:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)

@@ -276,3 +276,22 @@ def test_splits_made_by_another_recipe_are_made_again(tmp_path, ml100k_splits, c
     (out / "stats.json").write_text(json.dumps(rec))
     prepare("ml-100k", out)
     assert "other settings: recipe.history_len 3 (asked 10): making it again" in capsys.readouterr().out
+
+
+def test_existing_splits_are_used_when_the_raw_files_are_gone(tmp_path, ml100k_splits, monkeypatch):
+    """A copied run folder (or raw dumps deleted after preprocessing): the splits made with the same
+    recipe are still usable; only a forced rebuild needs the raw files."""
+    import shutil
+
+    from prunerec_utils import data
+
+    out = tmp_path / "splits"
+    shutil.copytree(ml100k_splits, out)
+
+    def gone(cfg, raw_dir=None):
+        raise PruneRecError("raw files missing: put them into data/raw")
+
+    monkeypatch.setattr(data, "raw_files", gone)
+    assert prepare("ml-100k", out)["train"] == len(read_split(out, "train"))
+    with pytest.raises(PruneRecError, match="raw files missing"):
+        prepare("ml-100k", out, force=True)

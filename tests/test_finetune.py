@@ -191,3 +191,22 @@ def test_bf16_step_rejects_an_unknown_precision():
 
     with pytest.raises(PruneRecError, match="train_precision must be one of"):
         get_profile("ci", train_precision="fp8")
+
+
+def test_checkpoints_of_another_training_are_not_resumed(tmp_path, capsys):
+    """A run cut mid-training, then asked again with other settings (e.g. another lr): its
+    checkpoints used to be resumed as if they belonged to the new training."""
+    from prunerec_utils.finetune import CHECKPOINTS, complete_checkpoint
+
+    ckpt = tmp_path / "teacher.ckpt"
+    assert complete_checkpoint(ckpt, {"lr": 1e-3}) is None  # a fresh training records its settings
+    (ckpt / "checkpoint-8").mkdir(parents=True)
+    (ckpt / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    assert complete_checkpoint(ckpt, {"lr": 1e-3}) == ckpt / "checkpoint-8"  # same training: resumed
+    assert complete_checkpoint(ckpt, {"lr": 3e-4}) is None  # another training: removed, not resumed
+    assert not (ckpt / "checkpoint-8").exists() and "made by another training" in capsys.readouterr().out
+    assert json.loads((ckpt / CHECKPOINTS).read_text())["settings"] == {"lr": 3e-4}
+    shutil.rmtree(ckpt)
+    (ckpt / "checkpoint-8").mkdir(parents=True)  # checkpoints without a record (older version): not trusted
+    (ckpt / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    assert complete_checkpoint(ckpt, {"lr": 3e-4}) is None and not (ckpt / "checkpoint-8").exists()

@@ -83,3 +83,17 @@ def test_a_stored_step_is_refused_once_the_model_it_read_changed(tmp_path, ml100
         stages.stage1(Run("ml-100k", prof, tmp_path))
     with pytest.raises(PruneRecError, match=r"stage1/training_summary.json was made with other settings: .*teacher_id"):
         stages.distill_stage(Run("ml-100k", prof, tmp_path), s1["pruned_dir"], "stage1")
+
+
+def test_model_identity_ignores_the_transformers_version_that_saved_it(tmp_path, tiny_model_dir):
+    import shutil
+
+    from prunerec_utils.identity import model_identity
+
+    shutil.copytree(tiny_model_dir, tmp_path / "m")
+    before = model_identity(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "transformers_version": "9.9.9"}, indent=4))
+    assert model_identity(tmp_path / "m") == before  # re-saved by another release: the same model
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "rms_norm_eps": 1e-3}))
+    assert model_identity(tmp_path / "m") != before  # another model

@@ -66,4 +66,5 @@ def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path
         teacher = torch.compile(teacher)
     trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)
     return finetune(student, tokenizer, train_ds, valid_ds, out_dir, prof, progress=progress,
-                    trainer_cls=trainer_cls, settings={"kd_lambda": kd_lambda, **(settings or {})}, weight_decay=extra.pop("weight_decay", 0.01), **extra)
+                    trainer_cls=trainer_cls, settings={"kd_lambda": kd_lambda, **(settings or {})},
+                    weight_decay=extra.pop("weight_decay", 0.01), **extra)

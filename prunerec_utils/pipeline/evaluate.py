@@ -169,6 +169,7 @@ def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) 
 
     folder = resolve(folder)
     rfile = folder / "ranks" / f"{name}.csv"
+    (folder / "results" / f"{name}.json").unlink(missing_ok=True)  # never old metrics beside new ranks
     tmp = unique_temp(rfile)
     res.per_user.to_csv(tmp, index=False)
     tmp.replace(rfile)
@@ -282,15 +283,16 @@ def evaluate_resumable(run, model, tok, test: pd.DataFrame, name: str, settings:
             atomic_write_text(partial_file, json.dumps(record(settings, {"ranked": ranked,
                                                                          "seconds": spent + time.time() - t0})))
 
-        res = evaluate_model(model, tok, test, get_dataset_config(run.dataset), read_items(run.splits)["item_title"].tolist(),
-                             run.prof.num_beams, length_penalty, run.prof.eval_batch, run.prof.cutoff_len, progress,
+        titles = read_items(run.splits)["item_title"].tolist()
+        res = evaluate_model(model, tok, test, get_dataset_config(run.dataset), titles, run.prof.num_beams,
+                             length_penalty, run.prof.eval_batch, run.prof.cutoff_len, progress,
                              exclude_seen=exclude_seen, done=done, checkpoint=checkpoint)
         res.metrics["seconds"] = round(spent + time.time() - t0, 1)
         if done:
             res.metrics["resumed_after_users"] = len(done)
         res.metrics.update({"model_id": settings["model_id"], **(extra or {})})
+        partial_file.unlink(missing_ok=True)  # first: a crash after it re-evaluates, never resumes a done one
         save_result(res, run.folder, name, settings)
-        partial_file.unlink(missing_ok=True)
     return res
 
 

@@ -83,7 +83,10 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
     tdir = run.stage("teacher")
     settings = {"head_variant": variant, "alpha": alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples,
                 "kept_heads": prof.kept_heads, "seed": prof.seed, "cutoff_len": prof.cutoff_len,
-                "quirk_last_padded": kwargs.get("quirk_last_padded", False), "teacher_id": model_identity(tdir),
+                "quirk_last_padded": kwargs.get("quirk_last_padded", False),
+                "options": {k: sorted(v) if isinstance(v, set) else v for k, v in kwargs.items()
+                            if k != "quirk_last_padded"},
+                "teacher_id": model_identity(tdir),
                 "data_id": run.data_id()}
 
     def build() -> dict:
@@ -94,7 +97,7 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
         if variant == "random":
             imp = HeadImportance.zeros(L, H, random_heads(L, H, num_prune, prof.seed + SAMPLES["random_heads"]))
         elif variant in ("global", "global_no_alpha"):
-            ind = HeadImportance.from_dict(head_scores(run, alpha, greedy=False, progress=progress)[1])
+            ind = HeadImportance.from_dict(head_scores(run, alpha, greedy=False, progress=progress, **kwargs)[1])
             scores = ind.mixed if variant == "global" else ind.normalised
             imp = HeadImportance(ind.raw, ind.normalised, ind.mixed, [global_ranking(scores, num_prune)] * L)
         else:
@@ -130,7 +133,8 @@ def stage1_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
     prof = run.prof
     imp, head_rec = head_scores(run, progress=progress)
     tdir = run.stage("teacher")
-    settings = {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant, "samples": prof.importance_samples,
+    settings = {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant,
+                "samples": prof.importance_samples,
                 "seed": prof.seed, "cutoff_len": prof.cutoff_len, "source_id": model_identity(tdir),
                 "data_id": run.data_id()}
 
@@ -224,7 +228,8 @@ def stage3_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
         remove_layers(model, search["removed"])
         _save(model, tok, tmp)
         rec = {"share": prof.layers_removed_share, "calibration_samples": prof.calibration_samples,
-               "layer_variant": prof.layer_variant, "layers_before": L, "n_remove": n_remove, **search, "seconds": round(time.time() - t0, 1),
+               "layer_variant": prof.layer_variant, "layers_before": L, "n_remove": n_remove, **search,
+               "seconds": round(time.time() - t0, 1),
                "params": {"stage2": before, "stage3": param_counts(model)}}
         rec["steps"] = [{**st, "delta": {str(k): v for k, v in st["delta"].items()}} for st in rec["steps"]]
         return rec
@@ -271,7 +276,8 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
         _save(model, new_tok, tmp)
         return {"source": source, "vocab_before": len(tok), "used_tokens": len(used), "vocab_after": len(old_of_new),
                 "texts_checked": len(checked), "seconds": round(time.time() - t0, 1),
-                "kept_token_ids": old_of_new.tolist(), "params": {source: before, f"{source}_vocab": param_counts(model)}}
+                "kept_token_ids": old_of_new.tolist(),
+                "params": {source: before, f"{source}_vocab": param_counts(model)}}
 
     return run.model_step(f"{source}_vocab", SURGERY, settings, build)
 

@@ -117,6 +117,9 @@ def json_step(path: str | Path, settings: dict, build: Callable[[], dict], on_ch
     if rec is not None:
         return rec
     with run_lock(lock or path.parent):
+        rec = stored(path, settings, on_change, quiet=True)  # made by another process meanwhile?
+        if rec is not None:
+            return rec
         rec = record(settings, build())
         atomic_write_text(path, json.dumps(rec))
     return rec
@@ -134,9 +137,13 @@ def folder_step(folder: str | Path, record_name: str, settings: dict, build: Cal
     rec = stored(folder / record_name, settings, on_change, remove=folder)
     if rec is not None:
         return rec
-    with run_lock(lock or folder.parent), atomic_dir(folder) as tmp:
-        rec = record(settings, build(tmp))
-        (tmp / record_name).write_text(json.dumps(rec, indent=1))
+    with run_lock(lock or folder.parent):
+        rec = stored(folder / record_name, settings, on_change, remove=folder, quiet=True)  # made meanwhile?
+        if rec is not None:
+            return rec
+        with atomic_dir(folder) as tmp:
+            rec = record(settings, build(tmp))
+            (tmp / record_name).write_text(json.dumps(rec, indent=1))
     return rec
 
 

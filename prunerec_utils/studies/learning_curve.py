@@ -29,6 +29,7 @@ import torch
 from .. import cli
 from ..cli_args import positive_int
 from ..data import prepare
+from ..finetune import training_settings
 from ..paths import atomic_write_text, resolve
 from ..pipeline.evaluate import evaluate_cached, popularity_cached
 from ..pipeline.run import Run
@@ -63,6 +64,9 @@ def curve_point(run, samples: int, progress: bool = False, drop_model: bool = Fa
             **{k: m[k] for k in METRICS}, "ci95": m["ci95"], "wall_seconds": round(time.time() - t0, 1)}
 
 
+CURVE_EVAL = ("model", "max_test", "num_beams", "length_penalty", "eval_dtype")  # what else a point depends on
+
+
 def run_curve(run, budgets: list[int], out: str | Path, progress: bool = False, drop_models: bool = False) -> dict:
     """Each of ``budgets`` in the given order; the JSON at ``out`` grows one row per finished budget.
 
@@ -71,8 +75,9 @@ def run_curve(run, budgets: list[int], out: str | Path, progress: bool = False, 
     out = resolve(out)
     prepare(run.dataset, run.splits)
     prof = run.prof
-    settings = {"dataset": run.dataset, "profile": prof.name,
-                "hyper": {k: v for k, v in prof.to_dict().items() if k != "max_train"}, "data_id": run.data_id()}
+    settings = {"dataset": run.dataset, "profile": prof.name, "data_id": run.data_id(),
+                "hyper": {k: v for k, v in {**training_settings(prof), **{f: getattr(prof, f) for f in CURVE_EVAL}}.items()
+                          if k != "max_train"}}
     doc = stored(out, settings, remedy="or choose another --out") or {}
     pop = popularity_cached(run).metrics
     payload = {"dataset": run.dataset, "profile": prof.name, "device": device_name(), "most_popular": {**{k: pop[k] for k in METRICS}, "ci95": pop["ci95"]}}
