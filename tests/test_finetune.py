@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.finetune import SUMMARY, LeftPadCollator, finetune, response_loss, tokenize_split, validation_loss
+from prunerec_utils.finetune import (CHECKPOINTS, SUMMARY, LeftPadCollator, finetune, response_loss, tokenize_split,
+                                     validation_loss)
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.prompts import IGNORE
@@ -91,6 +92,7 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
     steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "a.ckpt").glob("checkpoint-*"))
     assert steps == [4, 6]  # 2 and 4 saved mid-epoch, 2 rotated out (save_total_limit)
     shutil.copytree(tmp_path / "a.ckpt" / "checkpoint-4", tmp_path / "b.ckpt" / "checkpoint-4")  # cut at step 5
+    shutil.copy(tmp_path / "a.ckpt" / CHECKPOINTS, tmp_path / "b.ckpt" / CHECKPOINTS)  # of the same training
     cut = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "b", prof, progress=False)
     assert cut["resumed"] and cut["steps"] == whole["steps"] == 6
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
