@@ -98,10 +98,6 @@ class Run:
 
     # ---- cached steps ---------------------------------------------------------------------------
 
-    def lock(self):
-        """The run folder's lock (held while a step is built; see :func:`prunerec_utils.pipeline.steps.run_lock`)."""
-        return steps.run_lock(self.folder)
-
     def step(self, name: str, settings: dict, build: Callable[[], dict], on_change: str = "refuse") -> dict:
         """``results/<name>.json`` as a cached step (:func:`prunerec_utils.pipeline.steps.json_step`)."""
         return steps.json_step(self.result_file(name), settings, build, on_change, lock=self.folder)
