@@ -1,4 +1,5 @@
-# Two commands for a newcomer: `make reproduce` (default profile, builds the book) and `make test`.
+# Three ways to run: `make demo` (ci profile, minutes, its own book), `make reproduce` (default profile, hours on
+# 2 CPU cores, resumable; `PROFILE=paper` on a GPU) and `make test` (what CI runs).
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
@@ -6,7 +7,7 @@ PROFILE ?= default
 DATASET ?= ml-100k
 NOTEBOOKS ?=
 
-.PHONY: install reproduce book test ci-notebooks clean-runs
+.PHONY: install demo reproduce book test ci-notebooks clean-runs
 
 $(BIN)/.installed: requirements.txt requirements-assets.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +18,12 @@ $(BIN)/.installed: requirements.txt requirements-assets.txt pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# A quick look: the whole series on the tiny ci model in minutes, into its own run folder (runs/demo) and its own
+# book (book/demo/_build/html); the default book is left alone.
+demo: install
+	PRUNEREC_RUNS=runs/demo $(BIN)/python -m prunerec_utils.pipeline.runner --profile ci --dataset $(DATASET) --out book/demo/$(DATASET)
+	$(BIN)/jupyter-book build . --toc book/demo_toc.yml --path-output book/demo -W --keep-going
 
 # Re-execute the notebooks on the default profile into book/<profile>/<dataset>/, then build the book.
 reproduce: install

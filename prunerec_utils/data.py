@@ -203,6 +203,10 @@ def load_movielens(name: str) -> tuple[pd.DataFrame, dict]:
 
 def raw_files(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> list[Path]:
     """The files :func:`load_interactions` reads (a one-line error where they are missing)."""
+    if cfg.source == "log":
+        from .own_log import log_files
+
+        return log_files(cfg)
     if cfg.source == "amazon":
         folder = resolve(raw_dir or "data/raw")
         found = [_find(folder, [cfg.category, f"{cfg.category}_5"]), _find(folder, [f"meta_{cfg.category}"])]
@@ -215,6 +219,10 @@ def raw_files(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> list[Pat
 
 
 def load_interactions(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    if cfg.source == "log":  # a user's own files (prunerec_utils.own_log)
+        from .own_log import load_log
+
+        return load_log(cfg)
     if cfg.source == "amazon":
         return load_amazon(resolve(raw_dir or "data/raw"), cfg.category)
     return load_movielens(cfg.name)
@@ -382,7 +390,8 @@ def read_items(folder: str | Path) -> pd.DataFrame:
     return _read_csv(path, {"item_title": str}, ("item_id", "item_title"), ("item_id",))
 
 
-def prepare(dataset: str, out: str | Path, raw_dir: str | Path | None = None, force: bool = False) -> dict:
+def prepare(dataset: str | DatasetConfig, out: str | Path, raw_dir: str | Path | None = None,
+            force: bool = False) -> dict:
     """Run the recipe unless ``out`` already holds its result for the same recipe and raw files
     (and its CSV files are as they were written); return its stats.
 
@@ -393,7 +402,7 @@ def prepare(dataset: str, out: str | Path, raw_dir: str | Path | None = None, fo
     from .pipeline.steps import SETTINGS, run_lock, stored
 
     out = resolve(out)
-    cfg = get_dataset_config(dataset)
+    cfg = dataset if isinstance(dataset, DatasetConfig) else get_dataset_config(dataset)
     try:
         raw = [[p.name, p.stat().st_size] for p in raw_files(cfg, raw_dir)]
     except PruneRecError:

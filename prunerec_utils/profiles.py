@@ -53,6 +53,7 @@ class Profile:
     head_variant: str = "greedy"  # Stage I head choice: the method, or a Table 3 alternative (see CHOICES)
     hidden_variant: str = "weight_x_grad"  # eq. 7 (see prunerec_utils.method.hidden)
     kd_lambda: float = 0.8  # eq. 13: λ·KL + (1-λ)·CE
+    distill_max_train: int | None = None  # restoration samples of every distillation (stages, baselines); None = max_train
     # Stage II (SPEC §4)
     mlp_keep_factor: float = 2.0  # K_MLP = factor × d' (paper 896 = 2 × 448)
     mlp_samples: int = 64  # B samples whose last-token up_proj outputs are counted
@@ -96,7 +97,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default", model="smollm2-135m", dataset="ml-100k",
-        max_train=2048, max_valid=256, max_test=1000,
+        max_train=16384, max_valid=256, max_test=2000,  # 16,384: the smallest budget that beats most-popular (01)
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
         num_beams=20, eval_batch=8, train_precision="bf16", train_attention="eager", train_compile=True,
         kept_heads=5,

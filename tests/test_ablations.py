@@ -42,9 +42,10 @@ def test_bad_variants_are_refused():
 def test_variant_profile_takes_the_reduced_budget():
     prof = get_profile("ci", ablation_max_train=32)
     vprof = ablations.alpha_sweep((0.3,))[0].profile(prof)
-    assert (vprof.alpha, vprof.max_train, vprof.kd_lambda) == (0.3, 32, prof.kd_lambda)
+    assert (vprof.alpha, vprof.distill_max_train, vprof.kd_lambda) == (0.3, 32, prof.kd_lambda)
+    assert vprof.max_train == prof.max_train  # the teacher's budget is not the variant's
     unset = replace(get_profile("ci"), ablation_max_train=None)
-    assert Variant(1, "x").profile(unset).max_train == unset.max_train
+    assert Variant(1, "x").profile(unset).distill_max_train == unset.max_train
 
 
 def test_global_ranking_and_random_heads():
@@ -83,7 +84,8 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     lam = root / "stage1_kd_lambda0/ml-100k/ci/models"
     assert (lam / "stage1_pruned").is_symlink() and (lam / "teacher").is_symlink()  # only the restoration changed
     summary = json.loads((lam / "stage1" / "training_summary.json").read_text())
-    assert summary["profile"]["kd_lambda"] == 0.0 and summary["profile"]["max_train"] == 24
+    assert summary["profile"]["kd_lambda"] == 0.0 and summary["profile"]["distill_max_train"] == 24
+    assert summary["train_samples"] == 24 and summary["settings"]["max_train"] == 24  # the reduced restoration
     assert not (main / "models" / "stage1" / "training_summary.json").read_text() == json.dumps(summary)
     doc = json.loads((main / "results" / "ablation_t3.json").read_text())
     assert [r["index"] for r in doc["rows"]] == list(table.index) and doc["users"] == 8
@@ -141,6 +143,8 @@ def test_claims_follow_the_numbers():
     wide = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], [(0.05, 0.15), (0.06, 0.16)])
     c = scorecard.ablation_claims({"alpha": wide}, prof).set_index("claim")["verdict"]
     assert c.filter(like="α mixing").iloc[0] == "holds (within noise)"
+    power = scorecard.ablation_claims({"alpha": wide}, prof).set_index("claim")["detectable"]
+    assert float(power.filter(like="α mixing").iloc[0]) == pytest.approx(2.8016 * (0.1 * 2 ** 0.5) / (2 * 1.96), rel=1e-3)
     flat = {"table3": _table("heads", heads, [0.0] * 4),
             "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.06] * 3)}
     c = scorecard.ablation_claims(flat, prof).set_index("claim")["verdict"]
@@ -179,3 +183,32 @@ def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_s
         assert link.resolve() == (main / "models" / "stage3_pruned" / stages.SURGERY).resolve()
         assert prefix(vrun) == (search if variant is half else None)  # other calibration samples: a new search
     assert not (ablations.prepare(run, ablations.fig5b()[0]).folder / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II
+
+
+def test_restoration_curve_changes_only_the_restoration_budget(tmp_path):
+    prof = get_profile("ci", ablation_max_train=32, ablation_users=8)
+    curve = ablations.restoration_curve((64, 128), users=20)
+    assert [v.profile(prof).distill_max_train for v in curve] == [64, 128]
+    assert [v.test_users(prof) for v in curve] == [20, 20] and ablations.table3()[0].test_users(prof) == 8
+    assert [v.name(prof) for v in curve] == ["stage1_restore64", "stage1_restore128"]
+    run = Run("ml-100k", prof, tmp_path)
+    from prunerec_utils.finetune import SUMMARY
+
+    run.model("teacher").mkdir(parents=True)
+    (run.model("teacher") / SUMMARY).write_text("{}")  # links() only needs the teacher to exist
+    shared = ablations.links(run, curve[0])
+    assert shared[ablations.variant_run(run, curve[0]).model("stage1_pruned")] == run.model("stage1_pruned")  # one cut
+    own = ablations.restoration_curve((prof.max_train,), users=20)[0]  # the main run's own budget
+    assert ablations.links(run, own)[ablations.variant_run(run, own).model("stage1")] == run.model("stage1")
+    assert ablations.variant_run(run, curve[0]).model("stage1") not in shared
+
+
+def test_restoration_summary_reads_both_ends_of_the_curve():
+    curve = pd.DataFrame({"distill_max_train": [8192, 2048], "best_kd_loss": [1.5, 2.0], "hr@20": [0.11, 0.05],
+                          "hr@20 95% CI": ["[0.09, 0.13]", "[0.03, 0.07]"], "hr@20 lo": [0.09, 0.03],
+                          "hr@20 hi": [0.13, 0.07]})
+    line = ablations.restoration_summary(curve, 8192)
+    assert line.startswith("From 2,048 to 8,192 samples: validation KD loss 2.000 → 1.500, HR@20 0.0500")
+    assert "intervals apart" in line and line.endswith("on 8,192 samples.")
+    curve.loc[0, "hr@20 lo"] = 0.06
+    assert "intervals overlap" in ablations.restoration_summary(curve, None)

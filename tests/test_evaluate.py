@@ -292,3 +292,30 @@ def test_a_stored_evaluation_is_not_reused_once_the_splits_were_made_again(tiny_
         f.write("999999,A Title Nobody Watched (1999)\n")
     evaluate.evaluate_cached(Run("ml-100k", prof, tmp_path), "teacher", tiny_model_dir, progress=False)
     assert calls == [4]
+
+
+def test_metrics_table_shows_each_metric_with_its_interval_in_one_cell():
+    from prunerec_utils.pipeline.evaluate import EvalResult, metrics_table
+
+    ci = {k: (0.01, 0.09) for k in ("hr@10", "hr@20", "ndcg@10", "ndcg@20")}
+    m = {"hr@10": 0.04, "hr@20": 0.05, "ndcg@10": 0.02, "ndcg@20": 0.025, "ci95": ci, "n": 100, "invalid": 0,
+         "distinct_top10": 37, "modal_top1_share": 0.21}
+    t = metrics_table({"teacher": EvalResult(pd.DataFrame(), m)})
+    assert t.loc["teacher", "HR@20"] == "0.0500 [0.0100, 0.0900]"
+    assert list(t.columns) == ["HR@10", "HR@20", "NDCG@10", "NDCG@20", "users", "invalid", "distinct top-10",
+                               "modal top-1"]
+
+
+def test_compare_states_the_smallest_difference_the_users_could_detect():
+    from prunerec_utils.method.metrics import detectable_difference
+    from prunerec_utils.pipeline.evaluate import EvalResult, compare
+
+    assert detectable_difference(-0.02, 0.02) == pytest.approx(0.02 / 1.959964 * 2.801585, rel=1e-5)
+    users = [str(u) for u in range(400)]
+    a = EvalResult(pd.DataFrame({"user_id": users, "rank": [0] * 60 + [-1] * 340}), {})
+    b = EvalResult(pd.DataFrame({"user_id": users, "rank": [-1] * 30 + [0] * 30 + [5] * 20 + [-1] * 320}), {})
+    row = compare(a, b).loc["hr@10"]
+    lo, hi = (float(x) for x in row["95% CI"].strip("[]").split(","))
+    assert row["detectable (80% power)"] == pytest.approx(detectable_difference(lo, hi), abs=1e-4)
+    assert row["detectable (80% power)"] > 0
+    assert compare(a, a).loc["hr@10", "detectable (80% power)"] == 0  # identical lists: no spread

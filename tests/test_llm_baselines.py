@@ -122,3 +122,33 @@ def test_paired_verdict_reads_the_sign_and_calls_equal_models_a_tie():
     assert paired_verdict(misses, hits)[1] == "does not hold"
     assert paired_verdict(hits, res([0] * 50))[1] == "tie (within noise)"
     assert paired_verdict(res([0] + [-1] * 49), misses)[1] == "holds (within noise)"
+
+
+def test_tally_keeps_decided_verdicts_apart_from_noise_profile_and_missing():
+    import pandas as pd
+
+    card = pd.DataFrame({"section": ["A", "A", "A", "B", "B", "B", "B"],
+                         "verdict": ["holds", "does not hold (within noise)", "tie", "holds at 1 of 2 levels",
+                                     "does not hold (set by the profile's shapes, not measured)",
+                                     scorecard.NOT_MEASURED, "does not hold"]})
+    t = scorecard.tally(card)
+    assert list(t.index) == ["A", "B", "total"]
+    assert t.loc["A"].to_dict() == {"holds": 1, "does not hold": 0, "partly": 0, "within noise": 2,
+                                    "set by the profile": 0, "not measured": 0}
+    assert t.loc["B", "does not hold"] == 1 and t.loc["B", "partly"] == 1 and t.loc["B", "set by the profile"] == 1
+    assert t.loc["total"].sum() == len(card)
+
+
+def test_an_amount_measured_on_a_teacher_below_most_popular_says_so():
+    import pandas as pd
+
+    from prunerec_utils.pipeline.evaluate import EvalResult
+
+    def res(ranks):
+        per_user = pd.DataFrame({"user_id": [str(i) for i in range(len(ranks))], "rank": ranks})
+        return EvalResult(per_user, {"n": len(ranks), "hr@20": sum(r >= 1 for r in ranks) / len(ranks)})
+
+    weak, strong = res([-1] * 180 + [3] * 20), res([2] * 100 + [-1] * 100)
+    assert "below most popular" in scorecard.weak_teacher_note(weak, strong)
+    assert scorecard.weak_teacher_note(strong, weak) == "" and scorecard.weak_teacher_note(weak, None) == ""
+    assert scorecard.weak_teacher_note(res([-1] * 99 + [3]), res([-1] * 98 + [3, 3])) == ""  # within noise: no note

@@ -1,4 +1,4 @@
-"""Figure helpers: intervals parsed from the tables' CI strings, files written, sweeps drawn in order."""
+"""Figure helpers: values and intervals drawn from the results, legends off the data, sweeps drawn in order."""
 
 import matplotlib
 
@@ -20,11 +20,35 @@ def _table(x=None):
     return t
 
 
-def test_interval_reads_ci_strings():
-    lo, hi = plots._interval(["[0.0300, 0.0700]", "[0.1, 0.2]"])
-    assert lo.tolist() == [0.03, 0.1] and hi.tolist() == [0.07, 0.2]
-    with pytest.raises(ValueError):
-        plots._interval(["0.03 to 0.07"])
+def _result(ranks):
+    from prunerec_utils.pipeline.evaluate import _result as make
+
+    df = pd.DataFrame({"user_id": range(len(ranks)), "item_title": ["t"] * len(ranks)})
+    ranked = [[None] * 20 if r is None else [f"x{j}" for j in range(r - 1)] + ["t"] + [f"y{j}" for j in range(20 - r)]
+              for r in ranks]
+    return make(df, ranked, {})
+
+
+def test_metric_bars_draw_each_models_value_and_interval(tmp_path):
+    res = {"a": _result([1, 3, None, 15, None, None]), "b": _result([None, 2, None, None, None, None])}
+    fig = plots.metric_bars(res, tmp_path / "m.png", metrics=("hr@10", "hr@20"))
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([res["a"].metrics["hr@10"], res["a"].metrics["hr@20"],
+                                     res["b"].metrics["hr@10"], res["b"].metrics["hr@20"]])
+    lo, hi = res["a"].metrics["ci95"]["hr@20"]
+    caps = [seg for c in ax.containers if hasattr(c, "errorbar") and c.errorbar is not None
+            for seg in c.errorbar.lines[2][0].get_segments()]
+    assert any(np.allclose([s[0][1], s[1][1]], [lo, hi]) for s in caps)  # a's HR@20 whisker spans its interval
+    assert ax.get_legend().get_texts()[0].get_text() == "a" and (tmp_path / "m.png").exists()
+
+
+def test_legends_below_sit_under_the_tick_labels(tmp_path):
+    res = {"a": _result([1, 3, None]), "b": _result([2, None, None])}
+    fig = plots.metric_bars(res, tmp_path / "m.png")
+    ax = fig.axes[0]
+    r = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(r).y1 <= ax.xaxis.get_tightbbox(r).y0 + 1  # no overlap with the axis
 
 
 def test_ablation_bars_draw_every_variant_and_the_paper_markers(tmp_path):

@@ -72,6 +72,16 @@ def paired_bootstrap(ranks_a, ranks_b, n_boot: int = 1000, seed: int = 0, level:
     return {k: (point[k], *ci[k]) for k in point}
 
 
+def detectable_difference(lo: float, hi: float, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true difference a paired comparison with 95% interval [lo, hi] would find
+    significant with probability ``power`` (two-sided, normal approximation): the interval's
+    standard error, (hi − lo) / (2·z₀.₉₇₅), times z₀.₉₇₅ + z_power (1.96 + 0.84 = 2.80)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return (hi - lo) / (2 * z) * (z + NormalDist().inv_cdf(power))
+
+
 def list_diversity(top_lists: list[list[str | None]], k: int = 10) -> dict:
     """Collapse check: distinct titles over all top-k lists, share of users with the modal top-1."""
     tops = [lst[:k] for lst in top_lists]
@@ -91,7 +101,7 @@ def lists_agreement(lists_a: list[list], lists_b: list[list], k: int = 20) -> di
 
 
 def interval_text(lo: float, hi: float, digits: int = 4) -> str:
-    """A 95% interval as the tables print it, "[lo, hi]" (read back by ``plots._interval``)."""
+    """A 95% interval as the tables print it, "[lo, hi]"."""
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

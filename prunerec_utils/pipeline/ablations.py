@@ -41,7 +41,7 @@ from .run import STAGES, Run
 from .steps import read_json
 
 HEAD_CHOICES = CHOICES["head_variant"]
-RESTORATION_ONLY = {"kd_lambda"}  # fields that change only the distillation, not the surgery
+RESTORATION_ONLY = {"kd_lambda", "distill_max_train"}  # fields that change only the distillation, not the surgery
 
 # Paper Table 3 (Stage I on Games, Qwen2-0.5B): HR@20, NDCG@20 (SPEC §3).
 PAPER_TABLE3 = {"random": (0.1034, 0.0435), "global_no_alpha": (0.1029, 0.0424), "global": (0.1111, 0.0530),
@@ -57,6 +57,7 @@ class Variant:
     through: int = 0  # the last stage it runs (0: only ``stage``)
     full_budget: bool = False  # the profile's own restoration and test users, not the reduced ablation budget
     tag: str = ""  # folder name ("" = derived from the settings)
+    users: int | None = None  # test users it is evaluated on (None: by ``full_budget``)
 
     def __post_init__(self):
         if self.stage not in (1, 2, 3) or self.last not in (1, 2, 3) or self.last < self.stage:
@@ -64,9 +65,18 @@ class Variant:
         if self.heads not in HEAD_CHOICES:
             raise PruneRecError(f"unknown head choice {self.heads!r}; choose one of {', '.join(HEAD_CHOICES)}")
 
+    def _base(self, prof) -> dict:
+        """The fields the variant sets before its overrides: its head choice and restoration budget
+        (the profile's own with ``full_budget``, else the reduced ablation budget)."""
+        budget = stages.restoration_budget(prof)
+        return {"distill_max_train": budget if self.full_budget else prof.ablation_max_train or budget,
+                "head_variant": self.heads}
+
     def effective(self, prof) -> "Variant":
-        """The same variant without the overrides that equal the profile's values."""
-        return replace(self, overrides=tuple((k, v) for k, v in self.overrides if getattr(prof, k) != v))
+        """The same variant without the overrides that change nothing (equal to the value the
+        field would have anyway)."""
+        base = {**prof.to_dict(), **self._base(prof)}
+        return replace(self, overrides=tuple((k, v) for k, v in self.overrides if base.get(k) != v))
 
     @property
     def last(self) -> int:
@@ -87,11 +97,13 @@ class Variant:
         unknown = {k for k, _ in self.overrides} - set(prof.to_dict())
         if unknown:
             raise PruneRecError(f"unknown profile field(s) in a variant: {', '.join(sorted(unknown))}")
-        max_train = prof.max_train if self.full_budget else prof.ablation_max_train or prof.max_train
-        return replace(prof, max_train=max_train, head_variant=self.heads, **dict(self.overrides))
+        return replace(prof, **{**self._base(prof), **dict(self.overrides)})  # an override of the budget wins
 
-    def users(self, prof) -> int | None:
-        """Test users it is evaluated on (the first ones of the run's fixed sample)."""
+    def test_users(self, prof) -> int | None:
+        """Test users it is evaluated on (the first ones of the run's fixed sample): its own
+        ``users``, else the profile's test users (``full_budget``) or its ablation users."""
+        if self.users:
+            return self.users
         return prof.max_test if self.full_budget else prof.ablation_users or prof.max_test
 
 
@@ -127,6 +139,14 @@ def alpha_sweep(alphas=(0.0, 0.4, 0.7, 1.0)) -> list[Variant]:
     return [Variant(1, f"α = {a:g}", (("alpha", float(a)),)) for a in alphas]
 
 
+def restoration_curve(budgets=(2048, 8192, 16384), users: int = 500, stage: int = 1) -> list[Variant]:
+    """How many distillation samples restore a stage: the method's cut of ``stage`` (shared with the
+    main run) restored on a seeded sample of each budget of training rows, evaluated on the first
+    ``users`` test users. The budget of the profile's restorations is read off this curve."""
+    return [Variant(stage, f"{b:,} samples", (("distill_max_train", int(b)),), full_budget=True,
+                    tag=f"stage{stage}_restore{int(b)}", users=users) for b in budgets]
+
+
 def lambda_sweep(lambdas=(0.0, 0.4, 0.8, 1.0)) -> list[Variant]:
     """eq. 13 KD weight λ of the Stage I restoration (paper sweeps 0..1 by 0.2)."""
     return [Variant(1, f"λ = {lam:g}", (("kd_lambda", float(lam)),)) for lam in lambdas]
@@ -145,7 +165,7 @@ def _link(src: Path, dst: Path) -> None:
 def variant_run(run: Run, variant: Variant) -> Run:
     """The variant's child run: its profile, in ``<run>/ablations/<variant name>/`` laid out like a
     runs root (``<dataset>/splits``, ``<dataset>/<profile>/…``)."""
-    return Run(run.dataset, variant.profile(run.prof), run.folder / "ablations" / variant.name(run.prof))
+    return Run(run.dataset, variant.profile(run.prof), run.folder / "ablations" / variant.name(run.prof), run.config)
 
 
 def heads_file(run: Run, variant: Variant) -> Path:
@@ -163,10 +183,13 @@ def links(run: Run, variant: Variant) -> dict[Path, Path]:
     path}``. Always the splits and the teacher; the distilled stage it starts from; for a Stage III
     variant the main run's ΔPPL search (its first steps are reused where the settings allow); for
     Stage I the main run's head scores it would compute alike, and its Stage I cut where only the
-    restoration changes. A linked output is still a cached step: the variant's own settings are
+    restoration changes; and the main run's distilled stage itself for a variant that changes
+    nothing (a full-budget point equal to the main run). A linked output is still a cached step: the variant's own settings are
     checked against its record before it is reused."""
     v, child = variant.effective(run.prof), variant_run(run, variant)
     out = {child.splits: run.splits, child.model("teacher"): run.stage("teacher")}
+    if v.full_budget and not v.overrides and v.heads == "greedy":  # the main run's own stage, restored alike
+        out[child.model(f"stage{v.stage}")] = run.model(f"stage{v.stage}")
     source = STAGES[f"stage{v.stage}"]["source"]
     if source != "teacher":
         out[child.model(source)] = run.stage(source)
@@ -218,7 +241,7 @@ def run_variant(run: Run, variant: Variant, progress: bool = False) -> dict:
     child = prepare(run, variant)
     for stage in range(variant.stage, variant.last + 1):
         out = getattr(stages, f"stage{stage}")(child, progress)
-    users = min(variant.users(run.prof) or 10**9, len(fixed_test_users(run)))
+    users = min(variant.test_users(run.prof) or 10**9, len(fixed_test_users(run)))
     res = evaluate_cached(child, f"stage{variant.last}_n{users}", out["distilled_dir"], limit=users, progress=progress)
     params = out["surgery"]["params"][f"stage{variant.last}"]
     return {"variant": variant.name(run.prof), "label": variant.label, "stage": variant.stage,
@@ -238,10 +261,23 @@ def run_group(run: Run, group: str, variants: list[Variant], progress: bool = Fa
     table = ablation_table(rows, teacher)
     atomic_write_text(run.result_file(f"ablation_{group}"),
                       json.dumps({"group": group, "users": n,
-                                  "max_train": variants[0].profile(run.prof).max_train,  # same for the group
+                                  "max_train": stages.restoration_budget(variants[0].profile(run.prof)),
                                   "teacher": {k: teacher.metrics[k] for k in METRICS},
                                   "rows": table.reset_index().to_dict(orient="records")}))
     return table
+
+
+def restoration_summary(curve: pd.DataFrame, budget: int | None) -> str:
+    """One line read off a :func:`restoration_curve` table (a ``distill_max_train`` column): the
+    validation KD loss and HR@20 from the smallest to the largest budget, whether the two HR@20
+    intervals are apart, and the budget this run's restorations use."""
+    t = curve.sort_values("distill_max_train")
+    lo, hi = t.iloc[0], t.iloc[-1]
+    apart = lo["hr@20 hi"] < hi["hr@20 lo"] or hi["hr@20 hi"] < lo["hr@20 lo"]
+    return (f"From {int(lo['distill_max_train']):,} to {int(hi['distill_max_train']):,} samples: validation KD loss "
+            f"{lo['best_kd_loss']:.3f} → {hi['best_kd_loss']:.3f}, HR@20 {lo['hr@20']:.4f} {lo['hr@20 95% CI']} → "
+            f"{hi['hr@20']:.4f} {hi['hr@20 95% CI']} ({'intervals apart' if apart else 'intervals overlap'}). "
+            f"This run restores every stage on {f'{budget:,}' if budget else 'all'} samples.")
 
 
 def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:

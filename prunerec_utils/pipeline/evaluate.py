@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from .. import PruneRecError, cli
 from ..data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
-from ..method.metrics import (METRICS, bootstrap_ci, interval_text, list_diversity, lists_agreement, metrics_from_ranks,
-                              paired_bootstrap, rank_of, retention)
+from ..method.metrics import (METRICS, bootstrap_ci, detectable_difference, interval_text, list_diversity,
+                              lists_agreement, metrics_from_ranks, paired_bootstrap, rank_of, retention)
 from ..method.title_search import TitleTrie, beam_search_generate, kernel_beams
 from ..paths import atomic_write_text, resolve, unique_temp
 from ..prompts import prompt_ids
@@ -42,12 +42,16 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # evaluation precision
 
 
 def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFrame:
-    """Table of A - B per metric with its paired 95% interval (both evaluated on the same users)."""
+    """Table of A - B per metric with its paired 95% interval (both evaluated on the same users),
+    whether it excludes 0, and the smallest difference these users could detect
+    (:func:`~prunerec_utils.method.metrics.detectable_difference`, 80% power)."""
     if not res_a.per_user["user_id"].equals(res_b.per_user["user_id"]):
         raise PruneRecError("the two evaluations are not on the same users")
     diff = paired_bootstrap(res_a.per_user["rank"], res_b.per_user["rank"])
     return pd.DataFrame({k: {"difference": round(d, digits), "95% CI": interval_text(lo, hi, digits),
-                             "significant": not lo <= 0 <= hi} for k, (d, lo, hi) in diff.items()}).T
+                             "significant": not lo <= 0 <= hi,
+                             "detectable (80% power)": round(detectable_difference(lo, hi), digits)}
+                         for k, (d, lo, hi) in diff.items()}).T
 
 
 def list_agreement(res_a: "EvalResult", res_b: "EvalResult", k: int = 20) -> dict:
@@ -284,7 +288,7 @@ def evaluate_resumable(run, model, tok, test: pd.DataFrame, name: str, settings:
                                                                          "seconds": spent + time.time() - t0})))
 
         titles = read_items(run.splits)["item_title"].tolist()
-        res = evaluate_model(model, tok, test, get_dataset_config(run.dataset), titles, run.prof.num_beams,
+        res = evaluate_model(model, tok, test, run.cfg, titles, run.prof.num_beams,
                              length_penalty, run.prof.eval_batch, run.prof.cutoff_len, progress,
                              exclude_seen=exclude_seen, done=done, checkpoint=checkpoint)
         res.metrics["seconds"] = round(spent + time.time() - t0, 1)
@@ -309,16 +313,15 @@ def popularity_cached(run, limit: int | None = None, exclude_seen: bool = False,
 
 
 def metrics_table(results: dict[str, EvalResult], digits: int = 4) -> pd.DataFrame:
-    """One row per model: HR/NDCG@10/20 with their 95% intervals, invalid count, diversity."""
+    """One row per model, one cell per metric: "value [lo, hi]" (95% bootstrap interval) for
+    HR/NDCG@10/20, then the users, invalid beams and list diversity. A display table: the numbers
+    stay in the results (figures read ``res.metrics`` and its ``ci95``)."""
     rows = {}
     for name, res in results.items():
         m = res.metrics
-        row = {}
-        for key in METRICS:
-            row[key] = round(m[key], digits)
-            row[f"{key} 95% CI"] = interval_text(*m["ci95"][key], digits)
-        row.update({"n": m["n"], "invalid": m["invalid"], "distinct top-10": m["distinct_top10"],
-                    "modal top-1 share": round(m["modal_top1_share"], 3)})
+        row = {key.upper(): f"{m[key]:.{digits}f} {interval_text(*m['ci95'][key], digits)}" for key in METRICS}
+        row.update({"users": m["n"], "invalid": m["invalid"], "distinct top-10": m["distinct_top10"],
+                    "modal top-1": round(m["modal_top1_share"], 3)})
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

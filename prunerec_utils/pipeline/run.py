@@ -41,6 +41,14 @@ class Run:
     dataset: str
     prof: object  # a :class:`prunerec_utils.profiles.Profile`
     root: str | os.PathLike | None = None  # runs root; None: ``runs/`` or ``$PRUNEREC_RUNS``
+    config: object = None  # the dataset's recipe (a DatasetConfig); None: the named dataset's
+
+    @cached_property
+    def cfg(self):
+        """The dataset's :class:`~prunerec_utils.data.DatasetConfig` (prompt words, recipe)."""
+        from ..data import get_dataset_config
+
+        return self.config if self.config is not None else get_dataset_config(self.dataset)
 
     @cached_property
     def base(self) -> Path:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import PruneRecError, cli
-from ..paths import REPO_ROOT, resolve
+from ..paths import REPO_ROOT, atomic_write_text, resolve
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RECORD_TAG = "run-record"  # the markdown cell the runner adds under the title
@@ -218,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
         seconds = run_notebook(nb, out, params)
         print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
+    book = REPO_ROOT / "book"
+    if out.is_relative_to(book):  # a book's chapters: its introduction includes what the run found
+        from ..studies.findings import findings_markdown
+        from .run import Run
+
+        run = Run(dataset, get_profile(prof.name, seed=args.seed), args.runs_root)
+        atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
+        print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
     return 0
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .. import PruneRecError
 from ..assets import load_model, load_tokenizer
-from ..data import get_dataset_config, read_items
+from ..data import read_items
 from ..finetune import SUMMARY, LeftPadCollator, finetune, tokenize_split, training_settings
 from ..identity import model_identity
 from ..method.distill import distill
@@ -57,7 +57,7 @@ def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Pa
     settings = {**training_settings(prof), "base_id": model_identity(base), "data_id": run.data_id()}
     summary = steps.stored(out / SUMMARY, settings, remove=out)
     if summary is None:
-        tok, cfg = load_tokenizer(base), get_dataset_config(run.dataset)
+        tok, cfg = load_tokenizer(base), run.cfg
         train_ds, valid_ds = (tokenize_split(run.rows("budget", n, split), tok, cfg, prof.cutoff_len)
                               for n, split in ((prof.max_train, "train"), (prof.max_valid, "valid")))
         summary = finetune(load_model(base), tok, train_ds, valid_ds, out, prof, progress=progress,
@@ -103,7 +103,7 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
         else:
             model, tok = load_model(tdir), load_tokenizer(tdir)
             rows = run.rows("importance", prof.importance_samples)
-            batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], get_dataset_config(run.dataset),
+            batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], run.cfg,
                                   prof.cutoff_len, quirk_last_padded=kwargs.pop("quirk_last_padded", False))
             imp = head_importance(model, batch, num_prune, alpha, prof.epsilon, progress=progress,
                                   greedy=variant == "greedy", **kwargs)
@@ -147,7 +147,7 @@ def stage1_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
         after_heads = param_counts(model)
         rows = run.rows("importance", prof.importance_samples)
         t0 = time.time()
-        hid = hidden_importance(model, _collated(tok, rows, get_dataset_config(run.dataset), prof.cutoff_len),
+        hid = hidden_importance(model, _collated(tok, rows, run.cfg, prof.cutoff_len),
                                 prof.hidden_variant, seed=prof.seed)
         dims = top_dims(hid, prof.kept_heads * head_dim(model.config))
         prune_hidden(model, dims)
@@ -169,7 +169,7 @@ def surgery_params(pruned_dir: Path, key: str) -> dict | None:
 def samples(run: Run, n: int, purpose: str, tok) -> dict:
     """``n`` seeded training samples drawn for ``purpose`` (:data:`prunerec_utils.pipeline.run.SAMPLES`),
     tokenised as prompt + answer and left-padded: input_ids etc. ``[n, T]``."""
-    return _collated(tok, run.rows(purpose, n), get_dataset_config(run.dataset), run.prof.cutoff_len)
+    return _collated(tok, run.rows(purpose, n), run.cfg, run.prof.cutoff_len)
 
 
 def stage2_prune(run: Run) -> tuple[Path, dict]:
@@ -246,7 +246,7 @@ def layer_search_prefix(run: Run, settings: dict) -> dict | None:
 
 def dataset_texts(run: Run) -> tuple[list[str], list[str]]:
     """Every prompt of every split, as the evaluator and trainer write it, and every item title."""
-    cfg = get_dataset_config(run.dataset)
+    cfg = run.cfg
     prompts = [prompt_text(h, cfg) for s in ("train", "valid", "test") for h in run.split(s)["history_item_title"]]
     return prompts, read_items(run.splits)["item_title"].tolist()
 
@@ -282,21 +282,30 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
     return run.model_step(f"{source}_vocab", SURGERY, settings, build)
 
 
+def restoration_budget(prof) -> int | None:
+    """Training samples of a distillation: the profile's ``distill_max_train``, else the teacher's
+    ``max_train`` (None: the whole split)."""
+    return prof.distill_max_train or prof.max_train
+
+
 def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = False) -> tuple[Path, dict]:
-    """Distil ``student_dir`` from the teacher on the teacher's own training samples → ``models/<out_name>``.
+    """Distil ``student_dir`` from the teacher on a seeded sample of :func:`restoration_budget`
+    training rows (the teacher's own when the budgets are equal) → ``models/<out_name>``.
 
     Stored with the training settings (:func:`prunerec_utils.finetune.training_settings`), λ, and
     the identities of the student, the teacher and the data; another of any is refused."""
     prof, tdir = run.prof, run.stage("teacher")
-    settings = {**training_settings(prof), "kd_lambda": prof.kd_lambda, "student_id": model_identity(student_dir),
+    budget = restoration_budget(prof)
+    settings = {**training_settings(prof), "max_train": budget, "kd_lambda": prof.kd_lambda,
+                "student_id": model_identity(student_dir),
                 "teacher_id": model_identity(tdir), "data_id": run.data_id()}
 
     out = run.model(out_name)
     summary = steps.stored(out / SUMMARY, settings, remove=out)
     if summary is None:
-        tok, cfg = load_tokenizer(tdir), get_dataset_config(run.dataset)
+        tok, cfg = load_tokenizer(tdir), run.cfg
         train_ds, valid_ds = (tokenize_split(run.rows("budget", n, split), tok, cfg, prof.cutoff_len)
-                              for n, split in ((prof.max_train, "train"), (prof.max_valid, "valid")))
+                              for n, split in ((budget, "train"), (prof.max_valid, "valid")))
         summary = distill(load_model(student_dir), load_model(tdir), tok, train_ds, valid_ds, out, prof,
                           prof.kd_lambda, progress, settings=settings, lock=run.folder)
     return out, summary

@@ -1,4 +1,8 @@
-"""Shared figure helpers: every figure is saved as PNG into the run folder and returned for display."""
+"""Shared figure helpers: every figure is saved as PNG into the run folder and returned for display.
+
+Figures are drawn for the book's page: at most two panels per row, :data:`PAGE_WIDTH` inches wide at
+:data:`DPI`, so the browser shows them at about their drawn size (labels stay readable) and legends
+sit outside the data (below the panels) where they would cover it."""
 
 from __future__ import annotations
 
@@ -9,33 +13,71 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-sns.set_theme(style="whitegrid", context="notebook")
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+PAGE_WIDTH, DPI = 7.6, 100  # inches, dots per inch: ≈ 760 px, the book's text column at 1280 px
+plt.rcParams["figure.dpi"] = DPI  # the inline copy the notebook shows has the same size as the file
+
+
+def _panels(n: int, height: float = 3.2, cols: int = 2, width: float = PAGE_WIDTH, **kw):
+    """A figure of ``n`` panels, at most ``cols`` per row, page-wide; returns (fig, [axes])."""
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width if cols > 1 else 0.8 * width, height * rows),
+                             squeeze=False, **kw)
+    for ax in axes.ravel()[n:]:
+        ax.remove()
+    return fig, list(axes.ravel()[:n])
+
+
+def _legend_below(ax, ncol: int = 2, handles=None, **kw):
+    """The legend under the panel, outside the data (placed under the tick labels by :func:`_save`)."""
+    leg = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, fontsize=8,
+                    frameon=False, **kw)
+    leg.below = True
+
+
+def _place_legends(fig) -> None:
+    """Move every :func:`_legend_below` legend just under its panel's tick labels, then let
+    ``tight_layout`` make room for it (twice: the room moves the labels a little)."""
+    for _ in range(2):
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is None or not getattr(leg, "below", False):
+                continue
+            leg.set_visible(False)
+            bottom = ax.get_tightbbox(renderer).y0
+            leg.set_visible(True)
+            y = ax.transAxes.inverted().transform((0, bottom))[1]
+            leg.set_bbox_to_anchor((0.5, y - 0.02), transform=ax.transAxes)
+        fig.tight_layout()
 
 
 def _save(fig, path: str | Path | None):
-    fig.tight_layout()
+    _place_legends(fig)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")  # "tight" keeps the legends drawn below
     return fig
 
 
-def _interval(values) -> tuple:
-    """Lower and upper bounds from "[lo, hi]" strings (the tables' 95% CI columns)."""
-    lo, hi = zip(*[(float(a), float(b)) for a, b in (str(v).strip("[]").split(",") for v in values)])
-    return np.array(lo), np.array(hi)
+def _ci(results: dict, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Value, lower and upper 95% bound of ``metric`` for every result (``EvalResult`` values)."""
+    vals = np.array([r.metrics[metric] for r in results.values()])
+    lo, hi = (np.array([r.metrics["ci95"][metric][j] for r in results.values()]) for j in (0, 1))
+    return vals, lo, hi
 
 
 def split_timeline(splits: dict[str, pd.DataFrame], path=None):
     """Target timestamps per split (the global temporal 8:1:1 cut) and history lengths."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a, b) = _panels(2)
     every = pd.concat(splits.values())
     edges = pd.to_datetime(pd.Series(range(41)) * (every["timestamp"].max() - every["timestamp"].min()) / 40
                            + every["timestamp"].min(), unit="s")  # one set of bins for all splits
     for name, df in splits.items():
         a.hist(pd.to_datetime(df["timestamp"], unit="s"), bins=edges, alpha=0.8, label=f"{name} ({len(df):,})")
     a.set(xlabel="target time", ylabel="samples", title="Temporal split")
-    a.legend()
+    _legend_below(a, ncol=3)
     a.tick_params(axis="x", rotation=30)
     lens = every["history_item_id"].map(len)
     b.hist(lens, bins=range(0, lens.max() + 2), align="left", rwidth=0.8)
@@ -43,39 +85,37 @@ def split_timeline(splits: dict[str, pd.DataFrame], path=None):
     return _save(fig, path)
 
 
-def training_curve(log_history: list[dict], path=None):
-    """Training loss per logging step and validation loss per epoch (response tokens only)."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+def training_curve(log_history: list[dict], path=None, title: str = "BIGRec fine-tune",
+                   ylabel: str = "cross-entropy (nats / answer token)"):
+    """Training loss per logging step and validation loss per evaluation (response tokens only).
+    The fine-tune's loss is the cross-entropy; a distillation passes its own ``title`` and
+    ``ylabel`` (eq. 13: λ·KL + CE)."""
+    fig, (ax,) = _panels(1)
     tr = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
     ev = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
     if tr:
         ax.plot(*zip(*tr), marker=".", label="train loss")
     if ev:
         ax.plot(*zip(*ev), marker="o", linestyle="--", label="validation loss")
-    ax.set(xlabel="optimizer step", ylabel="cross-entropy (nats / answer token)", title="BIGRec fine-tune")
-    ax.legend()
+    ax.set(xlabel="optimizer step", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def metric_bars(table: pd.DataFrame, path=None, metrics=("hr@10", "hr@20", "ndcg@10", "ndcg@20")):
-    """Grouped bars of HR/NDCG@K per model with 95% bootstrap intervals as error bars."""
-    rows = []
-    for m in metrics:
-        lo, hi = _interval(table[f"{m} 95% CI"])
-        rows += [{"model": model, "metric": m, "value": v, "lo": a, "hi": b}
-                 for model, v, a, b in zip(table.index, table[m], lo, hi)]
-    df = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    models = list(table.index)
-    width = 0.8 / len(models)
-    for i, model in enumerate(models):
-        sub = df[df["model"] == model]
-        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(metrics))]
-        ax.bar(xs, sub["value"], width, label=model,
-               yerr=[sub["value"] - sub["lo"], sub["hi"] - sub["value"]], capsize=3)
-    ax.set_xticks(range(len(metrics)), metrics)
-    ax.set(ylabel="value on the test sample", title="Recommendation quality (95% bootstrap CI)")
-    ax.legend()
+def metric_bars(results: dict, path=None, metrics=("hr@10", "hr@20", "ndcg@10", "ndcg@20")):
+    """Grouped bars of HR/NDCG@K per model (``results``: label → ``EvalResult``) with the 95%
+    bootstrap intervals as error bars."""
+    fig, (ax,) = _panels(1, height=3.4)
+    width = 0.8 / len(results)
+    cols = [_ci(results, m) for m in metrics]  # per metric: values, lows, highs over the models
+    for i, model in enumerate(results):
+        vals = np.array([c[0][i] for c in cols])
+        lo, hi = np.array([c[1][i] for c in cols]), np.array([c[2][i] for c in cols])
+        xs = np.arange(len(metrics)) + (i - (len(results) - 1) / 2) * width
+        ax.bar(xs, vals, width, label=model, yerr=[vals - lo, hi - vals], capsize=3)
+    ax.set_xticks(range(len(metrics)), [m.upper() for m in metrics])
+    ax.set(ylabel="value on the test users", title="Recommendation quality (95% bootstrap CI)")
+    _legend_below(ax, ncol=min(3, len(results)), handles=None)
     return _save(fig, path)
 
 
@@ -85,7 +125,7 @@ def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | No
     ``table``: :func:`prunerec_utils.studies.learning_curve.curve_table`; ``popular``: its metrics dict with
     ``ci95``; ``own``: ``{"samples", "hr@20", "ndcg@20"}`` of this run's teacher, drawn as a star.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = _panels(3)
     x = table.index.to_numpy()
     for ax, m in zip(axes[:2], ("hr@20", "ndcg@20")):
         ax.plot(x, table[m], marker="o", label="fine-tuned teacher")
@@ -99,7 +139,7 @@ def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | No
         ax.set(xscale="log", xlabel="training samples", ylabel=m, title=f"{m.upper()} (95% CI)")
         ax.set_xticks(x, [f"{v:,}" for v in x], rotation=30)
         ax.minorticks_off()
-    axes[0].legend(fontsize=8)
+    _legend_below(axes[1], ncol=1)
     c = axes[2]
     c.plot(x, table["distinct top-10"], marker="o", color="C2", label="distinct top-10 titles")
     c.set(xscale="log", xlabel="training samples", ylabel="distinct titles", title="List diversity")
@@ -109,7 +149,7 @@ def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | No
     c2.plot(x, table["modal top-1 share"], marker="s", color="C4", label="modal top-1 share")
     c2.set(ylabel="modal top-1 share", ylim=(0, 1))
     c2.grid(False)
-    c.legend(handles=c.get_lines() + c2.get_lines(), fontsize=8, loc="center right")
+    _legend_below(c, ncol=1, handles=c.get_lines() + c2.get_lines())
     if device:
         fig.suptitle(f"Teacher learning curve (measured on {device})")
     return _save(fig, path)
@@ -120,10 +160,10 @@ def head_heatmaps(records: dict[str, dict], path=None):
     pruned heads crossed out."""
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(records), figsize=(4.2 * len(records), 5.5), squeeze=False)
-    for ax, (label, rec) in zip(axes[0], records.items()):
+    fig, axes = _panels(len(records), height=5.0)
+    for ax, (label, rec) in zip(axes, records.items()):
         mixed = np.array(rec["mixed"])
-        sns.heatmap(mixed, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=ax is axes[0][-1],
+        sns.heatmap(mixed, ax=ax, cmap="viridis", vmin=0, vmax=1, cbar=ax is axes[-1],
                     cbar_kws={"label": "importance (normalised, mixed)"})
         for layer, pruned in enumerate(rec["pruned"]):
             for h in pruned:
@@ -140,12 +180,12 @@ def hidden_importance_curve(importance: list[float], kept: list[int], path=None)
     imp = np.asarray(importance)
     keep = np.zeros(len(imp), bool)
     keep[kept] = True
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a, b) = _panels(2)
     order = np.argsort(-imp, kind="stable")
     a.plot(range(1, len(imp) + 1), imp[order])
     a.axvline(len(kept), color="C3", linestyle="--", label=f"d' = {len(kept)} kept")
     a.set(yscale="log", xlabel="rank", ylabel="importance", title="Hidden dimensions, sorted (eq. 7)")
-    a.legend()
+    a.legend(fontsize=8)
     b.scatter(np.flatnonzero(keep), imp[keep], s=6, label="kept")
     b.scatter(np.flatnonzero(~keep), imp[~keep], s=6, color="grey", label="removed")
     b.set(yscale="log", xlabel="dimension index", ylabel="importance", title="By index")
@@ -160,25 +200,25 @@ def mlp_thresholds(rec: dict, path=None):
 
     q = np.array(rec["abs_activation_quantiles"])  # [L, 3]
     layers = np.arange(len(q))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a, b) = _panels(2, height=3.4)
     for j, name in enumerate(("median", "90%", "99%")):
         a.plot(layers, q[:, j], marker=".", label=f"|H| {name}")
     a.plot(layers, rec["tau"], color="k", linestyle="--", label=f"τ (quantile {rec['tau_quantile']})")
     a.set(yscale="log", xlabel="layer", ylabel="|up_proj output|", title="Activation scale and τ per layer")
-    a.legend(fontsize=8)
+    _legend_below(a, ncol=2)
     scores = np.array(rec["scores"])
     b.hist(scores.ravel(), bins=np.arange(scores.max() + 2) - 0.5, color="C0")
     b.set(xlabel=f"S(d): samples (of {rec['samples']}) with |H_d| > τ", ylabel="neurons (all layers)",
-          title=f"Counts; keep {rec['k']} of {rec['intermediate_before']} per layer")
+          title=f"Keep {rec['k']} of {rec['intermediate_before']} per layer")
     return _save(fig, path)
 
 
 def layer_search(rec: dict, path=None):
     """Stage III: ΔPPL of every layer at the first step, and perplexity along the removal order."""
     first = {int(k): v for k, v in rec["steps"][0]["delta"].items()}
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a, b) = _panels(2, height=3.4)
     a.bar(list(first), list(first.values()), color=["C3" if k in rec["removed"] else "C0" for k in first])
-    a.set(xlabel="layer", ylabel="ΔPPL if removed first", title="Layer cost at step 1 (red: removed eventually)")
+    a.set(xlabel="layer", ylabel="ΔPPL if removed first", title="Cost at step 1 (red: removed)")
     ppl = [rec["base_ppl"]] + [s["ppl"] for s in rec["steps"]]
     b.plot(range(len(ppl)), ppl, marker="o")
     b.set_xticks(range(len(ppl)), ["none"] + [str(s["removed"]) for s in rec["steps"]], rotation=60, fontsize=7)
@@ -187,16 +227,15 @@ def layer_search(rec: dict, path=None):
     return _save(fig, path)
 
 
-def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
+def stage_figure(results: dict, params: pd.Series, path=None):
     """The paper's Figure 4 for our run: HR@20 / NDCG@20 per stage (bars, 95% CI) and the
-    non-embedding parameter count (line, right axis, log scale). ``metrics`` as from
-    :func:`prunerec_utils.pipeline.evaluate.metrics_table`; ``params`` non-embedding count per stage."""
-    stages = list(metrics.index)
+    non-embedding parameter count (line, right axis, log scale). ``results``: stage label →
+    ``EvalResult``; ``params`` non-embedding count per stage label."""
+    stages = list(results)
     x = np.arange(len(stages))
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, (ax,) = _panels(1, height=3.6)
     for i, m in enumerate(("hr@20", "ndcg@20")):
-        lo, hi = _interval(metrics[f"{m} 95% CI"])
-        vals = metrics[m].to_numpy()
+        vals, lo, hi = _ci(results, m)
         ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(), yerr=[vals - lo, hi - vals], capsize=3)
     ax.set_xticks(x, stages)
     ax.set(ylabel="metric (95% CI)", title="Per stage: quality and size")
@@ -204,7 +243,7 @@ def stage_figure(metrics: pd.DataFrame, params: pd.Series, path=None):
     ax2.plot(x, params.loc[stages].to_numpy(), color="k", marker="s", label="non-embedding parameters")
     ax2.set(yscale="log", ylabel="non-embedding parameters")
     ax2.grid(False)
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_lines(), fontsize=8, loc="upper right")
+    _legend_below(ax, ncol=3, handles=ax.get_legend_handles_labels()[0] + ax2.get_lines())
     return _save(fig, path)
 
 
@@ -212,8 +251,8 @@ def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = 
     """Measured latency against total parameters, one panel per family of
     :func:`prunerec_utils.studies.efficiency.tables`; the dotted line is the latency each model would
     have if time fell exactly with FLOPs (the reference's latency divided by the FLOP bound)."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(5.6 * len(tables), 4), squeeze=False)
-    for ax, (family, t) in zip(axes[0], tables.items()):
+    fig, axes = _panels(len(tables), height=3.6)
+    for ax, (family, t) in zip(axes, tables.items()):
         for op, marker in (("recommend", "o"), ("beam_step", "s"), ("prefill", "^"), ("decode", "v")):
             if f"{op} ms" not in t:
                 continue
@@ -225,7 +264,7 @@ def latency_vs_params(tables: dict[str, pd.DataFrame], path=None, device: str = 
             ax.annotate(name, (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlabel="total parameters", ylabel="ms (median)",
                title=f"{family}" + (f" — {device}" if device else ""))
-        ax.legend(fontsize=8, title="dotted: FLOP-proportional", title_fontsize=7)
+        _legend_below(ax, ncol=2, title="dotted: FLOP-proportional", title_fontsize=7)
     return _save(fig, path)
 
 
@@ -234,16 +273,17 @@ def activation_concentration(tables: dict[str, pd.DataFrame], path=None):
     kind of unit (``tables``: "MLP units" → :func:`prunerec_utils.studies.observe.concentration`, ...), one
     panel per K, one line per model."""
     ks = sorted(next(iter(tables.values()))["K"].unique())
-    fig, axes = plt.subplots(len(tables), len(ks), figsize=(5.5 * len(ks), 3.6 * len(tables)), squeeze=False)
+    fig, flat = _panels(len(tables) * len(ks), height=3.0, cols=len(ks))
+    axes = [flat[i * len(ks):(i + 1) * len(ks)] for i in range(len(tables))]
     for row, (what, table) in zip(axes, tables.items()):
         layers = sorted(table["layer"].unique())
         for ax, k in zip(row, ks):
             for model, g in table[table["K"] == k].groupby("model", sort=False):
                 ax.plot(g["layer"], 100 * g["share"], marker="o", markersize=4, label=model)
             ax.axhline(100 * k, color="grey", linestyle=":", label="all units equal")
-            ax.set(xlabel="layer (0-based)", ylabel="share of Σ|activation| (%)", title=f"Top {k:.0%} of {what}")
+            ax.set(xlabel="layer (0-based)", ylabel="share of Σ|act.| (%)", title=f"Top {k:.0%} of {what}")
             ax.set_xticks(layers[::max(1, round(len(layers) / 10))])  # about ten labels, whatever the depth
-    axes[0][0].legend(fontsize=8)
+    _legend_below(axes[-1][0], ncol=3)
     return _save(fig, path)
 
 
@@ -254,8 +294,8 @@ def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.
     from .observe import top_count
 
     layers = list(next(iter(curves.values())))
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.6), squeeze=False)
-    for ax, layer in zip(axes[0], layers):
+    fig, axes = _panels(len(layers), height=3.0)
+    for ax, layer in zip(axes, layers):
         for i, (label, per_layer) in enumerate(curves.items()):
             y = per_layer[layer]
             ax.plot(np.arange(1, len(y) + 1), y, color=f"C{i}", label=label)
@@ -266,14 +306,14 @@ def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.
         for k, style in zip(ks, ("--", ":", "-.")):
             ax.axvline(top_count(k, units), color="grey", linestyle=style, label=f"top {k:.0%} cut")
         ax.set(yscale="log", xlabel="unit rank", ylabel="mean |activation|", title=f"{what}, layer {layer}")
-    axes[0][0].legend(fontsize=8)
+    _legend_below(axes[-1], ncol=2)
     return _save(fig, path)
 
 
 def pruning_retention(table: pd.DataFrame, path=None):
     """Fig 1b: retention (mean over HR/NDCG@10/20 of pruned / unpruned) and HR@20 / NDCG@20 against
     sparsity, per method. ``table``: :func:`prunerec_utils.studies.observe.sparsity_sweep`."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a, b) = _panels(2, height=3.4)
     pruned = table[table["method"] != "teacher"]
     for i, (method, g) in enumerate(pruned.groupby("method", sort=False)):
         x = 100 * g["sparsity"]
@@ -286,13 +326,13 @@ def pruning_retention(table: pd.DataFrame, path=None):
                ha="center", va="center")
     a.set(xlabel="sparsity (% of decoder linear weights)", ylabel="retention (pruned / unpruned)",
           title="Retention, mean over HR/NDCG@10/20")
-    a.legend(fontsize=8)
+    _legend_below(a, ncol=1)
     teacher = table[table["method"] == "teacher"].iloc[0]
     b.axhline(teacher["hr@20"], color="k", linestyle=":", label="unpruned HR@20")
     b.axhline(teacher["ndcg@20"], color="grey", linestyle=":", label="unpruned NDCG@20")
     b.set(xlabel="sparsity (% of decoder linear weights)", ylabel="metric on the test users",
           title=f"Constrained beam search ({int(teacher['n'])} users)")
-    b.legend(fontsize=7)
+    _legend_below(b, ncol=1)
     for ax in (a, b):
         ax.set_xticks(sorted(100 * pruned["sparsity"].unique()))
     a.set_xlim(b.get_xlim())
@@ -303,7 +343,7 @@ def validation_curves(histories: dict[str, list[dict]], path=None):
     """ID-based baselines: validation NDCG@20 (full ranking) per epoch, one line per grid point;
     the best epoch of each is circled (the weights kept). ``histories``:
     :func:`prunerec_utils.studies.baselines.validation_histories`."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, (ax,) = _panels(1, height=3.4)
     for i, (label, hist) in enumerate(histories.items()):
         epochs, ndcg = [h["epoch"] for h in hist], [h["ndcg@20"] for h in hist]
         ax.plot(epochs, ndcg, marker=".", color=f"C{i}", label=label)
@@ -312,7 +352,7 @@ def validation_curves(histories: dict[str, list[dict]], path=None):
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="validation NDCG@20 (full ranking)",
            title="Baselines: validation per epoch (circle: epoch kept)")
-    ax.legend(fontsize=8)
+    _legend_below(ax, ncol=3)
     return _save(fig, path)
 
 
@@ -320,7 +360,7 @@ def ablation_bars(table: pd.DataFrame, path=None, title: str = "", paper: pd.Dat
     """Table 3 / Fig 5a: HR@20 (95% CI) and NDCG@20 per variant, with the average retention on the
     right; ``paper`` (columns "paper hr@20", "paper ndcg@20", same index) adds the paper's values
     as black markers. ``table``: :func:`prunerec_utils.pipeline.ablations.ablation_table`."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (a, b) = _panels(2, height=3.6, gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(table))
     lo, hi = table["hr@20 lo"].to_numpy(), table["hr@20 hi"].to_numpy()
     a.bar(x - 0.2, table["hr@20"], 0.4, label="HR@20 (95% CI)", yerr=[table["hr@20"] - lo, hi - table["hr@20"]],
@@ -331,7 +371,7 @@ def ablation_bars(table: pd.DataFrame, path=None, title: str = "", paper: pd.Dat
         a.plot(x + 0.2, paper["paper ndcg@20"], "kx", label="paper NDCG@20 (Games)")
     a.set_xticks(x, table.index, rotation=15, ha="right", fontsize=8)
     a.set(ylabel=f"metric ({int(table['n'].iloc[0])} test users)", title=title)
-    a.legend(fontsize=7)
+    _legend_below(a, ncol=2)
     b.barh(x, table["avg retention"], color="C2")
     b.axvline(1.0, color="k", linestyle=":")
     b.set_yticks(x, table.index, fontsize=8)
@@ -345,7 +385,7 @@ def ablation_sweep(table: pd.DataFrame, x: str, path=None, xlabel: str = "", tit
     """Fig 5b/5c and the α/λ sweeps: HR@20 (95% CI) and NDCG@20 against the swept setting ``x``
     (a column of the table), average retention on the right; ``method`` marks the method's value."""
     t = table.sort_values(x)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a, b) = _panels(2, height=3.4)
     lo, hi = t["hr@20 lo"].to_numpy(), t["hr@20 hi"].to_numpy()
     a.errorbar(t[x], t["hr@20"], yerr=[t["hr@20"] - lo, hi - t["hr@20"]], marker="o", capsize=3,
                label="HR@20 (95% CI)")
@@ -359,6 +399,6 @@ def ablation_sweep(table: pd.DataFrame, x: str, path=None, xlabel: str = "", tit
         ax.set(xlabel=xlabel or x)
     a.set(ylabel=f"metric ({int(t['n'].iloc[0])} test users)", title=title)
     b.set(ylabel="avg retention vs teacher", title="Retention (same users)")
-    a.legend(fontsize=8)
-    b.legend(fontsize=8)
+    _legend_below(a, ncol=2)
+    _legend_below(b, ncol=2)
     return _save(fig, path)

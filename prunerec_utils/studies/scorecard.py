@@ -8,7 +8,8 @@ results files; nothing is computed or typed in. A
 claim whose files are missing reads "not measured here". A comparison of two models reads
 "holds" or "does not hold" by the sign of the difference ("tie" when it is zero to the four decimals shown), and
 "(within noise)" is added when the paired bootstrap over users
-(:func:`prunerec_utils.pipeline.evaluate.compare`) gives a 95% interval of the difference that contains zero.
+(:func:`prunerec_utils.pipeline.evaluate.compare`) gives a 95% interval of the difference that contains zero;
+such a row also states the smallest difference those users could have detected (80% power).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _row(section: str, claim: str, paper: str, ours: str = "—", verdict: str =
 def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
     """Is model A better than B on ``metric`` (same users)? → (our numbers, verdict)."""
     d = compare(a, b).loc[metric]
-    ours = f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} {d['95% CI']}"
+    ours = (f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} "
+            f"{d['95% CI']}; smallest detectable {d['detectable (80% power)']:.4f}")
     return ours, order_word(d["difference"]) + ("" if d["significant"] else " (within noise)")
 
 
@@ -81,7 +83,8 @@ def observation_rows(folder) -> list[dict]:
 
 def headline_rows(folder) -> list[dict]:
     """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (SPEC §8)."""
-    teacher, s1, s3 = (load_result(folder, n) for n in ("teacher", "stage1", "stage3"))
+    teacher, s1, s3, popular = (load_result(folder, n) for n in ("teacher", "stage1", "stage3", "most_popular"))
+    caveat = weak_teacher_note(teacher, popular)
     models = folder / "models"
     p1, p3 = surgery_params(models / "stage1_pruned", "stage1"), surgery_params(models / "stage3_pruned", "stage3")
     p0 = surgery_params(models / "stage1_pruned", "teacher")
@@ -91,7 +94,8 @@ def headline_rows(folder) -> list[dict]:
     if teacher is not None and s1 is not None and p1 and p0:
         ret = retention(s1.metrics, teacher.metrics)["avg"]
         cut = 1 - p1["attention"] / p0["attention"]
-        attn.update(ours=f"{1 - ret:+.1%} drop (avg retention {ret:.1%}), {cut:.0%} fewer attention parameters",
+        attn.update(ours=f"{1 - ret:+.1%} drop (avg retention {ret:.1%}), {cut:.0%} fewer attention parameters"
+                    + caveat,
                     verdict=NO_HIT if pd.isna(ret) else "holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
     rows.append(attn)
     head = _row("Headline", "≈ 88% average retention of the teacher's metrics after Stages I-III",
@@ -100,7 +104,7 @@ def headline_rows(folder) -> list[dict]:
                  f"< {PAPER_PARAM_SHARE:.0%} (Qwen2-0.5B: ≈ 358M → ≈ 14M)")
     if teacher is not None and s3 is not None:
         ret = retention(s3.metrics, teacher.metrics)["avg"]
-        head.update(ours=f"{ret:.1%} (HR/NDCG@10/20, {teacher.metrics['n']} users)",
+        head.update(ours=f"{ret:.1%} (HR/NDCG@10/20, {teacher.metrics['n']} users)" + caveat,
                     verdict=NO_HIT if pd.isna(ret) else "holds" if ret >= PAPER_RETENTION else "does not hold")
     if p3 and p0:
         frac = p3["non_embedding"] / p0["non_embedding"]
@@ -108,6 +112,19 @@ def headline_rows(folder) -> list[dict]:
                      verdict=("holds" if frac < PAPER_PARAM_SHARE else "does not hold")
                      + " (set by the profile's shapes, not measured)")
     return rows + [head, share]
+
+
+def weak_teacher_note(teacher, popular) -> str:
+    """The note an amount measured against ``teacher`` carries when the teacher is significantly
+    below most-popular on HR@20 (retention of a teacher that knows only popularity says little);
+    "" otherwise."""
+    if teacher is None or popular is None or teacher.metrics["n"] != popular.metrics["n"]:
+        return ""
+    d = compare(teacher, popular).loc["hr@20"]
+    if not d["significant"] or d["difference"] >= 0:
+        return ""
+    return (f"; measured on a teacher below most popular (HR@20 {teacher.metrics['hr@20']:.4f} vs "
+            f"{popular.metrics['hr@20']:.4f}), so it says little about pruning")
 
 
 def comparison_rows(run) -> list[dict]:
@@ -135,14 +152,44 @@ def comparison_rows(run) -> list[dict]:
 def ablation_rows(run) -> list[dict]:
     """Table 3 and Fig 5 claims from ``results/ablation_<group>.json`` (notebook 06)."""
     tables = {g: ablations.load_group(run, g) for g in ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")}
-    return [_row("Ablations", r["claim"], r["paper"], r["ours (HR@20)"], r["verdict"])
-            for _, r in ablation_claims(tables, run.prof).iterrows()]
+    return [_row("Ablations", r["claim"], r["paper"],
+                 r["ours (HR@20)"] + ("" if r["detectable"] == "—" else f"; smallest detectable {r['detectable']}"),
+                 r["verdict"]) for _, r in ablation_claims(tables, run.prof).iterrows()]
 
 
 def scorecard(run) -> pd.DataFrame:
     """Every claim, in the paper's order: observations, stages and headline, ablations, Table 2."""
     rows = observation_rows(run.folder) + headline_rows(run.folder) + ablation_rows(run) + comparison_rows(run)
     return pd.DataFrame(rows)
+
+
+KINDS = ("holds", "does not hold", "partly", "within noise", "set by the profile", "not measured")
+
+
+def verdict_kind(verdict: str) -> str:
+    """How decisive a verdict is: "holds" / "does not hold" (decided), "partly" (holds at some
+    levels), "within noise" (the sign could flip with other users or seeds; ties too), "set by
+    the profile" (a number we chose, not measured), "not measured" (missing or not measurable)."""
+    if verdict.startswith(("not measur", "cannot")):
+        return "not measured"
+    if "set by the profile" in verdict:
+        return "set by the profile"
+    if "within noise" in verdict or verdict.startswith("tie"):
+        return "within noise"
+    if verdict.startswith("holds at"):
+        return "partly"
+    return "does not hold" if verdict.startswith("does not hold") else "holds"
+
+
+def tally(card: pd.DataFrame) -> pd.DataFrame:
+    """Verdicts counted per section by :func:`verdict_kind`: decided ones apart from those within
+    noise, set by the profile or not measured; a "total" row at the bottom."""
+    kinds = card["verdict"].map(verdict_kind)
+    t = pd.crosstab(card["section"], kinds).reindex(columns=list(KINDS), fill_value=0)
+    t = t.reindex(list(dict.fromkeys(card["section"])))  # the scorecard's order, not alphabetical
+    t.loc["total"] = t.sum()
+    t.columns.name = t.index.name = None
+    return t
 
 
 # ---- observations (notebook 02) --------------------------------------------------------------
@@ -196,6 +243,16 @@ def _hr_interval(row) -> tuple[float, float]:
     return float(row["hr@20 lo"]), float(row["hr@20 hi"])
 
 
+def unpaired_detectable(rows) -> float:
+    """The smallest HR@20 gap between two compared rows (of those given, the two with the widest
+    intervals) that their users could detect with 80% power: each row's standard error read off
+    its 95% interval, combined as for independent samples, times 1.96 + 0.84."""
+    from ..method.metrics import detectable_difference
+
+    widths = sorted(((hi - lo) for lo, hi in (_hr_interval(r) for r in rows)), reverse=True)[:2]
+    return detectable_difference(-0.5 * np.hypot(*widths), 0.5 * np.hypot(*widths))
+
+
 def order_word(margin: float, tie: str = "tie") -> str:
     """"holds" when ``margin`` > 0 (the claimed order), "does not hold" when < 0, ``tie`` at 0."""
     return "holds" if margin > 0 else "does not hold" if margin < 0 else tie
@@ -228,16 +285,19 @@ def _fmt(table: pd.DataFrame) -> str:
 
 
 def ablation_claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
-    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, verdict.
+    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, the smallest HR@20 gap
+    the compared rows could detect (:func:`unpaired_detectable`), verdict.
     ``tables``: group → table (:func:`~prunerec_utils.pipeline.ablations.run_group` /
     :func:`~prunerec_utils.pipeline.ablations.load_group`), None if not run."""
     rows = []
 
     def add(claim, paper, table=None, margin=None, compared=None, tie="tie"):
         if table is None or margin is None:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "verdict": "not measured here"})
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "detectable": "—",
+                         "verdict": "not measured here"})
         else:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table), "verdict": verdict(margin, compared, tie)})
+            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table),
+                         "detectable": f"{unpaired_detectable(compared):.4f}", "verdict": verdict(margin, compared, tie)})
 
     t3 = tables.get("table3")
     by_heads = t3.set_index("heads", drop=False) if t3 is not None else None

@@ -1,0 +1,259 @@
+"""Prune your own LLM recommender on your own interaction log, in one command.
+
+    python -m prunerec_utils.prune --model BASE_DIR --interactions log.csv --items items.csv \\
+        --category book --out pruned/ --target-share 0.05
+    prunerec --teacher FINETUNED_DIR --interactions log.parquet --title-col name --out pruned/ \\
+        --keep-heads 7 --mlp 896 --layers 8
+
+The log goes through the same recipe as the named datasets (titles, k-core, sliding windows, the
+8:1:1 temporal cut); a base model is fine-tuned BIGRec-style first (``--teacher`` skips that);
+then Stages I-III with distillation, vocabulary pruning, and the evaluation of the teacher, most
+popular and every stage on the profile's fixed test users. Everything is a cached step under
+``OUT/run``: the same command continues an interrupted run and redoes nothing finished.
+
+Writes ``OUT/model/`` (stock-loadable Hugging Face folder with its restricted tokenizer),
+``OUT/report.json`` (per-stage parameters, metrics with 95% intervals, retention, timings,
+settings), ``OUT/report.md`` and ``OUT/figure4.png`` (quality and size per stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from . import PruneRecError, cli
+
+STAGE_ROWS = (("teacher", "teacher"), ("stage I", "stage1"), ("stage II", "stage2"), ("stage III", "stage3"),
+              ("final (vocabulary pruned)", "stage3_vocab"))
+RECORD = "prunerec.json"  # OUT's record of the command it belongs to
+MIN_TEST = 10  # fewest test samples worth evaluating
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    from .cli_args import positive_int
+
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.prune", description=__doc__.split("\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="base model (HF folder, or a hub id in the local cache) to fine-tune first")
+    src.add_argument("--teacher", help="an already fine-tuned recommender (HF folder): no fine-tune")
+    ap.add_argument("--interactions", required=True, help="CSV or Parquet log with user, item, timestamp columns")
+    ap.add_argument("--items", default=None, help="CSV or Parquet with item and title columns (or use a title column "
+                                                  "in the log)")
+    for role, default in (("user", "user"), ("item", "item"), ("time", "timestamp"), ("title", "title")):
+        ap.add_argument(f"--{role}-col", default=default, help=f"name of the {role} column (default {default})")
+    ap.add_argument("--out", required=True, help="output folder (the same command continues a run in it)")
+    ap.add_argument("--profile", default="default", help="budgets: ci (minutes), default (CPU hours), paper (GPU)")
+    ap.add_argument("--category", default="item", help='noun of the prompt, e.g. "movie", "book" (default item)')
+    ap.add_argument("--plural", default=None, help="plural of --category (default: category + s)")
+    ap.add_argument("--verb", default="choose", help="prompt verb (default choose); --verb-past its past participle")
+    ap.add_argument("--verb-past", default="chosen")
+    ap.add_argument("--keep-heads", type=positive_int, help="query heads kept per layer (Stage I)")
+    ap.add_argument("--mlp", type=positive_int, help="MLP neurons kept per layer (Stage II)")
+    ap.add_argument("--layers", type=positive_int, help="decoder layers kept (Stage III)")
+    ap.add_argument("--target-share", type=float, default=None,
+                    help="share of the teacher's non-embedding parameters to keep, e.g. 0.05 (the paper's "
+                         "proportions: half the heads, K_MLP = 2 d', layers to the target)")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    args = ap.parse_args(argv)
+    explicit = [args.keep_heads, args.mlp, args.layers]
+    if (args.target_share is not None and any(v is not None for v in explicit)) or \
+            (args.target_share is None and None in explicit):
+        ap.error("give either --target-share S, or all of --keep-heads K --mlp K --layers N")
+    return args
+
+
+def choose_device(device: str) -> None:
+    """Hide CUDA for ``cpu``; refuse ``cuda`` where there is none (one line)."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PruneRecError("--device cuda: no CUDA device is visible to torch")
+
+
+def claim_out(out: Path, identity: dict) -> bool:
+    """Make ``out`` this command's folder: new or empty, or holding a run of the same inputs and
+    settings (continued); another run or other files are refused in one line. True when the
+    folder was claimed now (nothing of this run in it yet)."""
+    from .pipeline.steps import differences
+
+    rec = out / RECORD
+    if rec.exists():
+        stored = json.loads(rec.read_text())
+        diff = differences(stored, identity)
+        if diff:
+            raise PruneRecError(f"{out} holds another run ({'; '.join(diff[:3])}): choose another --out or delete it")
+        return False
+    if out.exists() and any(out.iterdir()):
+        raise PruneRecError(f"{out} is not empty and holds no {RECORD}: choose a new or empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    rec.write_text(json.dumps(identity, indent=1))
+    return True
+
+
+def adopt_teacher(run, folder: Path) -> Path:
+    """The user's fine-tuned recommender as the run's teacher: copied into ``models/teacher`` (a
+    cached step keyed on its content), so every later step reads it like a trained one."""
+    from .finetune import SUMMARY
+    from .identity import model_identity
+
+    def build(tmp: Path) -> dict:
+        for f in folder.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        return {"given": str(folder), "train_samples": 0, "wall_seconds": 0.0}
+
+    out, _ = run.model_step("teacher", SUMMARY, {"given_id": model_identity(folder)}, build)
+    return out
+
+
+def _evaluate(run, progress: bool) -> dict:
+    from .pipeline.evaluate import evaluate_cached, popularity_cached
+
+    results = {label: evaluate_cached(run, name, run.model(name), progress=progress) for label, name in STAGE_ROWS}
+    results["most popular"] = popularity_cached(run)
+    return results
+
+
+def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, settings: dict) -> dict:
+    """``report.json``'s content: per stage its parameters, metrics with intervals, retention
+    against the teacher and the step's wall time; the data statistics and the settings."""
+    from transformers import AutoConfig
+
+    from .method.metrics import METRICS, retention
+    from .method.surgery import param_formula
+
+    teacher = results["teacher"].metrics
+    stages = {}
+    for label, name in STAGE_ROWS:
+        m = results[label].metrics
+        p = param_formula(AutoConfig.from_pretrained(run.model(name)))
+        stages[label] = {"model": name, "params": p, "metrics": {k: m[k] for k in METRICS},
+                         "ci95": {k: list(m["ci95"][k]) for k in METRICS}, "users": m["n"],
+                         "retention": retention(m, teacher), "seconds": seconds.get(name)}
+    pop = results["most popular"].metrics
+    stages["most popular"] = {"metrics": {k: pop[k] for k in METRICS}, "ci95": {k: list(pop["ci95"][k]) for k in METRICS},
+                              "users": pop["n"], "retention": retention(pop, teacher)}
+    return {"shapes": shapes_line, "data": {k: v for k, v in stats.items() if k != "config"}, "stages": stages,
+            "settings": settings}
+
+
+def report_markdown(rep: dict) -> str:
+    """``report.md``: the per-stage table (parameters, HR/NDCG@10/20 with intervals, retention)."""
+    lines = ["# PruneRec report", "", rep["shapes"], "",
+             "| model | non-embedding | total | HR@10 | HR@20 | NDCG@10 | NDCG@20 | avg retention |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, s in rep["stages"].items():
+        p = s.get("params") or {}
+        sizes = [f"{p[k]:,}" if k in p else "—" for k in ("non_embedding", "total")]
+        cells = [f"{s['metrics'][k]:.4f} [{s['ci95'][k][0]:.4f}, {s['ci95'][k][1]:.4f}]"
+                 for k in ("hr@10", "hr@20", "ndcg@10", "ndcg@20")]
+        ret = s["retention"]["avg"]
+        kept = "—" if ret != ret else f"{ret:.1%}"  # NaN: the teacher has no hit
+        lines.append("| " + " | ".join([label, *sizes, *cells, kept]) + " |")
+    users = rep["stages"]["teacher"]["users"]
+    lines += ["", f"{users:,} test users; 95% bootstrap intervals; retention = metric / teacher's metric "
+                  "(mean over HR/NDCG@10/20).", "", "![quality and size per stage](figure4.png)", ""]
+    return "\n".join(lines)
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    choose_device(args.device)
+    from transformers import AutoConfig
+
+    from .assets import resolve_model
+    from .data import prepare
+    from .identity import model_identity
+    from .own_log import log_config, log_files
+    from .paths import atomic_write_text
+    from .pipeline import stages, targets
+    from .pipeline.run import Run
+    from .profiles import get_profile
+    from .quiet import set_progress
+    from .studies import plots
+
+    source = Path(args.teacher) if args.teacher else resolve_model(args.model)
+    if not (source / "config.json").is_file():
+        raise PruneRecError(f"{source}: no config.json (not a Hugging Face model folder)")
+    config = AutoConfig.from_pretrained(source)
+    if args.target_share is not None:
+        shapes = targets.from_share(config, args.target_share)
+    else:
+        shapes = targets.Shapes(args.keep_heads, args.mlp, args.layers)
+        targets.check(config, shapes)
+    shapes_line = targets.describe(config, shapes)
+    print(shapes_line, flush=True)
+
+    columns = {"user": args.user_col, "item": args.item_col, "timestamp": args.time_col, "title": args.title_col}
+    cfg = log_config(args.interactions, args.items, args.category, args.plural, args.verb, args.verb_past, columns)
+    log_files(cfg)
+    prof = replace(get_profile(args.profile), model=str(source), **shapes.profile_fields(config))
+    out = Path(args.out).resolve()
+    settings = {"source": "teacher" if args.teacher else "model", "source_id": model_identity(source),
+                "recipe": {k: v for k, v in vars(cfg).items()}, "profile": prof.to_dict(),
+                "shapes": vars(shapes)}
+    new = claim_out(out, settings)
+    run = Run("log", prof, out / "run", cfg)
+    set_progress(True)
+
+    seconds, t0 = {}, time.time()
+    try:
+        stats = prepare(cfg, run.splits)
+        if stats["test"] < MIN_TEST:
+            raise PruneRecError(f"{args.interactions}: only {stats['test']} test samples after the {cfg.kcore}-core "
+                                "filter and the 8:1:1 cut; the log is too small to evaluate a recommender")
+    except PruneRecError:
+        if new:  # nothing of this run was made: leave the folder as it was
+            shutil.rmtree(out / "run", ignore_errors=True)
+            (out / RECORD).unlink()
+        raise
+    print(f"data: {stats['users']:,} users, {stats['items']:,} items, {stats['train']:,} / {stats['valid']:,} / "
+          f"{stats['test']:,} training / validation / test samples", flush=True)
+    def staged(out: dict) -> float:  # a stage's surgery and distillation, as their records state them
+        return out["surgery"].get("seconds", 0.0) + out["distill"]["wall_seconds"]
+
+    def teacher() -> float:
+        if args.teacher:
+            adopt_teacher(run, source)
+            return 0.0
+        return stages.train_teacher(run, progress=True)[1]["wall_seconds"]
+
+    steps = (("teacher", teacher),
+             ("stage1", lambda: staged(stages.stage1(run, True))), ("stage2", lambda: staged(stages.stage2(run, True))),
+             ("stage3", lambda: staged(stages.stage3(run, True))),
+             ("stage3_vocab", lambda: stages.vocab_prune(run, progress=True)[1]["seconds"]))
+    for name, step in steps:
+        print(f"[prunerec] {name} ...", flush=True)
+        seconds[name] = round(step(), 1)
+    results = _evaluate(run, progress=True)
+    rep = report(run, results, stats, shapes_line, seconds, settings)
+    rep["seconds_this_call"] = round(time.time() - t0, 1)  # the steps' own times are in rep["stages"]
+
+    final = out / "model"
+    if final.exists():
+        shutil.rmtree(final)
+    shutil.copytree(run.model("stage3_vocab"), final)
+    import pandas as pd
+
+    plots.stage_figure({label: results[label] for label, _ in STAGE_ROWS},
+                       pd.Series({label: s["params"]["non_embedding"] for label, s in rep["stages"].items()
+                                  if "params" in s}), out / "figure4.png")
+    atomic_write_text(out / "report.json", json.dumps(rep, indent=1))
+    atomic_write_text(out / "report.md", report_markdown(rep))
+    print(report_markdown(rep), flush=True)
+    print(f"[prunerec] wrote {final} (stock AutoModelForCausalLM folder), {out / 'report.json'}, {out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""What a run found, for the book's introduction: a short table and one sentence per chapter,
+generated from the run folder's results files (nothing typed in, nothing computed anew).
+
+``python -m prunerec_utils.studies.findings --profile default --dataset ml-100k --out FILE`` writes
+the Markdown the introduction includes; the runner writes it after executing the series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .. import cli
+from ..pipeline.evaluate import compare, load_result, retention
+from ..pipeline.run import Run
+from ..pipeline.stages import surgery_params
+from . import scorecard as sc
+
+CHAPTERS = {"00": "00_preprocess", "01": "01_bigrec_finetune", "02": "02_observations", "03": "03_stage1_heads",
+            "04": "04_stage2_mlp", "05": "05_stage3_layers", "06": "06_ablations", "07": "07_efficiency",
+            "08": "08_baselines", "09": "09_table2_scorecard"}
+NOT_RUN = "not run yet"
+
+
+def _value(res, metric: str) -> str:
+    lo, hi = res.metrics["ci95"][metric]
+    return f"{res.metrics[metric]:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def _versus(a, b, label_a: str, label_b: str, metric: str) -> str:
+    """"A 0.1 [..] vs B 0.07 [..]: A ahead / behind / within noise (paired difference d [lo, hi])"."""
+    d = compare(a, b).loc[metric]
+    word = ("within noise" if not d["significant"] else f"{label_a} ahead" if d["difference"] > 0
+            else f"{label_a} behind")
+    return (f"{metric.upper()} {label_a} {_value(a, metric)} vs {label_b} {_value(b, metric)}: {word} "
+            f"(paired difference {d['difference']:+.4f} {d['95% CI']})")
+
+
+def _tally_text(card: pd.DataFrame) -> str:
+    total = sc.tally(card).loc["total"]
+    return " · ".join(f"{int(n)} {kind}" for kind, n in total.items() if n)
+
+
+def _best_id(run: Run):
+    from .baselines import result_name
+    from .id_models import MODELS
+
+    found = {m: load_result(run.folder, result_name(m)) for m in MODELS}
+    found = {m: r for m, r in found.items() if r is not None}
+    if not found:
+        return None, None
+    best = max(found, key=lambda m: (found[m].metrics.get("valid_ndcg@20", found[m].metrics["ndcg@20"]), m))
+    return best, found[best]
+
+
+def findings_table(run: Run) -> pd.DataFrame:
+    """The run's headline numbers, one row each: teacher vs most popular, the best ID model vs the
+    teacher, the final model's size and retention, PruneRec vs both pruned-LLM baselines, the
+    scorecard's tally. A row whose files are missing reads :data:`NOT_RUN`."""
+    f = run.folder
+    teacher, popular, final = (load_result(f, n) for n in ("teacher", "most_popular", "stage3"))
+    rows = {}
+    rows["Teacher vs most popular"] = (_versus(teacher, popular, "teacher", "most popular", "hr@20")
+                                       if teacher and popular else NOT_RUN)
+    best, best_res = _best_id(run)
+    rows["Best ID model vs the LLM teacher"] = (_versus(best_res, teacher, best, "teacher", "ndcg@20")
+                                                if best_res is not None and teacher else NOT_RUN)
+    p0, p3 = surgery_params(run.model("stage1_pruned"), "teacher"), surgery_params(run.model("stage3_pruned"), "stage3")
+    rows["Final model (Stage III): size"] = (
+        f"{p3['non_embedding']:,} of {p0['non_embedding']:,} non-embedding parameters "
+        f"({p3['non_embedding'] / p0['non_embedding']:.1%}); {p3['total']:,} in all" if p0 and p3 else NOT_RUN)
+    rows["Final model: quality kept"] = (
+        f"{retention(final.metrics, teacher.metrics)['avg']:.1%} of the teacher's HR/NDCG@10/20 (mean ratio)"
+        + sc.weak_teacher_note(teacher, popular) if final and teacher else NOT_RUN)
+    card = sc.scorecard(run).set_index("claim")
+    for other in ("SLMRec-style layer-only pruning", "random structured pruning at the same shapes"):
+        r = card.loc[f"PruneRec beats {other}"]
+        rows[f"PruneRec vs {other.split(' ')[0]}"] = (NOT_RUN if r["verdict"] == sc.NOT_MEASURED
+                                                      else f"{r['ours']}: {r['verdict']}")
+    rows["Scorecard"] = _tally_text(card.reset_index())
+    return pd.DataFrame({"this run": rows})
+
+
+def chapter_sentences(run: Run) -> dict[str, str]:
+    """One sentence per chapter number, read from the same results files."""
+    f = run.folder
+    card = sc.scorecard(run)
+    out = {}
+    stats = run.splits / "stats.json"
+    if stats.exists():
+        s = json.loads(stats.read_text())
+        out["00"] = (f"{s['users']:,} users and {s['items']:,} items after the {s['kcore']}-core filter; "
+                     f"{s['train']:,} / {s['valid']:,} / {s['test']:,} training / validation / test samples.")
+    teacher, popular = load_result(f, "teacher"), load_result(f, "most_popular")
+    if teacher and popular:
+        out["01"] = _versus(teacher, popular, "teacher", "most popular", "hr@20") + "."
+
+    def said(section_prefix: str) -> str:
+        rows = card[card["section"].str.startswith(section_prefix)]
+        return "; ".join(f"{r['claim']}: {r['verdict']}" for _, r in rows.iterrows() if r["verdict"] != sc.NOT_MEASURED)
+
+    for number, prefix in (("02", "Obs."), ("03", "Stage I")):
+        if said(prefix):
+            out[number] = said(prefix) + "."
+    s2 = load_result(f, "stage2")
+    if s2 and teacher:
+        out["04"] = f"Stage II keeps {retention(s2.metrics, teacher.metrics)['avg']:.1%} of the teacher's metrics."
+    if said("Headline"):
+        out["05"] = said("Headline") + "."
+    abl = card[card["section"] == "Ablations"]
+    if (abl["verdict"] != sc.NOT_MEASURED).any():
+        out["06"] = f"Ablation claims: {_tally_text(abl)}."
+    eff = f / "results" / "efficiency_cpu.json"
+    if eff.exists():
+        from .efficiency import findings, tables
+
+        first = findings(tables(json.loads(eff.read_text()))["run"])
+        if first:
+            out["07"] = first[0]
+    best, best_res = _best_id(run)
+    if best_res is not None and teacher:
+        out["08"] = _versus(best_res, teacher, best, "teacher", "ndcg@20") + "."
+    out["09"] = f"Scorecard: {_tally_text(card)}."
+    return out
+
+
+RECORD = re.compile(r"commit `(?P<commit>[^`]+)`, (?P<when>[0-9-]+ [0-9:]+) UTC, wall time of this execution "
+                    r"\*\*(?P<minutes>[0-9.]+) min\*\*")
+
+
+def executions(folder: Path) -> pd.DataFrame:
+    """Commit, date and wall time of each executed chapter in ``folder``, read from the note the
+    runner puts under every chapter's title (chapters without one are left out)."""
+    rows = {}
+    for number, name in CHAPTERS.items():
+        path = Path(folder) / f"{name}.ipynb"
+        if not path.exists():
+            continue
+        text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                         if c["cell_type"] == "markdown")
+        m = RECORD.search(text)
+        if m:
+            rows[number] = {"commit": m["commit"], "executed (UTC)": m["when"], "minutes": float(m["minutes"])}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> str:
+    """The introduction's findings: :func:`findings_table` as a Markdown table, then
+    :func:`chapter_sentences` as a list linking each chapter (``chapters``: their folder, as the
+    introduction's ``{doc}`` links see it, e.g. ``default/ml-100k``); with ``folder`` (the executed
+    chapters), the commits, dates and wall times of the executions."""
+    table = findings_table(run)
+    lines = [f"**What this run found** (profile `{run.prof.name}`, `{run.dataset}`, run folder "
+             f"`runs/{run.dataset}/{run.prof.name}`; generated from its results files):", "",
+             "| finding | this run |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in table["this run"].items()]
+    lines += ["", "**Chapter by chapter:**", ""]
+    sentences = chapter_sentences(run)
+    runs = executions(folder) if folder is not None else pd.DataFrame()
+    for number, name in CHAPTERS.items():
+        took = f" *({runs.loc[number, 'minutes']:.0f} min)*" if number in runs.index else ""
+        lines.append(f"* {{doc}}`{chapters}/{name}`{took}: {sentences.get(number, NOT_RUN)}")
+    if len(runs):
+        commits = list(dict.fromkeys(runs.sort_values("executed (UTC)")["commit"]))
+        lines += ["", f"The chapters were executed from {runs['executed (UTC)'].min()} to "
+                      f"{runs['executed (UTC)'].max()} UTC at commit{'s' if len(commits) > 1 else ''} "
+                      f"{', '.join(f'`{c}`' for c in commits)}; {runs['minutes'].sum() / 60:.1f} h of wall time in all "
+                      "(steps found finished in the run folder are reused, so a chapter's time is what its own "
+                      "execution still had to compute)."]
+    return "\n".join(lines) + "\n"
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    from ..profiles import get_profile
+
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.studies.findings", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--out", required=True, help="Markdown file to write")
+    ap.add_argument("--chapters", default=None, help="chapters folder as the intro links it (default PROFILE/DATASET)")
+    args = ap.parse_args(argv)
+    run = Run(args.dataset, get_profile(args.profile))
+    text = findings_markdown(run, args.chapters or f"{args.profile}/{args.dataset}")
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""What the chapters display: each table under its own caption, findings as lines of text.
+
+Printed lines and displays are two streams that the book merges apart (all printed lines of a cell
+land above its displays), so a table's label printed with ``print`` drifts away from its table.
+:func:`table` and :func:`line` are both displays, in the order they are called: a caption travels
+with its table, a finding stays under the table it reads. Tables are shown readable: no
+``NaN`` / ``<NA>`` (an em dash says "none"), a plain counter index dropped.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+MISSING = "—"
+
+
+class Text:
+    """One line for the notebook: plain text for nbval and terminals, a paragraph in the book
+    (the book's CSS wraps it, however long)."""
+
+    def __init__(self, text: str, bold: bool = False):
+        self.text, self.bold = text, bold
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        body = html.escape(self.text).replace("\n", "<br>")
+        return f'<p class="prunerec-{"caption" if self.bold else "line"}">' + (
+            f"<strong>{body}</strong>" if self.bold else body) + "</p>"
+
+
+def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFrame:
+    """``frame`` rounded to ``digits`` (one number or per column), missing cells shown as an em dash,
+    and a 0, 1, 2, … index (which says nothing) dropped from view."""
+    out = frame.round(digits) if digits is not None else frame.copy()
+    if isinstance(out.index, pd.RangeIndex):
+        out.index = [""] * len(out)
+    gaps = out.isna()
+    if gaps.any().any():
+        out = out.astype(object).where(~gaps, MISSING)
+    return out
+
+
+def table(frame: pd.DataFrame, caption: str, digits: int | dict | None = None) -> None:
+    """Display ``caption`` (bold) and directly under it :func:`readable` ``frame``."""
+    from IPython.display import display
+
+    display(Text(caption, bold=True), readable(frame, digits))
+
+
+def line(text: str) -> None:
+    """Display one finding or note, in order with the tables around it."""
+    from IPython.display import display
+
+    display(Text(text))

@@ -1,0 +1,25 @@
+"""Displays for the book: captions travel with their tables, missing cells and counter indexes hidden."""
+
+import numpy as np
+import pandas as pd
+
+from prunerec_utils.studies import show
+
+
+def test_readable_hides_missing_cells_and_counter_index():
+    f = pd.DataFrame({"a": [1.23456, np.nan], "b": pd.array([3, None], dtype="Int64")})
+    r = show.readable(f, 2)
+    assert r.iloc[0, 0] == 1.23 and r.iloc[1, 0] == show.MISSING and r.iloc[1, 1] == show.MISSING
+    assert list(r.index) == ["", ""]
+    assert "NaN" not in r.to_string() and "<NA>" not in r.to_html()
+    named = show.readable(pd.DataFrame({"x": [1.0]}, index=["teacher"]))
+    assert list(named.index) == ["teacher"] and named.iloc[0, 0] == 1.0  # labels kept, no gap left alone
+
+
+def test_table_displays_its_caption_then_the_table_in_one_order(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs: shown.extend(objs))
+    show.table(pd.DataFrame({"x": [1]}, index=["m"]), "Table A <b>")
+    show.line("finding → holds")
+    assert repr(shown[0]) == "Table A <b>" and "<strong>Table A &lt;b&gt;</strong>" in shown[0]._repr_html_()
+    assert isinstance(shown[1], pd.DataFrame) and repr(shown[2]) == "finding → holds"
