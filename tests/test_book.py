@@ -48,3 +48,9 @@ def test_printed_lines_wrap_in_their_output_box(html):
     assert rule and "white-space: pre-wrap" in rule.group(0)
     missing = [name for name, text in _pages(html).items() if "_static/companion.css" not in text]
     assert not missing
+
+
+def test_the_intro_shows_the_runs_findings_table(html):
+    intro = (html / "book" / "intro.html").read_text()
+    assert "What this run found" in intro and "Teacher vs most popular" in intro
+    assert re.search(r"<table[^>]*>.*Scorecard", intro, re.S)  # a rendered table, not Markdown source

@@ -77,10 +77,10 @@ def findings_table(run: Run) -> pd.DataFrame:
         f"{retention(final.metrics, teacher.metrics)['avg']:.1%} of the teacher's HR/NDCG@10/20 (mean ratio)"
         + sc.weak_teacher_note(teacher, popular) if final and teacher else NOT_RUN)
     card = sc.scorecard(run).set_index("claim")
-    for other in ("SLMRec-style layer-only pruning", "random structured pruning at the same shapes"):
+    for label, other in (("SLMRec-style", "SLMRec-style layer-only pruning"),
+                         ("random structured", "random structured pruning at the same shapes")):
         r = card.loc[f"PruneRec beats {other}"]
-        rows[f"PruneRec vs {other.split(' ')[0]}"] = (NOT_RUN if r["verdict"] == sc.NOT_MEASURED
-                                                      else f"{r['ours']}: {r['verdict']}")
+        rows[f"PruneRec vs {label}"] = NOT_RUN if r["verdict"] == sc.NOT_MEASURED else f"{r['ours']}: {r['verdict']}"
     rows["Scorecard"] = _tally_text(card.reset_index())
     return pd.DataFrame({"this run": rows})
 
