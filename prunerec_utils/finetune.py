@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback, Tra
 from .data import DatasetConfig
 from .master_adamw import MasterWeightAdamW
 from .paths import atomic_write_text
-from .pipeline.steps import folder_step, record, stored
+from .pipeline.steps import folder_step, read_json, record, stored
 from .profiles import Profile
 from .prompts import IGNORE, encode_example
 
@@ -89,11 +91,20 @@ def response_count(target: torch.Tensor, num_items_in_batch=None):
     return (target != IGNORE).sum().clamp(min=1)
 
 
+def across_processes(trainer: Trainer, loss: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Stock ``Trainer.compute_loss``'s rule for a loss divided by ``num_items_in_batch``, the token
+    count gathered over all processes: multiply it by their number, since DDP averages the
+    gradients (and the evaluation the losses) over processes. Alone (one process) a no-op."""
+    if num_items_in_batch is not None and trainer.args.average_tokens_across_devices:
+        loss = loss * trainer.accelerator.num_processes
+    return loss
+
+
 class ResponseLossTrainer(Trainer):
     """``Trainer`` whose loss is :func:`response_loss` (everything else is stock)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = response_loss(model, inputs, num_items_in_batch)
+        loss = across_processes(self, response_loss(model, inputs, num_items_in_batch), num_items_in_batch)
         return (loss, {}) if return_outputs else loss
 
 
@@ -157,6 +168,16 @@ def prepare_precision(model, prof: Profile) -> dict:
     return {"optimizer_cls_and_kwargs": (MasterWeightAdamW, kwargs)}
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process as ``torchrun`` / ``accelerate launch`` set them; (0, 1) alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: str | Path, prof: Profile,
              progress: bool = True, trainer_cls=ResponseLossTrainer, keep_checkpoints: bool = False,
              callbacks=(), settings: dict | None = None, lock: str | Path | None = None, **extra) -> dict:
@@ -170,6 +191,10 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
     is removed with a printed line). The checkpoints (weights + optimizer state) are deleted once
     the final folder is written, unless ``keep_checkpoints``. ``callbacks``: extra
     ``TrainerCallback``s; ``lock``: the run folder held while training (default: ``out_dir``'s parent).
+
+    Under ``torchrun --nproc_per_node N`` (or ``accelerate launch``) every process trains its share
+    of each batch (Trainer's DDP); only rank 0 manages the checkpoints and writes the folder and its
+    record, the others train into a throwaway folder and return the record rank 0 wrote.
     """
     out_dir = Path(out_dir)
     ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
@@ -188,7 +213,11 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
             trainer.add_callback(callback)
         if not progress:
             trainer.remove_callback(ProgressCallback)
-        resume = complete_checkpoint(ckpt_dir, full)
+        rank, world = process_rank()
+        resume = complete_checkpoint(ckpt_dir, full) if rank == 0 else None
+        if world > 1:  # the others look only once rank 0 has cleaned the checkpoints up
+            trainer.accelerator.wait_for_everyone()
+            resume = resume if rank == 0 else complete_checkpoint(ckpt_dir)
         t0 = time.time()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         evals = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -200,8 +229,16 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
                 "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
                 "log_history": trainer.state.log_history, "profile": prof.to_dict()}
 
-    summary = folder_step(out_dir, SUMMARY, full, train, lock=lock)
-    if not keep_checkpoints:
+    rank, world = process_rank()
+    if rank == 0:
+        summary = folder_step(out_dir, SUMMARY, full, train, lock=lock)
+    elif stored(out_dir / SUMMARY, full, quiet=True) is None:  # rank 0 writes; this one only trains
+        with tempfile.TemporaryDirectory() as tmp:
+            train(Path(tmp))
+    if world > 1:
+        _barrier()  # rank 0's folder and record are written
+        summary = read_json(out_dir / SUMMARY)
+    if not keep_checkpoints and rank == 0:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summary
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..finetune import ResponseLossTrainer, finetune, response_count, response_logits
+from ..finetune import ResponseLossTrainer, across_processes, finetune, response_count, response_logits
 from ..prompts import IGNORE
 
 
@@ -48,7 +48,8 @@ class DistillTrainer(ResponseLossTrainer):
         logits, target = response_logits(model, inputs)
         with torch.no_grad():
             teacher_logits, _ = response_logits(self.teacher, inputs)
-        loss = kd_loss(logits, teacher_logits, target, self.kd_lambda, num_items_in_batch)
+        loss = across_processes(self, kd_loss(logits, teacher_logits, target, self.kd_lambda, num_items_in_batch),
+                                num_items_in_batch)
         return (loss, {}) if return_outputs else loss
 
 

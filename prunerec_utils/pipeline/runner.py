@@ -226,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(dataset, get_profile(prof.name, seed=args.seed), args.runs_root)
         atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
         print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
+        if out == book / prof.name / dataset:  # the book's own run: its results files beside it
+            from ..studies.export import export_run
+
+            counts = export_run(run, REPO_ROOT / "results" / prof.name / dataset)
+            print(f"[runner] results -> results/{prof.name}/{dataset}: {counts}", flush=True)
     return 0
 
 
