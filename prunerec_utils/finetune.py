@@ -108,6 +108,31 @@ class ResponseLossTrainer(Trainer):
         return (loss, {}) if return_outputs else loss
 
 
+WALL = "prunerec_wall.json"  # a checkpoint's training seconds so far (all sessions of the training)
+
+
+def spent_before(checkpoint: Path | None) -> float:
+    """Training seconds a resumed run had already spent when ``checkpoint`` was saved (0 without one,
+    or for a checkpoint saved before this was recorded)."""
+    if checkpoint is None or not (Path(checkpoint) / WALL).exists():
+        return 0.0
+    return float(json.loads((Path(checkpoint) / WALL).read_text())["seconds"])
+
+
+class WallClock(TrainerCallback):
+    """Writes into every checkpoint the training seconds so far, earlier sessions included, so that
+    a training resumed after an interruption reports its whole wall time."""
+
+    def __init__(self, before: float):
+        self.before, self.t0 = before, time.time()
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            (folder / WALL).write_text(json.dumps({"seconds": round(self.before + time.time() - self.t0, 1)}))
+        return control
+
+
 class SaveEverySteps(TrainerCallback):
     """Save a resumable checkpoint every ``steps`` optimizer steps *without* evaluating, so a long
     epoch cut short resumes mid-way while the best checkpoint is still chosen at epoch ends only
@@ -218,12 +243,15 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
         if world > 1:  # the others look only once rank 0 has cleaned the checkpoints up
             trainer.accelerator.wait_for_everyone()
             resume = resume if rank == 0 else complete_checkpoint(ckpt_dir)
+        before = spent_before(resume)
+        trainer.add_callback(WallClock(before))
         t0 = time.time()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         evals = [h for h in trainer.state.log_history if "eval_loss" in h]
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        return {"wall_seconds": round(time.time() - t0, 1), "resumed": resume is not None,
+        return {"wall_seconds": round(before + time.time() - t0, 1), "resumed": resume is not None,
+                "seconds_before_resume": before,
                 "train_samples": len(train_ds), "valid_samples": len(valid_ds), "steps": trainer.state.global_step,
                 "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
                 "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),

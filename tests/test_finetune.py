@@ -73,8 +73,12 @@ def test_finetune_resumes_from_last_checkpoint(tiny_model_dir, tokenizer, tiny_d
     shutil.rmtree(out)
     ckpts = sorted((tmp_path / "teacher.ckpt").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     shutil.rmtree(ckpts[-1])
+    from prunerec_utils.finetune import WALL
+
+    (ckpts[-2] / WALL).write_text('{"seconds": 1000.0}')  # as if the first session had trained 1000 s
     summary = finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
     assert summary["resumed"] and summary["steps"] == int(ckpts[-1].name.split("-")[1])
+    assert summary["seconds_before_resume"] == 1000.0 and summary["wall_seconds"] > 1000.0  # the whole training
 
 
 def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_dir, tokenizer, tiny_data, tmp_path):
@@ -91,6 +95,9 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
     assert sum("eval_loss" in h for h in whole["log_history"]) == 1  # the step saves do not evaluate
     steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "a.ckpt").glob("checkpoint-*"))
     assert steps == [4, 6]  # 2 and 4 saved mid-epoch, 2 rotated out (save_total_limit)
+    from prunerec_utils.finetune import spent_before
+
+    assert 0 < spent_before(tmp_path / "a.ckpt" / "checkpoint-4") <= whole["wall_seconds"]  # recorded at each save
     shutil.copytree(tmp_path / "a.ckpt" / "checkpoint-4", tmp_path / "b.ckpt" / "checkpoint-4")  # cut at step 5
     shutil.copy(tmp_path / "a.ckpt" / CHECKPOINTS, tmp_path / "b.ckpt" / CHECKPOINTS)  # of the same training
     cut = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "b", prof, progress=False)
