@@ -34,6 +34,7 @@ def test_the_teacher_row_reads_the_stored_evaluations(tmp_path):
     save_result(popular, run.folder, "most_popular", {})
     row = findings.findings_table(run).loc["Teacher vs most popular", "this run"]
     assert row.startswith(f"HR@20 teacher {teacher.metrics['hr@20']:.4f}") and "teacher ahead" in row
+    assert f"{teacher.metrics['distinct_top10']} distinct titles" in row and "most common first title" in row
     assert findings.chapter_sentences(run)["01"] == row + "."
     save_result(popular, run.folder, "teacher", {})  # a teacher no better than popularity
     assert "within noise" in findings.findings_table(run).loc["Teacher vs most popular", "this run"]

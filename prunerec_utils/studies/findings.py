@@ -40,6 +40,14 @@ def _versus(a, b, label_a: str, label_b: str, metric: str) -> str:
             f"(paired difference {d['difference']:+.4f} {d['95% CI']})")
 
 
+def _teacher_text(teacher, popular) -> str:
+    """Teacher vs most popular on HR@20, and whether its lists are personal."""
+    m = teacher.metrics
+    return (_versus(teacher, popular, "teacher", "most popular", "hr@20")
+            + f"; {m['distinct_top10']} distinct titles in its top-10 lists, {m['modal_top1_share']:.0%} of users "
+              "get its most common first title")
+
+
 def _tally_text(card: pd.DataFrame) -> str:
     total = sc.tally(card).loc["total"]
     return " · ".join(f"{int(n)} {kind}" for kind, n in total.items() if n)
@@ -64,8 +72,7 @@ def findings_table(run: Run) -> pd.DataFrame:
     f = run.folder
     teacher, popular, final = (load_result(f, n) for n in ("teacher", "most_popular", "stage3"))
     rows = {}
-    rows["Teacher vs most popular"] = (_versus(teacher, popular, "teacher", "most popular", "hr@20")
-                                       if teacher and popular else NOT_RUN)
+    rows["Teacher vs most popular"] = _teacher_text(teacher, popular) if teacher and popular else NOT_RUN
     best, best_res = _best_id(run)
     rows["Best ID model vs the LLM teacher"] = (_versus(best_res, teacher, best, "teacher", "ndcg@20")
                                                 if best_res is not None and teacher else NOT_RUN)
@@ -97,7 +104,7 @@ def chapter_sentences(run: Run) -> dict[str, str]:
                      f"{s['train']:,} / {s['valid']:,} / {s['test']:,} training / validation / test samples.")
     teacher, popular = load_result(f, "teacher"), load_result(f, "most_popular")
     if teacher and popular:
-        out["01"] = _versus(teacher, popular, "teacher", "most popular", "hr@20") + "."
+        out["01"] = _teacher_text(teacher, popular) + "."
 
     def said(section_prefix: str) -> str:
         rows = card[card["section"].str.startswith(section_prefix)]
