@@ -17,7 +17,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import gzip
 import html
 import json
 import re
@@ -30,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from . import PruneRecError, cli
-from .assets import movielens_dir
 from .paths import atomic_dir, resolve
 
 SPLIT_FILES = ("train", "valid", "test")
@@ -99,133 +97,31 @@ def clean_title(raw) -> str | None:
     return title
 
 
-# ---------------------------------------------------------------- loaders
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def _json_lines(path: Path):
-    """``(line number, record)`` of a JSON-lines file (plain or ``.gz``); bad files are one-line errors."""
-    import ast
-    import zlib
-
-    try:
-        with _open_text(path) as fh:
-            for n, line in enumerate(fh, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # the 2014 release wrote Python literals
-                    try:
-                        rec = ast.literal_eval(line)
-                    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                        raise PruneRecError(f"{path} line {n} is not JSON: {line[:40]!r}") from None
-                if not isinstance(rec, dict):
-                    raise PruneRecError(f"{path} line {n} is not a JSON object: {line[:40]!r}")
-                yield n, rec
-    except UnicodeDecodeError:
-        raise PruneRecError(f"{path} is not UTF-8 text: is it a JSON-lines file?") from None
-    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PruneRecError(f"{path} is truncated or corrupt ({why}): download it again") from None
-
-
-def _find(raw_dir: Path, stems: list[str]) -> Path | None:
-    for stem in stems:
-        for ext in (".json", ".json.gz"):
-            if (raw_dir / f"{stem}{ext}").exists():
-                return raw_dir / f"{stem}{ext}"
-    return None
-
-
-def load_amazon(raw_dir: Path, category: str) -> tuple[pd.DataFrame, dict]:
-    """Amazon 2018 ``<Category>.json[.gz]`` (or ``_5``) reviews and ``meta_<Category>.json[.gz]``."""
-    raw_dir = Path(raw_dir)
-    reviews = _find(raw_dir, [category, f"{category}_5"])
-    meta = _find(raw_dir, [f"meta_{category}"])
-    if reviews is None or meta is None:
-        raise PruneRecError(
-            f"Amazon 2018 files for {category} missing: put {category}.json.gz (or {category}_5.json.gz) "
-            f"and meta_{category}.json.gz into {raw_dir}")
-    titles, records = {}, 0
-    for _, rec in _json_lines(meta):
-        records += 1
-        if "asin" in rec and rec["asin"] not in titles:
-            titles[rec["asin"]] = rec.get("title")
-    if not records:
-        raise PruneRecError(f"{meta} is empty: download the Amazon 2018 metadata of {category} again")
-    if not any(isinstance(t, str) and t.strip() for t in titles.values()):
-        raise PruneRecError(f"{meta}: no item has a title (no line has both asin and title); "
-                            f"is it the Amazon 2018 metadata file of {category}?")
-    rows, records = [], 0
-    for n, r in _json_lines(reviews):
-        records += 1
-        if {"reviewerID", "asin", "unixReviewTime"} <= r.keys():
-            try:
-                rows.append((r["reviewerID"], r["asin"], int(r["unixReviewTime"])))
-            except (TypeError, ValueError):
-                raise PruneRecError(f"{reviews} line {n}: unixReviewTime {r['unixReviewTime']!r} is not "
-                                    "a Unix time in seconds") from None
-    if not records:
-        raise PruneRecError(f"{reviews} is empty: download the Amazon 2018 reviews of {category} again")
-    if not rows:
-        raise PruneRecError(f"{reviews}: no line has the keys reviewerID, asin and unixReviewTime; "
-                            f"is it the Amazon 2018 reviews file of {category}?")
-    log = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
-    usable = {k for k, t in titles.items() if clean_title(t) is not None}
-    if not log["item"].isin(usable).any():
-        raise PruneRecError(f"none of the {log['item'].nunique()} items reviewed in {reviews} has a usable "
-                            f"title in {meta}: are both files of the same category?")
-    return log, titles
-
-
-def load_movielens(name: str) -> tuple[pd.DataFrame, dict]:
-    """MovieLens from the RecBole atomic files; title = "Title (Year)"; every rating is an interaction."""
-    folder = movielens_dir(name)
-    inter = pd.read_csv(folder / f"{name}.inter", sep="\t", dtype=str)
-    inter.columns = [c.split(":")[0] for c in inter.columns]
-    log = pd.DataFrame({"user": inter["user_id"], "item": inter["item_id"],
-                        "timestamp": inter["timestamp"].astype(float).astype(np.int64)})
-    items = pd.read_csv(folder / f"{name}.item", sep="\t", dtype=str, keep_default_na=False)
-    items.columns = [c.split(":")[0] for c in items.columns]
-    if name == "ml-1m":  # item ids are already "Title (Year)"
-        titles = dict(zip(items["item_id"], items["item_id"]))
-    else:
-        titles = {}
-        for iid, title, year in zip(items["item_id"], items["movie_title"], items["release_year"]):
-            if title.strip().lower() not in {"unknown", "unkonwn"}:  # placeholder rows (sic in the wheel)
-                titles[iid] = f"{title} ({year})" if year else title
-    return log, titles
-
-
 def raw_files(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> list[Path]:
     """The files :func:`load_interactions` reads (a one-line error where they are missing)."""
+    from . import loaders
+
     if cfg.source == "log":
         from .own_log import log_files
 
         return log_files(cfg)
     if cfg.source == "amazon":
-        folder = resolve(raw_dir or "data/raw")
-        found = [_find(folder, [cfg.category, f"{cfg.category}_5"]), _find(folder, [f"meta_{cfg.category}"])]
-        if None in found:
-            raise PruneRecError(f"Amazon 2018 files for {cfg.category} missing: put {cfg.category}.json.gz (or "
-                                f"{cfg.category}_5.json.gz) and meta_{cfg.category}.json.gz into {folder}")
-        return found
-    folder = movielens_dir(cfg.name)
-    return [folder / f"{cfg.name}.inter", folder / f"{cfg.name}.item"]
+        return list(loaders.amazon_files(resolve(raw_dir or "data/raw"), cfg.category))
+    return list(loaders.movielens_files(cfg.name))
 
 
 def load_interactions(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
-    if cfg.source == "log":  # a user's own files (prunerec_utils.own_log)
+    """The dataset's ``(user, item, timestamp)`` log and ``item -> title`` map, from its loader
+    (:mod:`prunerec_utils.loaders`, or :mod:`prunerec_utils.own_log` for a user's files)."""
+    from . import loaders
+
+    if cfg.source == "log":
         from .own_log import load_log
 
         return load_log(cfg)
     if cfg.source == "amazon":
-        return load_amazon(resolve(raw_dir or "data/raw"), cfg.category)
-    return load_movielens(cfg.name)
+        return loaders.load_amazon(resolve(raw_dir or "data/raw"), cfg.category)
+    return loaders.load_movielens(cfg.name)
 
 
 # ---------------------------------------------------------------- recipe

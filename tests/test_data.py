@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from prunerec_utils import PruneRecError
-from prunerec_utils.data import (build_splits, clean_title, get_dataset_config, kcore, load_amazon, prepare, read_split,
+from prunerec_utils.data import (build_splits, clean_title, get_dataset_config, kcore, prepare, read_split,
                                  sample_rows)
+from prunerec_utils.loaders import load_amazon
 from tests.fixtures import amazon_fixture
 
 
