@@ -1,4 +1,4 @@
-"""D3 data recipe (SPEC §1): titles, time window, repeated k-core, sliding-window samples, 8:1:1 cut.
+"""D3 data recipe (book/method.md, method-data): titles, time window, repeated k-core, sliding-window samples, 8:1:1 cut.
 
 One path for every dataset: a loader turns the raw files into an interaction log
 ``(user, item, timestamp)`` in file order plus an ``item -> title`` map; everything after that

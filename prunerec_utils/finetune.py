@@ -1,4 +1,4 @@
-"""BIGRec fine-tune (SPEC §2) through ``transformers.Trainer``.
+"""BIGRec fine-tune (book/method.md, method-recommender) through ``transformers.Trainer``.
 
 Loss on response tokens only. Sequences are left-padded so every answer sits at the end of its
 row; the LM head is then applied only to the last ``n`` positions (``logits_to_keep``) — the

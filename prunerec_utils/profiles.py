@@ -45,7 +45,7 @@ class Profile:
     eval_dtype: str = "fp32"  # precision of every evaluation of a run: "fp32" (exact) or "bf16" (AMX / tensor cores)
     save_steps: int = 0  # also save a resumable checkpoint every this many optimizer steps (0: per epoch only)
     seed: int = 42
-    # Stage I (SPEC §3) and restoration (§6)
+    # Stage I and restoration (book/method.md: method-stage1, method-restoration)
     kept_heads: int = 2  # query heads kept per layer (paper 7 of 14); d' = kept_heads × head_dim
     importance_samples: int = 10  # B training samples for head and hidden-dimension importance
     alpha: float = 0.7  # eq. 6 cross-layer mixing
@@ -54,12 +54,12 @@ class Profile:
     hidden_variant: str = "weight_x_grad"  # eq. 7 (see prunerec_utils.method.hidden)
     kd_lambda: float = 0.8  # eq. 13: λ·KL + (1-λ)·CE
     distill_max_train: int | None = None  # restoration samples of every distillation (stages, baselines); None = max_train
-    # Stage II (SPEC §4)
+    # Stage II (book/method.md: method-stage2)
     mlp_keep_factor: float = 2.0  # K_MLP = factor × d' (paper 896 = 2 × 448)
     mlp_samples: int = 64  # B samples whose last-token up_proj outputs are counted
     mlp_tau_quantile: float = 0.9  # τ per layer = this quantile of |H| (the paper gives no τ)
     mlp_variant: str = "paper"  # or "reference", "random" (see prunerec_utils.method.mlp)
-    # Stage III (SPEC §5)
+    # Stage III (book/method.md: method-stage3)
     layers_removed_share: float = 2 / 3  # paper: 16 of 24
     calibration_samples: int = 16  # prompt + answer samples for the ΔPPL search
     layer_variant: str = "ppl"  # greedy ΔPPL (eq. 12), or "random" (the random structured baseline)

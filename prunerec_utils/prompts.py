@@ -1,4 +1,4 @@
-"""BIGRec prompt and target text (SPEC §2) and their tokenisation with a response-only loss mask.
+"""BIGRec prompt and target text (book/method.md, method-recommender) and their tokenisation with a response-only loss mask.
 
 Prompt and target are tokenised separately and concatenated, so the token ids of a target
 inside a training sequence are exactly the ids the evaluator's title trie holds.

@@ -1,4 +1,4 @@
-"""ID-based baselines (SPEC §7b): model shapes, padding invariance, the sampled BCE loss, full-ranking
+"""ID-based baselines (the paper's Table 2): model shapes, padding invariance, the sampled BCE loss, full-ranking
 ranks, learning a toy next-item rule through ``transformers.Trainer``, caching and seeding."""
 
 import json

@@ -1,7 +1,7 @@
 """Restoration (paper eq. 13): distil the pruned student from the fine-tuned teacher.
 
 L = λ·KL(p_T ‖ p_S) + (1-λ)·CE(y, p_S) on the shifted response positions, temperature 1,
-both terms summed over answer tokens and divided by the token count (SPEC §6; the reference
+both terms summed over answer tokens and divided by the token count (book/method.md, method-restoration; the reference
 code forgot the one-token shift). Training goes through ``transformers.Trainer`` via
 :func:`prunerec_utils.finetune.finetune`: resumable epoch checkpoints, best epoch by the
 validation loss (the same KD loss), the profile's training precision (the frozen teacher runs in

@@ -27,7 +27,7 @@ def rank_of(target: str, ranked: list[str | None]) -> int:
 
 
 def metrics_from_ranks(ranks, ks=KS) -> dict:
-    """HR@K and NDCG@K (eq. of SPEC §2) from 0-based ranks (-1 = miss)."""
+    """HR@K and NDCG@K (book/method.md, method-recommender) from 0-based ranks (-1 = miss)."""
     r = np.asarray(ranks)
     out = {}
     for k in ks:

@@ -120,7 +120,7 @@ def _norm(norm: nn.Module, dims: torch.Tensor) -> None:
 
 
 def prune_hidden(model, dims) -> nn.Module:
-    """Keep hidden dimensions ``dims`` of the residual stream (SPEC §3 slicing of d → d').
+    """Keep hidden dimensions ``dims`` of the residual stream (slicing d → d', book/method.md, method-stage1).
 
     Cuts embedding (and an untied lm_head) columns, every RMSNorm weight, the input columns of
     q/k/v/gate/up and the output rows (and biases) of o_proj/down_proj. RMSNorm then averages
@@ -157,7 +157,7 @@ def prune_hidden(model, dims) -> nn.Module:
 
 def prune_mlp(model, keep: list[list[int]]):
     """Keep intermediate neurons ``keep[l]`` (same count K in every layer): rows of gate/up
-    (and their biases), columns of down. Config: intermediate_size = K (Stage II, SPEC §4)."""
+    (and their biases), columns of down. Config: intermediate_size = K (Stage II, book/method.md, method-stage2)."""
     _check(model)
     layers = decoder_layers(model)
     k = {len(ks) for ks in keep}
@@ -177,7 +177,7 @@ def prune_mlp(model, keep: list[list[int]]):
 
 
 def remove_layers(model, removed) -> nn.Module:
-    """Delete whole decoder layers and renumber the rest (Stage III, SPEC §5): the KV cache indexes
+    """Delete whole decoder layers and renumber the rest (Stage III, book/method.md, method-stage3): the KV cache indexes
     layers by ``layer_idx``, and per-layer config lists (``layer_types``) follow the kept layers."""
     _check(model)
     dec = model.get_decoder()

@@ -14,7 +14,7 @@ Every variant of a figure gets the *same* reduced restoration — ``prof.ablatio
 distillation samples — including the full-method point, and is evaluated on the first
 ``prof.ablation_users`` users of the run's fixed test sample, beside the teacher on those users.
 
-Head choices for Table 3 (SPEC §3):
+Head choices for Table 3 (the paper's ablations; book/method.md, method-stage1):
 
 * ``greedy`` — the method: layer-wise (greedy, earlier choices suppressed) KL scores, α-mixed;
 * ``global`` — no layer-wise importance: every layer scored with nothing else suppressed, one
@@ -43,7 +43,7 @@ from .steps import read_json
 HEAD_CHOICES = CHOICES["head_variant"]
 RESTORATION_ONLY = {"kd_lambda", "distill_max_train"}  # fields that change only the distillation, not the surgery
 
-# Paper Table 3 (Stage I on Games, Qwen2-0.5B): HR@20, NDCG@20 (SPEC §3).
+# Paper Table 3 (Stage I on Games, Qwen2-0.5B): HR@20, NDCG@20 (paper Table 3).
 PAPER_TABLE3 = {"random": (0.1034, 0.0435), "global_no_alpha": (0.1029, 0.0424), "global": (0.1111, 0.0530),
                 "greedy": (0.1166, 0.0562)}
 

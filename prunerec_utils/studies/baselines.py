@@ -1,4 +1,4 @@
-"""ID-based sequential baselines (SPEC §7b): SASRec, GRU4Rec and Caser on the LLM's splits and metrics.
+"""ID-based sequential baselines (the paper's Table 2): SASRec, GRU4Rec and Caser on the LLM's splits and metrics.
 
 Every baseline sees exactly what the LLM recommender sees: one D3 sample per training row (the
 up-to-10 previous item ids → the next item id), model selection on the validation rows, and the

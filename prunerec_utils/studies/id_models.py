@@ -15,7 +15,7 @@ Conventions. Items are ``0..n_items-1``; ``n_items`` is the padding id. Historie
 ``max_len`` items. Each model is invariant to extra left padding (tested). Output and input item
 embeddings are shared (one matrix).
 
-Loss (SPEC §7b, as in SASRec): binary cross-entropy with sampled negatives. For each sample with
+Loss (as in SASRec, the paper's baseline setting): binary cross-entropy with sampled negatives. For each sample with
 positive logit s⁺ and ``k`` negative logits s⁻ⱼ (items drawn uniformly among all items other than
 the positive, from a seeded generator): ℓ = −log σ(s⁺) − Σⱼ log(1 − σ(s⁻ⱼ)), averaged over the
 batch. Optimiser: Adam (``adamw_torch`` with weight decay 0, constant learning rate, no gradient

@@ -1,4 +1,4 @@
-"""Pruned-LLM baselines at our final model's size (SPEC §7b) and the paper's Table 2 layout.
+"""Pruned-LLM baselines at our final model's size (the paper's Table 2 baselines) and the paper's Table 2 layout.
 
 * **SLMRec-style** (:func:`slmrec`): depth only. Keep the teacher's first *n* decoder layers, as
   SLMRec's student does when it loads the teacher with fewer layers. *n* is chosen so that the

@@ -25,7 +25,7 @@ from .observe import METHODS
 
 NOT_MEASURED = "not measured here"
 NO_HIT = "not measurable: the teacher has no hit on these users"
-PAPER_RETENTION, PAPER_PARAM_SHARE = 0.88, 0.05  # SPEC §8 headline
+PAPER_RETENTION, PAPER_PARAM_SHARE = 0.88, 0.05  # the paper's headline claim
 PAPER_ATTENTION_DROP, PAPER_ATTENTION_CUT = 0.08, 0.83
 DOMINANCE = 2.0  # Obs. 2: top-10% share at least this multiple of the uniform 10% (our reading)
 
@@ -82,7 +82,7 @@ def observation_rows(folder) -> list[dict]:
 
 
 def headline_rows(folder) -> list[dict]:
-    """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (SPEC §8)."""
+    """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (the paper's headline)."""
     teacher, s1, s3, popular = (load_result(folder, n) for n in ("teacher", "stage1", "stage3", "most_popular"))
     caveat = weak_teacher_note(teacher, popular)
     models = folder / "models"
