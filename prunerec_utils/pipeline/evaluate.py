@@ -229,15 +229,21 @@ def users_identity(users: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def users_settings(run, users: pd.DataFrame, engine: str, exclude_seen: bool) -> dict:
+    """What every stored evaluation depends on, whatever ranks the items: which users (their
+    identity), the ranking engine, the seen-item rule and the data's identity."""
+    return {"users": len(users), "users_id": users_identity(users), "engine": engine, "exclude_seen": exclude_seen,
+            "data_id": run.data_id()}
+
+
 def evaluation_settings(run, users: pd.DataFrame, length_penalty: float, exclude_seen: bool, model_id: str,
                         engine: str = "kernel") -> dict:
-    """Everything a stored evaluation depends on: which users (their identity), the search
-    (beams, length penalty, engine, seen-item rule, precision, prompt cut-off), the model's
-    identity and the data's."""
+    """Everything a stored LLM evaluation depends on: :func:`users_settings`, the search (beams,
+    length penalty, precision, prompt cut-off) and the model's identity."""
     prof = run.prof
-    return {"users": len(users), "users_id": users_identity(users), "num_beams": prof.num_beams,
-            "length_penalty": length_penalty, "engine": engine, "exclude_seen": exclude_seen,
-            "dtype": prof.eval_dtype, "cutoff_len": prof.cutoff_len, "model_id": model_id, "data_id": run.data_id()}
+    return {**users_settings(run, users, engine, exclude_seen), "num_beams": prof.num_beams,
+            "length_penalty": length_penalty, "dtype": prof.eval_dtype, "cutoff_len": prof.cutoff_len,
+            "model_id": model_id}
 
 
 def evaluate_cached(run, name: str, model_dir: str | Path, length_penalty: float | None = None,
@@ -307,8 +313,7 @@ def popularity_cached(run, limit: int | None = None, exclude_seen: bool = False,
     test = fixed_test_users(run)
     test = test.iloc[:limit] if limit else test
     res = most_popular(run.split("train"), test, exclude_seen=exclude_seen)
-    save_result(res, run.folder, name, {"users": len(test), "users_id": users_identity(test), "engine": "most_popular",
-                                        "exclude_seen": exclude_seen, "data_id": run.data_id()})
+    save_result(res, run.folder, name, users_settings(run, test, "most_popular", exclude_seen))
     return res
 
 

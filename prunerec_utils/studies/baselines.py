@@ -31,7 +31,7 @@ from .. import PruneRecError
 from ..data import read_items, sample_rows
 from ..identity import files_identity
 from ..pipeline.evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
-                                 metrics_from_ranks, save_result, users_identity)
+                                 metrics_from_ranks, save_result, users_settings)
 from ..pipeline.steps import folder_step, read_json
 from .id_models import (EVAL_BATCH, NegativeSamplingCollator, SequentialRecommender, build_model, check_models,
                         score_histories, target_ranks, top_titles)
@@ -245,9 +245,8 @@ def baseline_results(run, models=None, progress: bool = True, exclude_seen: bool
     for name in models:
         chosen = table[(table["model"] == name) & table["chosen"]].iloc[0]
         config = read_json(Path(chosen["folder"]) / SUMMARY)["config"]
-        settings = {"users": len(test), "users_id": users_identity(test), "exclude_seen": exclude_seen, "engine": name,
-                    "model": config, "model_id": files_identity([Path(chosen["folder"]) / WEIGHTS]),
-                    "data_id": run.data_id()}
+        settings = {**users_settings(run, test, name, exclude_seen), "model": config,
+                    "model_id": files_identity([Path(chosen["folder"]) / WEIGHTS])}
         res = cached_result(folder, result_name(name, exclude_seen), settings)
         if res is None:
             res = evaluate_baseline(load_baseline(chosen["folder"]), test, titles, name, exclude_seen)
