@@ -292,15 +292,15 @@ def prepare(dataset: str | DatasetConfig, out: str | Path, raw_dir: str | Path |
     (and its CSV files are as they were written); return its stats.
 
     A cached step whose record is ``stats.json`` (see :func:`write_splits`): another recipe or other
-    raw files (by name and size), or split files changed since, make it again after one line. Where
+    raw files (by name and content hash), or split files changed since, make it again after one line. Where
     the raw files are gone, existing splits of the same recipe are used as they are."""
-    from .identity import data_identity
+    from .identity import data_identity, files_identity
     from .pipeline.steps import SETTINGS, run_lock, stored
 
     out = resolve(out)
     cfg = dataset if isinstance(dataset, DatasetConfig) else get_dataset_config(dataset)
     try:
-        raw = [[p.name, p.stat().st_size] for p in raw_files(cfg, raw_dir)]
+        raw = [[p.name, files_identity([p])] for p in raw_files(cfg, raw_dir)]  # content, not just the size
     except PruneRecError:
         if force or not (out / "stats.json").exists():
             raise

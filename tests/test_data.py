@@ -296,3 +296,22 @@ def test_existing_splits_are_used_when_the_raw_files_are_gone(tmp_path, ml100k_s
     assert prepare("ml-100k", out)["train"] == len(read_split(out, "train"))
     with pytest.raises(PruneRecError, match="raw files missing"):
         prepare("ml-100k", out, force=True)
+
+
+def test_a_log_edited_in_place_at_the_same_size_makes_new_splits(tmp_path, capsys):
+    from prunerec_utils.identity import data_identity
+    from prunerec_utils.own_log import log_config, synthetic_log
+
+    log, items = synthetic_log(tmp_path / "log", users=40, items=36, per_user=8)
+    cfg = log_config(log, items, category="book")
+    prepare(cfg, tmp_path / "splits")
+    before, size = data_identity(tmp_path / "splits"), log.stat().st_size
+    lines = log.read_text().splitlines()
+    user, item, ts = lines[1].split(",")
+    lines[1] = f"{user},{item},{int(ts) - 10**8}"  # one interaction moved three years back: same byte count
+    log.write_text("\n".join(lines) + "\n")
+    assert log.stat().st_size == size
+    capsys.readouterr()
+    prepare(cfg, tmp_path / "splits")
+    assert "making it again" in capsys.readouterr().out
+    assert data_identity(tmp_path / "splits") != before  # the splits now follow the edited log
