@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import cli
+from ..method.metrics import interval_text
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.run import Run
 from ..pipeline.stages import surgery_params
@@ -27,8 +28,7 @@ NOT_RUN = "not run yet"
 
 
 def _value(res, metric: str) -> str:
-    lo, hi = res.metrics["ci95"][metric]
-    return f"{res.metrics[metric]:.4f} [{lo:.4f}, {hi:.4f}]"
+    return f"{res.metrics[metric]:.4f} {interval_text(*res.metrics['ci95'][metric])}"
 
 
 def _versus(a, b, label_a: str, label_b: str, metric: str) -> str:
@@ -65,17 +65,21 @@ def _best_id(run: Run):
     return best, found[best]
 
 
-def findings_table(run: Run) -> pd.DataFrame:
+TEACHER_ROW, ID_ROW = "Teacher vs most popular", "Best ID model vs the LLM teacher"
+
+
+def findings_table(run: Run, card: pd.DataFrame | None = None) -> pd.DataFrame:
     """The run's headline numbers, one row each: teacher vs most popular, the best ID model vs the
     teacher, the final model's size and retention, PruneRec vs both pruned-LLM baselines, the
-    scorecard's tally. A row whose files are missing reads :data:`NOT_RUN`."""
+    scorecard's tally (``card``: :func:`~prunerec_utils.studies.scorecard.scorecard` of the run, made
+    here if not given). A row whose files are missing reads :data:`NOT_RUN`."""
     f = run.folder
     teacher, popular, final = (load_result(f, n) for n in ("teacher", "most_popular", "stage3"))
     rows = {}
-    rows["Teacher vs most popular"] = _teacher_text(teacher, popular) if teacher and popular else NOT_RUN
+    rows[TEACHER_ROW] = _teacher_text(teacher, popular) if teacher and popular else NOT_RUN
     best, best_res = _best_id(run)
-    rows["Best ID model vs the LLM teacher"] = (_versus(best_res, teacher, best, "teacher", "ndcg@20")
-                                                if best_res is not None and teacher else NOT_RUN)
+    rows[ID_ROW] = (_versus(best_res, teacher, best, "teacher", "ndcg@20") if best_res is not None and teacher
+                    else NOT_RUN)
     p0, p3 = surgery_params(run.model("stage1_pruned"), "teacher"), surgery_params(run.model("stage3_pruned"), "stage3")
     rows["Final model (Stage III): size"] = (
         f"{p3['non_embedding']:,} of {p0['non_embedding']:,} non-embedding parameters "
@@ -83,7 +87,7 @@ def findings_table(run: Run) -> pd.DataFrame:
     rows["Final model: quality kept"] = (
         f"{retention(final.metrics, teacher.metrics)['avg']:.1%} of the teacher's HR/NDCG@10/20 (mean ratio)"
         + sc.weak_teacher_note(teacher, popular) if final and teacher else NOT_RUN)
-    card = sc.scorecard(run).set_index("claim")
+    card = (card if card is not None else sc.scorecard(run)).set_index("claim")
     for label, other in (("SLMRec-style", "SLMRec-style layer-only pruning"),
                          ("random structured", "random structured pruning at the same shapes")):
         r = card.loc[f"PruneRec beats {other}"]
@@ -92,32 +96,32 @@ def findings_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame({"this run": rows})
 
 
-def chapter_sentences(run: Run) -> dict[str, str]:
-    """One sentence per chapter number, read from the same results files."""
+def chapter_sentences(run: Run, card: pd.DataFrame | None = None,
+                      table: pd.DataFrame | None = None) -> dict[str, str]:
+    """One sentence per chapter number, read from the same results files (``card`` and ``table``:
+    the run's scorecard and :func:`findings_table`, made here if not given)."""
     f = run.folder
-    card = sc.scorecard(run)
+    card = card if card is not None else sc.scorecard(run)
+    rows = (table if table is not None else findings_table(run, card))["this run"]
     out = {}
     stats = run.splits / "stats.json"
     if stats.exists():
         s = json.loads(stats.read_text())
         out["00"] = (f"{s['users']:,} users and {s['items']:,} items after the {s['kcore']}-core filter; "
                      f"{s['train']:,} / {s['valid']:,} / {s['test']:,} training / validation / test samples.")
-    teacher, popular = load_result(f, "teacher"), load_result(f, "most_popular")
-    if teacher and popular:
-        out["01"] = _teacher_text(teacher, popular) + "."
+    if rows[TEACHER_ROW] != NOT_RUN:
+        out["01"] = rows[TEACHER_ROW] + "."
 
     def said(section_prefix: str) -> str:
-        rows = card[card["section"].str.startswith(section_prefix)]
-        return "; ".join(f"{r['claim']}: {r['verdict']}" for _, r in rows.iterrows() if r["verdict"] != sc.NOT_MEASURED)
+        claims = card[card["section"].str.startswith(section_prefix)]
+        return "; ".join(f"{r['claim']}: {r['verdict']}" for _, r in claims.iterrows() if r["verdict"] != sc.NOT_MEASURED)
 
-    for number, prefix in (("02", "Obs."), ("03", "Stage I")):
-        if said(prefix):
-            out[number] = said(prefix) + "."
-    s2 = load_result(f, "stage2")
+    for number, prefix in (("02", "Obs."), ("03", "Stage I"), ("05", "Headline")):
+        if text := said(prefix):
+            out[number] = text + "."
+    teacher, s2 = load_result(f, "teacher"), load_result(f, "stage2")
     if s2 and teacher:
         out["04"] = f"Stage II keeps {retention(s2.metrics, teacher.metrics)['avg']:.1%} of the teacher's metrics."
-    if said("Headline"):
-        out["05"] = said("Headline") + "."
     abl = card[card["section"] == "Ablations"]
     if (abl["verdict"] != sc.NOT_MEASURED).any():
         out["06"] = f"Ablation claims: {_tally_text(abl)}."
@@ -128,9 +132,8 @@ def chapter_sentences(run: Run) -> dict[str, str]:
         first = findings(tables(json.loads(eff.read_text()))["run"])
         if first:
             out["07"] = first[0]
-    best, best_res = _best_id(run)
-    if best_res is not None and teacher:
-        out["08"] = _versus(best_res, teacher, best, "teacher", "ndcg@20") + "."
+    if rows[ID_ROW] != NOT_RUN:
+        out["08"] = rows[ID_ROW] + "."
     out["09"] = f"Scorecard: {_tally_text(card)}."
     return out
 
@@ -160,13 +163,14 @@ def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> st
     :func:`chapter_sentences` as a list linking each chapter (``chapters``: their folder, as the
     introduction's ``{doc}`` links see it, e.g. ``default/ml-100k``); with ``folder`` (the executed
     chapters), the commits, dates and wall times of the executions."""
-    table = findings_table(run)
+    card = sc.scorecard(run)
+    table = findings_table(run, card)
     lines = [f"**What this run found** (profile `{run.prof.name}`, `{run.dataset}`, run folder "
              f"`runs/{run.dataset}/{run.prof.name}`; generated from its results files):", "",
              "| finding | this run |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in table["this run"].items()]
     lines += ["", "**Chapter by chapter:**", ""]
-    sentences = chapter_sentences(run)
+    sentences = chapter_sentences(run, card, table)
     runs = executions(folder) if folder is not None else pd.DataFrame()
     for number, name in CHAPTERS.items():
         took = f" *({runs.loc[number, 'minutes']:.0f} min)*" if number in runs.index else ""
