@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import PruneRecError, cli
@@ -132,30 +132,29 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
     from .method.surgery import param_formula
 
     teacher = results["teacher"].metrics
-    stages = {}
-    for label, name in STAGE_ROWS:
-        m = results[label].metrics
-        p = param_formula(AutoConfig.from_pretrained(run.model(name)))
-        stages[label] = {"model": name, "params": p, "metrics": {k: m[k] for k in METRICS},
-                         "ci95": {k: list(m["ci95"][k]) for k in METRICS}, "users": m["n"],
-                         "retention": retention(m, teacher), "seconds": seconds.get(name)}
-    pop = results["most popular"].metrics
-    stages["most popular"] = {"metrics": {k: pop[k] for k in METRICS}, "ci95": {k: list(pop["ci95"][k]) for k in METRICS},
-                              "users": pop["n"], "retention": retention(pop, teacher)}
+
+    def quality(m: dict) -> dict:
+        return {"metrics": {k: m[k] for k in METRICS}, "ci95": {k: list(m["ci95"][k]) for k in METRICS},
+                "users": m["n"], "retention": retention(m, teacher)}
+
+    stages = {label: {"model": name, "params": param_formula(AutoConfig.from_pretrained(run.model(name))),
+                      **quality(results[label].metrics), "seconds": seconds.get(name)} for label, name in STAGE_ROWS}
+    stages["most popular"] = quality(results["most popular"].metrics)
     return {"shapes": shapes_line, "data": {k: v for k, v in stats.items() if k != "config"}, "stages": stages,
             "settings": settings}
 
 
 def report_markdown(rep: dict) -> str:
     """``report.md``: the per-stage table (parameters, HR/NDCG@10/20 with intervals, retention)."""
+    from .method.metrics import METRICS, interval_text
+
     lines = ["# PruneRec report", "", rep["shapes"], "",
              "| model | non-embedding | total | HR@10 | HR@20 | NDCG@10 | NDCG@20 | avg retention |",
              "|---|---|---|---|---|---|---|---|"]
     for label, s in rep["stages"].items():
         p = s.get("params") or {}
         sizes = [f"{p[k]:,}" if k in p else "—" for k in ("non_embedding", "total")]
-        cells = [f"{s['metrics'][k]:.4f} [{s['ci95'][k][0]:.4f}, {s['ci95'][k][1]:.4f}]"
-                 for k in ("hr@10", "hr@20", "ndcg@10", "ndcg@20")]
+        cells = [f"{s['metrics'][k]:.4f} {interval_text(*s['ci95'][k])}" for k in METRICS]
         ret = s["retention"]["avg"]
         kept = "—" if ret != ret else f"{ret:.1%}"  # NaN: the teacher has no hit
         lines.append("| " + " | ".join([label, *sizes, *cells, kept]) + " |")
@@ -169,6 +168,7 @@ def report_markdown(rep: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     choose_device(args.device)
+    import pandas as pd
     from transformers import AutoConfig
 
     from .assets import resolve_model
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = replace(get_profile(args.profile), model=str(source), **shapes.profile_fields(config))
     out = Path(args.out).resolve()
     settings = {"source": "teacher" if args.teacher else "model", "source_id": model_identity(source),
-                "recipe": {k: v for k, v in vars(cfg).items()}, "profile": prof.to_dict(),
-                "shapes": vars(shapes)}
+                "recipe": asdict(cfg), "profile": prof.to_dict(), "shapes": asdict(shapes)}
     new = claim_out(out, settings)
     run = Run("log", prof, out / "run", cfg)
     set_progress(True)
@@ -219,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     print(f"data: {stats['users']:,} users, {stats['items']:,} items, {stats['train']:,} / {stats['valid']:,} / "
           f"{stats['test']:,} training / validation / test samples", flush=True)
+
     def staged(out: dict) -> float:  # a stage's surgery and distillation, as their records state them
         return out["surgery"].get("seconds", 0.0) + out["distill"]["wall_seconds"]
 
@@ -243,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     if final.exists():
         shutil.rmtree(final)
     shutil.copytree(run.model("stage3_vocab"), final)
-    import pandas as pd
-
     plots.stage_figure({label: results[label] for label, _ in STAGE_ROWS},
                        pd.Series({label: s["params"]["non_embedding"] for label, s in rep["stages"].items()
                                   if "params" in s}), out / "figure4.png")
