@@ -224,6 +224,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
     out_dir = Path(out_dir)
     ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
     full = {**training_settings(prof), **(settings or {})}
+    rank, world = process_rank()
 
     def train(tmp: Path) -> dict:
         torch.manual_seed(prof.seed)
@@ -238,11 +239,12 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
             trainer.add_callback(callback)
         if not progress:
             trainer.remove_callback(ProgressCallback)
-        rank, world = process_rank()
-        resume = complete_checkpoint(ckpt_dir, full) if rank == 0 else None
-        if world > 1:  # the others look only once rank 0 has cleaned the checkpoints up
+        if rank == 0:  # manages the checkpoints: those of another training are removed
+            resume = complete_checkpoint(ckpt_dir, full)
+        if world > 1:  # the others look only once rank 0 has cleaned them up
             trainer.accelerator.wait_for_everyone()
-            resume = resume if rank == 0 else complete_checkpoint(ckpt_dir)
+        if rank != 0:
+            resume = complete_checkpoint(ckpt_dir)
         before = spent_before(resume)
         trainer.add_callback(WallClock(before))
         t0 = time.time()
@@ -257,7 +259,6 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
                 "best_eval_loss": min((h["eval_loss"] for h in evals), default=None),
                 "log_history": trainer.state.log_history, "profile": prof.to_dict()}
 
-    rank, world = process_rank()
     if rank == 0:
         summary = folder_step(out_dir, SUMMARY, full, train, lock=lock)
     elif stored(out_dir / SUMMARY, full, quiet=True) is None:  # rank 0 writes; this one only trains
