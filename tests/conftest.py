@@ -80,3 +80,12 @@ def kernel_calls(monkeypatch):
         return calls
 
     return patch
+
+
+@pytest.fixture
+def bf16_units(monkeypatch):
+    """Treat this CPU as one with bf16 matmul units (AMX / AVX512-BF16), so that a test of the bf16
+    path runs it on any CPU instead of being turned to fp32 (:func:`prunerec_utils.hardware.for_this_machine`)."""
+    from prunerec_utils import hardware
+
+    monkeypatch.setattr(hardware, "bf16_is_fast", lambda device="cpu": True)

@@ -187,7 +187,8 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dir, ml10
     assert resumed.metrics["hr@20"] == whole.metrics["hr@20"]
 
 
-def test_a_stored_evaluation_is_not_reused_in_another_precision(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
+def test_a_stored_evaluation_is_not_reused_in_another_precision(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls,
+                                                                bf16_units):
     from prunerec_utils.pipeline import evaluate
     from prunerec_utils.profiles import get_profile
 

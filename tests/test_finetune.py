@@ -168,7 +168,8 @@ def test_training_resumes_past_a_checkpoint_cut_off_mid_save(tiny_model_dir, tok
     assert summary["resumed"] and not ckpt.exists()
 
 
-def test_compiled_bf16_step_keeps_fp32_masters_and_learns_like_fp32(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+def test_compiled_bf16_step_keeps_fp32_masters_and_learns_like_fp32(tiny_model_dir, tokenizer, tiny_data, tmp_path,
+                                                                   bf16_units):
     """train_precision="bf16" with train_compile: bf16 weights, fp32 master weights and moments in
     the resumable optimizer state, length-grouped batches, the model compiled by the Trainer; it
     learns as the fp32 step does and saves a stock-loadable bf16 folder."""

@@ -23,3 +23,10 @@ def test_table_displays_its_caption_then_the_table_in_one_order(monkeypatch):
     show.line("finding → holds")
     assert repr(shown[0]) == "Table A <b>" and "<strong>Table A &lt;b&gt;</strong>" in shown[0]._repr_html_()
     assert isinstance(shown[1], pd.DataFrame) and repr(shown[2]) == "finding → holds"
+
+
+def test_parameter_counts_get_thousands_separators_and_other_integers_do_not():
+    f = pd.DataFrame({"non-embedding params": pd.array([134515008, None], dtype="Int64"), "epochs run": [3, 12000]})
+    r = show.readable(f)
+    assert list(r["non-embedding params"]) == ["134,515,008", show.MISSING]
+    assert list(r["epochs run"]) == [3, 12000]

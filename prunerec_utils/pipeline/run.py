@@ -43,6 +43,11 @@ class Run:
     root: str | os.PathLike | None = None  # runs root; None: ``runs/`` or ``$PRUNEREC_RUNS``
     config: object = None  # the dataset's recipe (a DatasetConfig); None: the named dataset's
 
+    def __post_init__(self):  # the profile as this machine runs it (bf16 only where it is fast)
+        from ..hardware import for_this_machine
+
+        object.__setattr__(self, "prof", for_this_machine(self.prof))
+
     @cached_property
     def cfg(self):
         """The dataset's :class:`~prunerec_utils.data.DatasetConfig` (prompt words, recipe)."""

@@ -34,10 +34,14 @@ class Text:
 
 def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFrame:
     """``frame`` rounded to ``digits`` (one number or per column), missing cells shown as an em dash,
-    and a 0, 1, 2, … index (which says nothing) dropped from view."""
+    parameter counts with thousands separators (134,515,008), and a 0, 1, 2, … index (which says
+    nothing) dropped from view."""
     out = frame.round(digits) if digits is not None else frame.copy()
     if isinstance(out.index, pd.RangeIndex):
         out.index = [""] * len(out)
+    for column in out.columns:
+        if "param" in str(column) and pd.api.types.is_integer_dtype(out[column]):
+            out[column] = [MISSING if pd.isna(v) else f"{int(v):,}" for v in out[column]]
     gaps = out.isna()
     if gaps.any().any():
         out = out.astype(object).where(~gaps, MISSING)

@@ -1,0 +1,70 @@
+"""Whether bf16 pays on this machine, and the profile a run can actually use here.
+
+bf16 is the fast path only where the hardware multiplies bf16 natively: tensor cores on a GPU, the
+AMX / AVX512-BF16 units of recent Xeons. Elsewhere torch falls back to a scalar bf16 matmul: on a
+2-core AVX2 EPYC it measured 0.8 GFLOPS against 61 for fp32, so a "bf16" training step would take
+≈ 75× longer than the fp32 one. :func:`for_this_machine` turns such a profile's bf16 fields to fp32
+and says so in one line; what was actually used is what the cached steps record in their keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import torch
+
+PROBE_SIZE = 384  # matmul side of the throughput probe: a few ms in fp32, ≤ 0.1 s even where bf16 is scalar
+FAST_ENOUGH = 0.5  # bf16 counts as usable when it reaches at least this share of fp32's throughput
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = PROBE_SIZE, repeats: int = 3) -> float:
+    """Best-of-``repeats`` throughput (GFLOPS) of one n×n @ n×n CPU matmul in ``dtype``."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up: first-call dispatch and allocation
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_speed() -> tuple[float, float]:
+    """(bf16, fp32) matmul GFLOPS of this CPU, measured once per process."""
+    return matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
+
+
+def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
+    """True where bf16 matmuls run at least :data:`FAST_ENOUGH` × as fast as fp32 on ``device``."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    bf16, fp32 = cpu_bf16_speed()
+    return bf16 >= FAST_ENOUGH * fp32
+
+
+_told: set[str] = set()
+
+
+def for_this_machine(prof, device: str | torch.device | None = None):
+    """``prof`` as this machine can run it: where bf16 is not fast (see :func:`bf16_is_fast`), its
+    ``train_precision`` ("bf16" or "autocast") and ``eval_dtype`` ("bf16") become "fp32", with one
+    printed line per process. ``device``: None = CUDA when present, else the CPU."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    changes = {}
+    if prof.train_precision != "fp32":
+        changes["train_precision"] = "fp32"
+    if prof.eval_dtype != "fp32":
+        changes["eval_dtype"] = "fp32"
+    if not changes or bf16_is_fast(device):
+        return prof
+    message = ", ".join(f"{k}={getattr(prof, k)!r}" for k in changes)
+    if message not in _told:
+        _told.add(message)
+        bf16, fp32 = cpu_bf16_speed()
+        print(f"[prunerec] this CPU multiplies bf16 at {bf16:.1f} GFLOPS against {fp32:.0f} for fp32 (no AMX or "
+              f"AVX512-BF16 units): profile {prof.name!r} asks {message}; using fp32 instead", flush=True)
+    return dataclasses.replace(prof, **changes)
