@@ -7,7 +7,7 @@ PROFILE ?= default
 DATASET ?= ml-100k
 NOTEBOOKS ?=
 
-.PHONY: install demo reproduce book test ci-notebooks clean-runs
+.PHONY: install demo reproduce book test ci-notebooks clean-runs prune-example
 
 $(BIN)/.installed: requirements.txt requirements-assets.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,19 @@ reproduce: install
 
 book: install
 	$(BIN)/jupyter-book build . --path-output book -W --keep-going
+
+# The worked example of book/prune_your_own.md: the prune CLI on a synthetic log the code was never tuned on, with the
+# tiny model and ci budgets (minutes); its printed output, report and figure are kept beside the page.
+EXAMPLE := runs/prune-example
+prune-example: install
+	rm -rf $(EXAMPLE) && mkdir -p book/prune_example
+	$(BIN)/python -c "from prunerec_utils.own_log import synthetic_log; synthetic_log('$(EXAMPLE)/log')"
+	$(BIN)/prunerec --model tiny-qwen2 --interactions $(EXAMPLE)/log/interactions.csv \
+		--items $(EXAMPLE)/log/items.csv --category book --profile ci --keep-heads 2 --mlp 64 --layers 2 \
+		--out $(EXAMPLE)/out > $(EXAMPLE)/output.txt
+	grep -v "^{'" $(EXAMPLE)/output.txt > book/prune_example/output.txt  # Trainer's per-step loss lines left out
+	cat book/prune_example/output.txt
+	cp $(EXAMPLE)/out/report.md $(EXAMPLE)/out/figure4.png book/prune_example/
 
 # Regenerate the committed ci-profile executions that nbval compares against.
 ci-notebooks: install

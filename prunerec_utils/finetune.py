@@ -24,7 +24,6 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from .data import DatasetConfig
-from .hardware import for_this_machine
 from .master_adamw import MasterWeightAdamW
 from .paths import atomic_write_text
 from .pipeline.steps import folder_step, read_json, record, stored
@@ -222,7 +221,6 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
     of each batch (Trainer's DDP); only rank 0 manages the checkpoints and writes the folder and its
     record, the others train into a throwaway folder and return the record rank 0 wrote.
     """
-    prof = for_this_machine(prof)  # the precision actually used is the one the settings record
     out_dir = Path(out_dir)
     ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
     full = {**training_settings(prof), **(settings or {})}

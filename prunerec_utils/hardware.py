@@ -4,13 +4,16 @@ bf16 is the fast path only where the hardware multiplies bf16 natively: tensor c
 AMX / AVX512-BF16 units of recent Xeons. Elsewhere torch falls back to a scalar bf16 matmul: on a
 2-core AVX2 EPYC it measured 0.8 GFLOPS against 61 for fp32, so a "bf16" training step would take
 ≈ 75× longer than the fp32 one. :func:`for_this_machine` turns such a profile's bf16 fields to fp32
-and says so in one line; what was actually used is what the cached steps record in their keys.
+and says so in one line (on stderr); every :class:`~prunerec_utils.pipeline.run.Run` applies it, so
+what was actually used is what the cached steps record in their keys. The library functions
+(``finetune``, ``distill``, the benchmarks) do what their profile says.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import time
 
 import torch
@@ -66,5 +69,6 @@ def for_this_machine(prof, device: str | torch.device | None = None):
         _told.add(message)
         bf16, fp32 = cpu_bf16_speed()
         print(f"[prunerec] this CPU multiplies bf16 at {bf16:.1f} GFLOPS against {fp32:.0f} for fp32 (no AMX or "
-              f"AVX512-BF16 units): profile {prof.name!r} asks {message}; using fp32 instead", flush=True)
+              f"AVX512-BF16 units): profile {prof.name!r} asks {message}; using fp32 instead", file=sys.stderr,
+              flush=True)
     return dataclasses.replace(prof, **changes)

@@ -249,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out / "report.json", json.dumps(rep, indent=1))
     atomic_write_text(out / "report.md", report_markdown(rep))
     print(report_markdown(rep), flush=True)
-    print(f"[prunerec] wrote {final} (stock AutoModelForCausalLM folder), {out / 'report.json'}, {out / 'report.md'}")
+    given = Path(args.out)  # named as the user named it
+    print(f"[prunerec] wrote {given / 'model'} (stock AutoModelForCausalLM folder), {given / 'report.json'}, "
+          f"{given / 'report.md'}")
     return 0
 
 

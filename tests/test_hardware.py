@@ -22,7 +22,7 @@ def test_a_bf16_profile_runs_in_fp32_on_a_cpu_without_bf16_units(speeds, capsys,
     prof = Run("ml-100k", get_profile("default", eval_dtype="bf16"), tmp_path).prof
     assert (prof.train_precision, prof.eval_dtype) == ("fp32", "fp32")
     assert training_settings(prof)["train_precision"] == "fp32"  # the key says what was used
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
     assert said.count("\n") == 1 and "0.8 GFLOPS against 61" in said and "using fp32" in said
 
 

@@ -105,6 +105,7 @@ def test_baselines_table2_and_scorecard(tmp_path, ml100k_splits):
     head = card.loc["≈ 88% average retention of the teacher's metrics after Stages I-III", "verdict"]
     no_hit = any(t[k] == 0 for k in llm_baselines.METRICS)
     assert head == scorecard.NO_HIT if no_hit else head in ("holds", "does not hold")
+    assert not any("nan" in text for text in card["ours"])  # a teacher without a hit reads "not measurable"
 
 
 def test_paired_verdict_reads_the_sign_and_calls_equal_models_a_tie():

@@ -83,3 +83,11 @@ def test_concentration_draws_a_row_per_kind_of_unit_with_sparse_layer_labels(tmp
     assert len(fig.axes[0].get_xticks()) <= 15  # 30 layers, not 30 crowded labels
     ft = fig.axes[1].get_lines()[0]
     assert ft.get_ydata()[3] == pytest.approx(100 * (0.5 + 0.03 + 0.02))
+
+
+def test_stage_figure_wraps_long_stage_names_so_ticks_do_not_overlap(tmp_path):
+    results = {label: _result([1, 4, None]) for label in ("teacher", "stage III", "final (vocabulary pruned)")}
+    fig = plots.stage_figure(results, pd.Series({"teacher": 1000, "stage III": 100, "final (vocabulary pruned)": 100}),
+                             tmp_path / "f.png")
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks[-1] == "final\n(vocabulary\npruned)" and ticks[0] == "teacher"

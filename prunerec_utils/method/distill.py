@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from ..finetune import ResponseLossTrainer, across_processes, finetune, response_count, response_logits
-from ..hardware import for_this_machine
 from ..prompts import IGNORE
 
 
@@ -59,10 +58,9 @@ def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path
     """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done:
     a cached step like :func:`prunerec_utils.finetune.finetune`, whose settings gain ``kd_lambda``).
 
-    Unless the profile trains in fp32 (or this machine has no fast bf16: :func:`~prunerec_utils.hardware.for_this_machine`), ``teacher`` is cast to bf16 in place (it only runs forward);
+    Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward);
     with ``prof.train_compile`` its forward is compiled as the student's is.
     """
-    prof = for_this_machine(prof)
     if prof.train_precision != "fp32":
         teacher = teacher.to(torch.bfloat16)
     if prof.train_compile:

@@ -6,6 +6,7 @@ sit outside the data (below the panels) where they would cover it."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -237,7 +238,7 @@ def stage_figure(results: dict, params: pd.Series, path=None):
     for i, m in enumerate(("hr@20", "ndcg@20")):
         vals, lo, hi = _ci(results, m)
         ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(), yerr=[vals - lo, hi - vals], capsize=3)
-    ax.set_xticks(x, stages)
+    ax.set_xticks(x, [textwrap.fill(s, 12) for s in stages])  # "final (vocabulary pruned)" on three lines
     ax.set(ylabel="metric (95% CI)", title="Per stage: quality and size")
     ax2 = ax.twinx()
     ax2.plot(x, params.loc[stages].to_numpy(), color="k", marker="s", label="non-embedding parameters")

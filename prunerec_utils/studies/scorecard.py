@@ -94,8 +94,8 @@ def headline_rows(folder) -> list[dict]:
     if teacher is not None and s1 is not None and p1 and p0:
         ret = retention(s1.metrics, teacher.metrics)["avg"]
         cut = 1 - p1["attention"] / p0["attention"]
-        attn.update(ours=f"{1 - ret:+.1%} drop (avg retention {ret:.1%}), {cut:.0%} fewer attention parameters"
-                    + caveat,
+        drop = "drop not measurable" if pd.isna(ret) else f"{1 - ret:+.1%} drop (avg retention {ret:.1%})"
+        attn.update(ours=f"{drop}, {cut:.0%} fewer attention parameters" + caveat,
                     verdict=NO_HIT if pd.isna(ret) else "holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
     rows.append(attn)
     head = _row("Headline", "≈ 88% average retention of the teacher's metrics after Stages I-III",
@@ -104,7 +104,8 @@ def headline_rows(folder) -> list[dict]:
                  f"< {PAPER_PARAM_SHARE:.0%} (Qwen2-0.5B: ≈ 358M → ≈ 14M)")
     if teacher is not None and s3 is not None:
         ret = retention(s3.metrics, teacher.metrics)["avg"]
-        head.update(ours=f"{ret:.1%} (HR/NDCG@10/20, {teacher.metrics['n']} users)" + caveat,
+        kept = "not measurable" if pd.isna(ret) else f"{ret:.1%}"
+        head.update(ours=f"{kept} (HR/NDCG@10/20, {teacher.metrics['n']} users)" + caveat,
                     verdict=NO_HIT if pd.isna(ret) else "holds" if ret >= PAPER_RETENTION else "does not hold")
     if p3 and p0:
         frac = p3["non_embedding"] / p0["non_embedding"]
