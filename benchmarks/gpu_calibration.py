@@ -1,11 +1,13 @@
 """GPU calibration of the default series: what one device does with our code, measured in one run.
 
-    # here, once: the rows every device uses (no preprocessing on the target), and CPU fp32 lists
+    # here, once (benchmarks/device/prepare.sh does this and packs the rest): the rows every device
+    # uses (no preprocessing on the target), and the CPU kernel's fp32 lists of the first test rows
     python benchmarks/gpu_calibration.py export-rows --out .gpu/rows.json
-    python benchmarks/gpu_calibration.py cpu-lists --rows .gpu/rows.json --out .gpu/cpu_lists.json --n 128
-    # on the device (sections in order; each writes the JSON again, so a cut run keeps what it did)
+    python benchmarks/gpu_calibration.py cpu-lists --rows .gpu/rows.json --out .gpu/cpu_lists.json --n 256
+    # on the device (benchmarks/device/call1.sh, call2.sh); the JSON is written again after every
+    # setting, so a call cut at its limit keeps what it measured
     python benchmarks/gpu_calibration.py measure --rows .gpu/rows.json --sections versions,train,determinism \\
-        --random-init smollm2-135m --json $OUT/calibration_train.json --deadline 240
+        --random-init --json $OUT/calibration_train.json --deadline 240 [--compiled]
     python benchmarks/gpu_calibration.py measure --rows .gpu/rows.json --sections evaluator,scoring \\
         --model smollm2-135m --cpu-lists .gpu/cpu_lists.json --json $OUT/calibration_eval.json --deadline 240
 
@@ -15,10 +17,10 @@ Sections (each records its own seconds; one that fails records its error and the
                  (8192³ products) — the ceiling model FLOP utilisation (MFU) is read against.
 ``train``        the default profile's bf16 step (bf16 weights, fp32 master weights in fused AdamW,
                  response-token loss) at several per-device batches × attention implementations,
-                 uncompiled, and compiled at the largest batch; random batches of real training
-                 samples (their padding included). Per setting: samples/s, tokens/s, model TFLOP/s
-                 and MFU. FLOPs count the real (non-pad) tokens: 6·(decoder matmul weights) per
-                 token, the causal attention products, and the LM head on the kept positions.
+                 uncompiled, on random batches of real training samples (their padding
+                 included); with ``--compiled`` also compiled at the largest batch, in a child
+                 process cut at the deadline. Per setting: samples/s, tokens/s, model TFLOP/s and
+                 MFU. FLOPs count the real (non-pad) tokens: 6·(decoder matmul weights) per token, the causal attention products, and the LM head on the kept positions.
 ``determinism``  two short ``finetune`` runs (Trainer, same seed, same samples) → the content hash
                  of each saved folder, with torch's default algorithms and with
                  ``torch.use_deterministic_algorithms(True)``.
@@ -223,6 +225,8 @@ def train_rate(spec, random_init, samples, config, batch_size, attention, compil
         dt = time.perf_counter() - t0
         if i == 0:
             t_first = dt
+        if compiled:  # compilation shows up here, step by step, in the call's output
+            print(f"[train] batch {batch_size} compiled, step {i}: {dt:.2f} s", file=sys.stderr, flush=True)
         if i >= warm:
             times.append(dt)
             f = step_flops(config, {k: v.cpu() for k, v in batch.items()})
@@ -238,33 +242,62 @@ def train_rate(spec, random_init, samples, config, batch_size, attention, compil
             "loss_last": round(float(loss), 4)}
 
 
-def section_train(args, rows, device, out, deadline) -> dict:
+def train_setting(args, rows, batch_size: int, attention: str, compiled: bool, device: str) -> dict:
+    """One training setting measured in this process (``train-one`` runs it in a child process)."""
     from prunerec_utils.profiles import get_profile
 
-    prof = get_profile("default")
     model, tok, _ = model_and_tokenizer(args.model, args.random_init)
     config = model.config
     del model
-    samples = encoded_samples(tok, rows["train"], prof.cutoff_len)
-    peak = (out.get("versions") or {}).get("bf16_matmul_tflops")
-    res = {"model": args.model, "random_init": args.random_init, "samples_pool": len(samples),
-           "profile_effective_batch": prof.effective_batch, "settings": []}
+    samples = encoded_samples(tok, rows["train"], get_profile("default").cutoff_len)
+    r = train_rate(args.model, args.random_init, samples, config, batch_size, attention, compiled, args.train_steps,
+                   device)
+    if compiled:
+        from torch._dynamo.utils import counters
+
+        r["compiled_graphs"] = int(counters["stats"].get("unique_graphs", 0))
+    return r
+
+
+def train_child(args, b: int, att: str, seconds: float) -> dict:
+    """A compiled setting in a child process, cut after ``seconds``: compiling a 30-layer model for
+    every new shape can outlast a device call (it did, 2026-12-04), and must not take the rest with it."""
+    cmd = [sys.executable, __file__, "train-one", "--rows", str(args.rows), "--model", args.model,
+           "--batch", str(b), "--attention", att, "--train-steps", str(args.train_steps)]
+    cmd += ["--random-init"] if args.random_init else []
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return {"batch": b, "attention": att, "compiled": True, "error": f"not done in {round(seconds)} s"}
+    last = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not last:
+        return {"batch": b, "attention": att, "compiled": True, "error": done.stderr.strip()[-400:]}
+    return json.loads(last[-1])
+
+
+def section_train(args, rows, device, res, deadline, save) -> None:
+    from prunerec_utils.profiles import get_profile
+
+    prof = get_profile("default")
+    peak = (args.versions or {}).get("bf16_matmul_tflops")
+    res.update({"model": args.model, "random_init": args.random_init, "samples_pool": len(rows["train"]),
+                "profile_effective_batch": prof.effective_batch, "settings": []})
     plan = [(b, "eager", False) for b in args.train_batches] + [(b, "sdpa", False) for b in args.train_batches]
-    plan += [(max(args.train_batches), att, True) for att in ("sdpa",)]
+    plan += [(max(args.train_batches), "sdpa", True)] if args.compiled else []
     for b, att, comp in plan:
         if time.time() > deadline - (COMPILE_SECONDS if comp else 0):
             res["settings"].append({"batch": b, "attention": att, "compiled": comp, "skipped": "deadline"})
             continue
         try:
-            r = train_rate(args.model, args.random_init, samples, config, b, att, comp, args.train_steps, device)
-            if peak:
+            r = train_child(args, b, att, deadline - time.time()) if comp else \
+                train_setting(args, rows, b, att, comp, device)
+            if peak and "model_tflops" in r:
                 r["mfu_vs_measured_bf16"] = round(r["model_tflops"] / peak, 4)
-            r["mfu_vs_989_datasheet"] = round(r["model_tflops"] / 989, 4)
         except Exception as exc:  # record and go on: one failed setting must not lose the others
             r = {"batch": b, "attention": att, "compiled": comp, "error": f"{type(exc).__name__}: {exc}"[:400]}
         print(f"[train] {r}", flush=True)
         res["settings"].append(r)
-    return res
+        save()
 
 
 # ---------------------------------------------------------------------------------------- determinism
@@ -294,8 +327,9 @@ def short_finetune(args, rows, deterministic: bool, folder: Path) -> dict:
         torch.use_deterministic_algorithms(False)
 
 
-def section_determinism(args, rows, device, out, deadline) -> dict:
-    res = {"samples": args.det_samples, "batch": 16, "attention": "eager (the default profile's)"}
+def section_determinism(args, rows, device, res, deadline, save) -> None:
+    res.update({"samples": args.det_samples, "batch": 16, "attention": "eager (the default profile's)",
+                "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")})
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("default_algorithms", "deterministic_algorithms"):
             runs = []
@@ -310,7 +344,7 @@ def section_determinism(args, rows, device, out, deadline) -> dict:
                 print(f"[determinism] {mode} {i}: {runs[-1]}", flush=True)
             ids = [r.get("content_id") for r in runs]
             res[mode] = {"runs": runs, "same_content_id": bool(ids[0]) and ids[0] == ids[1]}
-    return res
+            save()
 
 
 # ------------------------------------------------------------------------------------------ evaluator
@@ -367,7 +401,7 @@ def profile_call(fn, device: str) -> dict:
                          "cpu_total_ms": round(e.cpu_time_total / 1e3, 2)} for e in top]}
 
 
-def section_evaluator(args, rows, device, out, deadline) -> dict:
+def section_evaluator(args, rows, device, res, deadline, save) -> None:
     from prunerec_utils.data import get_dataset_config
     from prunerec_utils.method.beam_search import TensorTrie
     from prunerec_utils.method.metrics import lists_agreement
@@ -375,7 +409,7 @@ def section_evaluator(args, rows, device, out, deadline) -> dict:
     from prunerec_utils.prompts import prompt_ids
 
     cfg = get_dataset_config(rows["dataset"])
-    res = {"model": args.model, "random_init": args.random_init, "beams": 20, "rates": []}
+    res.update({"model": args.model, "random_init": args.random_init, "beams": 20, "rates": []})
     lists = {}
     for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         model, tok, _ = model_and_tokenizer(args.model, args.random_init, dtype)
@@ -406,6 +440,7 @@ def section_evaluator(args, rows, device, out, deadline) -> dict:
                 r = {"dtype": dtype_name, "per_call": per_call, "error": f"{type(exc).__name__}: {exc}"[:400]}
             print(f"[evaluator] {r}", flush=True)
             res["rates"].append(r)
+            save()
         if dtype_name == "bf16" and time.time() < deadline:
             try:
                 n = min(256, len(prompts))
@@ -433,11 +468,10 @@ def section_evaluator(args, rows, device, out, deadline) -> dict:
             agree[f"fp32_{per_call}_vs_gpu_fp32_{min(args.eval_per_call)}"] = {
                 k: round(v, 4) for k, v in lists_agreement(got, lists[("fp32", min(args.eval_per_call))]).items()}
     res["agreement"] = agree
-    return res
 
 
 # -------------------------------------------------------------------------------------------- scoring
-def section_scoring(args, rows, device, out, deadline) -> dict:
+def section_scoring(args, rows, device, res, deadline, save) -> None:
     from prunerec_utils.data import get_dataset_config
     from prunerec_utils.finetune import LeftPadCollator
     from prunerec_utils.method.heads import head_importance, scoring_batch
@@ -451,7 +485,6 @@ def section_scoring(args, rows, device, out, deadline) -> dict:
     train = rows["train"]
     encoded = encoded_samples(tok, train[:64], 512)
     collate = LeftPadCollator(tok.pad_token_id)
-    res = {}
 
     def timed(name, fn, summary):
         if time.time() > deadline:
@@ -466,6 +499,7 @@ def section_scoring(args, rows, device, out, deadline) -> dict:
         except Exception as exc:
             res[name] = {"error": f"{type(exc).__name__}: {exc}"[:400], "trace": traceback.format_exc()[-800:]}
         print(f"[scoring] {name}: {res[name]}", flush=True)
+        save()
 
     hist, targets = [r["history"] for r in train[:10]], [r["target"] for r in train[:10]]
     H = model.config.num_attention_heads
@@ -483,7 +517,6 @@ def section_scoring(args, rows, device, out, deadline) -> dict:
     timed("layer_search_16_samples_remove_two_thirds", lambda: greedy_layer_removal(model, collate(encoded[:16]),
                                                                                     n_remove),
           lambda s: {"removed": s["removed"], "base_ppl": round(s["base_ppl"], 4)})
-    return res
 
 
 SECTIONS = {"train": section_train, "determinism": section_determinism, "evaluator": section_evaluator,
@@ -497,20 +530,26 @@ def measure(args) -> dict:
     rows = load_rows(args.rows)
     out = {"device": device, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
            "commit": os.environ.get("PRUNEREC_COMMIT"), "sections_seconds": {}}
+    def save():  # after every setting: a call cut at its limit still brings back what it measured
+        if args.json:
+            atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
+
     for name in args.sections:
         t0 = time.time()
+        out[name] = {}
         if time.time() > deadline:
             out[name] = {"skipped": "deadline"}
         else:
             try:
-                out[name] = versions(device) if name == "versions" else SECTIONS[name](args, rows, device, out,
-                                                                                         deadline)
+                if name == "versions":
+                    out[name] = args.versions = versions(device)
+                else:
+                    SECTIONS[name](args, rows, device, out[name], deadline, save)
             except Exception as exc:
-                out[name] = {"error": f"{type(exc).__name__}: {exc}"[:400], "trace": traceback.format_exc()[-1500:]}
+                out[name].update(error=f"{type(exc).__name__}: {exc}"[:400], trace=traceback.format_exc()[-1500:])
         out["sections_seconds"][name] = round(time.time() - t0, 1)
         print(f"== {name}: {out['sections_seconds'][name]} s", flush=True)
-        if args.json:
-            atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
+        save()
     return out
 
 
@@ -539,10 +578,20 @@ def main(argv=None) -> int:
     me.add_argument("--deadline", type=float, default=300, help="seconds after which remaining settings are skipped")
     me.add_argument("--train-batches", type=lambda s: [int(x) for x in s.split(",")], default=list(TRAIN_BATCHES))
     me.add_argument("--train-steps", type=int, default=6)
+    me.add_argument("--compiled", action="store_true", help="also the compiled step at the largest batch "
+                    "(in a child process, cut at the deadline)")
     me.add_argument("--det-samples", type=int, default=128)
     me.add_argument("--eval-rows", type=int, default=512)
     me.add_argument("--eval-per-call", type=lambda s: [int(x) for x in s.split(",")], default=list(EVAL_PER_CALL))
+    one = sub.add_parser("train-one", help="one training setting, its JSON on the last line (compiled)")
+    one.add_argument("--rows", required=True)
+    one.add_argument("--model", default="smollm2-135m")
+    one.add_argument("--random-init", action="store_true")
+    one.add_argument("--batch", type=int, required=True)
+    one.add_argument("--attention", default="sdpa")
+    one.add_argument("--train-steps", type=int, default=6)
     args = ap.parse_args(argv)
+    args.versions = None
     unknown = [s for s in getattr(args, "sections", []) if s != "versions" and s not in SECTIONS]
     if unknown:
         ap.error(f"unknown section(s) {', '.join(unknown)}; choose from versions, {', '.join(SECTIONS)}")
@@ -550,6 +599,9 @@ def main(argv=None) -> int:
         print(export_rows(Path(args.out), args.train, args.valid, args.test))
     elif args.cmd == "cpu-lists":
         print(write_cpu_lists(args))
+    elif args.cmd == "train-one":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        print(json.dumps(train_setting(args, load_rows(args.rows), args.batch, args.attention, True, device)))
     else:
         out = measure(args)
         print(json.dumps({k: out[k] for k in ("device", "sections_seconds")}))

@@ -99,3 +99,58 @@ def test_head_counts_beyond_the_model_are_refused(monkeypatch, capsys, tiny_mode
             mod.main(["--model", str(tiny_model_dir), *args])
         assert exc.value.code == 2
         assert "--kept must be at most the 4 heads and --layers at most the 4 layers" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- GPU calibration (runs on the CPU too)
+
+def test_step_flops_count_every_decoder_matrix_and_only_real_tokens(monkeypatch, tiny_model):
+    import torch
+
+    cal = script("gpu_calibration", monkeypatch)
+    cfg = tiny_model.config
+    linear = sum(m.weight.numel() for m in tiny_model.model.layers.modules() if isinstance(m, torch.nn.Linear))
+    assert cal.linear_weights_per_layer(cfg) * cfg.num_hidden_layers == linear
+    # two rows, 3 and 5 real tokens (left padding), the answer in the last 2 positions
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    labels = torch.full((2, 5), -100)
+    labels[:, 3:] = 7
+    f = cal.step_flops(cfg, {"attention_mask": mask, "labels": labels})
+    assert (f["real_tokens"], f["padded_tokens"]) == (8, 10)
+    more = mask.clone()
+    more[0, 1] = 1  # one more real token: more FLOPs
+    assert cal.step_flops(cfg, {"attention_mask": more, "labels": labels})["flops"] > f["flops"]
+
+
+def test_gpu_calibration_measures_every_section_and_keeps_a_cut_run(tmp_path, ml100k_splits):
+    rows = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_calibration.py"), "export-rows",
+                           "--out", str(rows), "--train", "64", "--valid", "16", "--test", "4"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lists = tmp_path / "cpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_calibration.py"), "cpu-lists",
+                           "--rows", str(rows), "--out", str(lists), "--model", "tiny-qwen2", "--n", "4",
+                           "--per-call", "3"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "cal.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_calibration.py"), "measure",
+                           "--rows", str(rows), "--model", "tiny-qwen2", "--random-init", "--train-batches", "2",
+                           "--train-steps", "1", "--det-samples", "16", "--eval-rows", "4", "--eval-per-call", "1,4",
+                           "--cpu-lists", str(lists), "--json", str(out), "--deadline", "600"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(out.read_text())
+    assert got["versions"]["torch"] and got["versions"]["bf16_matmul_tflops"] > 0
+    assert [(s["batch"], s["attention"]) for s in got["train"]["settings"]] == [(2, "eager"), (2, "sdpa")]
+    assert all(s["model_tflops"] >= 0 and s["samples_per_s"] > 0 for s in got["train"]["settings"])
+    for mode in ("default_algorithms", "deterministic_algorithms"):  # the same training twice: the same weights
+        assert got["determinism"][mode]["same_content_id"], got["determinism"][mode]
+    agree = got["evaluator"]["agreement"]
+    assert agree["fp32_4_vs_gpu_fp32_1"]["identical"] == 1.0  # rows per call do not change fp32 lists here
+    assert agree["fp32_1_vs_cpu_fp32"]["users"] == 4
+    assert all("seconds" in v for v in got["scoring"].values()), got["scoring"]
+    # a deadline already past: every section says so, and the file is written all the same
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_calibration.py"), "measure",
+                           "--rows", str(rows), "--model", "tiny-qwen2", "--random-init", "--sections", "train,scoring",
+                           "--json", str(out), "--deadline", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and json.loads(out.read_text())["scoring"] == {"skipped": "deadline"}
