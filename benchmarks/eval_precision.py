@@ -45,11 +45,13 @@ def main(argv=None):
     res = {}
     for dtype, name in (("fp32", "teacher"), ("bf16", "teacher_bf16")):
         res[dtype] = evaluate_cached(Run(dataset, replace(prof, eval_dtype=dtype)), name, teacher)
-    diff = paired_bootstrap(res["bf16"].per_user["rank"], res["fp32"].per_user["rank"])
+    diff = paired_bootstrap(res["bf16"].per_user["rank"], res["fp32"].per_user["rank"],
+                            res["fp32"].per_user["user_id"].astype(str))
     lists = list_agreement(res["bf16"], res["fp32"])
     holds = all(lo <= 0 <= hi for _, lo, hi in diff.values()) and lists["same_top1"] >= SAME_TOP1
     n = res["fp32"].metrics["n"]
-    emit({**machine(args.device), "profile": prof.name, "dataset": dataset, "teacher": str(teacher), "users": n,
+    emit({**machine(args.device), "profile": prof.name, "dataset": dataset, "teacher": str(teacher), "rows": n,
+          "users": res["fp32"].metrics["users"],
           "metrics": {d: {m: round(r.metrics[m], 4) for m in METRICS} for d, r in res.items()},
           "s_per_user": {d: round(r.metrics["seconds"] / n, 3) for d, r in res.items()},
           "bf16_minus_fp32": {m: [round(x, 4) for x in v] for m, v in diff.items()},

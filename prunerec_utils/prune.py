@@ -130,17 +130,25 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
 
     from .method.metrics import METRICS, retention
     from .method.surgery import param_formula
+    from .pipeline.evaluate import compare
+    from .studies.scorecard import retention_gate
 
     teacher = results["teacher"].metrics
+    gate = retention_gate(results["teacher"], results["most popular"])
 
     def quality(m: dict) -> dict:
         return {"metrics": {k: m[k] for k in METRICS}, "ci95": {k: list(m["ci95"][k]) for k in METRICS},
-                "users": m["n"], "retention": retention(m, teacher)}
+                "rows": m["n"], "users": m["users"], "retention": retention(m, teacher)}
+
+    d = compare(results["teacher"], results["most popular"], labels=("teacher", "most popular")).loc["hr@20"]
+    versus = {"metric": "hr@20", "difference": float(d["difference"]), "ci95": d["95% CI"],
+              "detectable": float(d["detectable (80% power)"]), "verdict": d["verdict"]}
 
     stages = {label: {"model": name, "params": param_formula(AutoConfig.from_pretrained(run.model(name))),
                       **quality(results[label].metrics), "seconds": seconds.get(name)} for label, name in STAGE_ROWS}
     stages["most popular"] = quality(results["most popular"].metrics)
     return {"shapes": shapes_line, "data": {k: v for k, v in stats.items() if k != "config"}, "stages": stages,
+            "teacher_vs_most_popular": versus, "retention_meaningful": gate is None, "retention_note": gate,
             "settings": settings}
 
 
@@ -156,11 +164,18 @@ def report_markdown(rep: dict) -> str:
         sizes = [f"{p[k]:,}" if k in p else "—" for k in ("non_embedding", "total")]
         cells = [f"{s['metrics'][k]:.4f} {interval_text(*s['ci95'][k])}" for k in METRICS]
         ret = s["retention"]["avg"]
-        kept = "—" if ret != ret else f"{ret:.1%}"  # NaN: the teacher has no hit
+        # NaN: the teacher has no hit; a teacher that does not beat most popular: retention means nothing
+        kept = "—" if ret != ret or not rep.get("retention_meaningful", True) else f"{ret:.1%}"
         lines.append("| " + " | ".join([label, *sizes, *cells, kept]) + " |")
-    users = rep["stages"]["teacher"]["users"]
-    lines += ["", f"{users:,} test users; 95% bootstrap intervals; retention = metric / teacher's metric "
-                  "(mean over HR/NDCG@10/20).", "", "![quality and size per stage](figure4.png)", ""]
+    t = rep["stages"]["teacher"]
+    v = rep["teacher_vs_most_popular"]
+    lines += ["", f"{t['rows']:,} test rows from {t['users']:,} users; 95% bootstrap intervals that resample users "
+                  "with all their rows; retention = metric / teacher's metric (mean over HR/NDCG@10/20).", "",
+              f"Teacher vs most popular, HR@20: {v['verdict']} (paired difference {v['difference']:+.4f} {v['ci95']}; "
+              f"smallest detectable {v['detectable']:.4f})."]
+    if rep.get("retention_note"):
+        lines += ["", f"Retention: {rep['retention_note']}."]
+    lines += ["", "![quality and size per stage](figure4.png)", ""]
     return "\n".join(lines)
 
 

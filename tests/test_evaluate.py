@@ -41,9 +41,44 @@ def test_metrics_by_hand():
 
 def test_bootstrap_interval_brackets_the_estimate():
     ranks = [0] * 30 + [-1] * 70
-    ci = bootstrap_ci(ranks, n_boot=300)
+    ci = bootstrap_ci(ranks, list(range(100)), n_boot=300)
     assert ci["hr@10"][0] < 0.3 < ci["hr@10"][1]
-    assert bootstrap_ci([-1] * 10, n_boot=50)["hr@20"] == (0.0, 0.0)
+    assert bootstrap_ci([-1] * 10, list(range(10)), n_boot=50)["hr@20"] == (0.0, 0.0)
+    with pytest.raises(Exception, match="user id"):
+        bootstrap_ci(ranks, list(range(99)))
+
+
+def clustered(users: int = 20, rows: int = 50):
+    """``users`` users of ``rows`` rows each; each user's rows all hit (even users) or all miss."""
+    ids = [u for u in range(users) for _ in range(rows)]
+    return [0 if u % 2 == 0 else -1 for u in ids], ids
+
+
+def test_intervals_resample_users_with_all_their_rows():
+    """Rows of one user move together: resampling rows as if independent makes the interval
+    several times too narrow; resampling users keeps the mean over rows as the estimate."""
+    ranks, ids = clustered()
+    by_user = bootstrap_ci(ranks, ids)["hr@10"]
+    by_row = bootstrap_ci(ranks, list(range(len(ranks))))["hr@10"]  # each row its own "user": the old interval
+    assert by_user[0] < 0.5 < by_user[1]
+    assert (by_user[1] - by_user[0]) > 4 * (by_row[1] - by_row[0])
+    # the estimate is the mean over rows, whatever the users' row counts
+    m = bootstrap_ci([0, 0, 0, -1], ["a", "a", "a", "b"], n_boot=200)["hr@10"]
+    assert m[0] >= 0.0 and m[1] == 1.0
+
+
+def test_a_difference_the_row_bootstrap_calls_significant_is_not_decided_over_users():
+    from prunerec_utils.method.metrics import UNDECIDED, decision, paired_bootstrap
+
+    ranks_b, ids = clustered()
+    # A: one more user of the 20 is all hits (rows 50-99); B: as clustered()
+    ranks_a = [0 if 50 <= i < 100 else r for i, r in enumerate(ranks_b)]
+    _, lo_r, hi_r = paired_bootstrap(ranks_a, ranks_b, list(range(len(ranks_b))))["hr@10"]
+    d, lo, hi = paired_bootstrap(ranks_a, ranks_b, ids)["hr@10"]
+    assert d == pytest.approx(0.05) and lo_r > 0  # rows alone: "significant"
+    assert lo <= 0 <= hi and decision(lo, hi).startswith(UNDECIDED + " (detectable ≥ ")
+    assert decision(0.01, 0.03, "teacher", "most popular") == "teacher ahead of most popular"
+    assert decision(-0.03, -0.01, "teacher", "most popular") == "teacher behind most popular"
 
 
 def test_most_popular_ranks_by_training_frequency():
@@ -126,12 +161,13 @@ def test_paired_bootstrap_sees_a_consistent_difference():
 
     better = [0] * 40 + [-1] * 60
     worse = [0] * 30 + [-1] * 70  # the same users, ten fewer hits
-    diff, lo, hi = paired_bootstrap(better, worse, n_boot=300)["hr@10"]
+    users = list(range(100))
+    diff, lo, hi = paired_bootstrap(better, worse, users, n_boot=300)["hr@10"]
     assert math.isclose(diff, 0.1) and 0 < lo <= diff <= hi
-    same = paired_bootstrap(better, better, n_boot=50)["hr@20"]
+    same = paired_bootstrap(better, better, users, n_boot=50)["hr@20"]
     assert same == (0.0, 0.0, 0.0)
     with pytest.raises(Exception):
-        paired_bootstrap([0, 1], [0])
+        paired_bootstrap([0, 1], [0], [0, 1])
 
 
 def test_most_popular_can_skip_seen_items():
@@ -303,12 +339,12 @@ def test_metrics_table_shows_each_metric_with_its_interval_in_one_cell():
          "distinct_top10": 37, "modal_top1_share": 0.21}
     t = metrics_table({"teacher": EvalResult(pd.DataFrame(), m)})
     assert t.loc["teacher", "HR@20"] == "0.0500 [0.0100, 0.0900]"
-    assert list(t.columns) == ["HR@10", "HR@20", "NDCG@10", "NDCG@20", "users", "invalid", "distinct top-10",
-                               "modal top-1"]
+    assert list(t.columns) == ["HR@10", "HR@20", "NDCG@10", "NDCG@20", "rows", "users", "invalid",
+                               "distinct top-10", "modal top-1"]
 
 
 def test_compare_states_the_smallest_difference_the_users_could_detect():
-    from prunerec_utils.method.metrics import detectable_difference
+    from prunerec_utils.method.metrics import decision, detectable_difference
     from prunerec_utils.pipeline.evaluate import EvalResult, compare
 
     assert detectable_difference(-0.02, 0.02) == pytest.approx(0.02 / 1.959964 * 2.801585, rel=1e-5)
@@ -320,3 +356,6 @@ def test_compare_states_the_smallest_difference_the_users_could_detect():
     assert row["detectable (80% power)"] == pytest.approx(detectable_difference(lo, hi), abs=1e-4)
     assert row["detectable (80% power)"] > 0
     assert compare(a, a).loc["hr@10", "detectable (80% power)"] == 0  # identical lists: no spread
+    assert (row["rows"], row["users"]) == (400, 400) and row["verdict"] == decision(lo, hi)
+    assert compare(a, EvalResult(pd.DataFrame({"user_id": users, "rank": [-1] * 400}), {}),
+                   labels=("teacher", "nothing")).loc["hr@10", "verdict"] == "teacher ahead of nothing"

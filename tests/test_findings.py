@@ -37,7 +37,8 @@ def test_the_teacher_row_reads_the_stored_evaluations(tmp_path):
     assert f"{teacher.metrics['distinct_top10']} distinct titles" in row and "most common first title" in row
     assert findings.chapter_sentences(run)["01"] == row + "."
     save_result(popular, run.folder, "teacher", {})  # a teacher no better than popularity
-    assert "within noise" in findings.findings_table(run).loc["Teacher vs most popular", "this run"]
+    assert "not decided at this budget (detectable ≥" in findings.findings_table(run).loc["Teacher vs most popular",
+                                                                                         "this run"]
 
 
 def test_executions_are_read_from_the_runners_notes(tmp_path):

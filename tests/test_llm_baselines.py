@@ -121,35 +121,41 @@ def test_paired_verdict_reads_the_sign_and_calls_equal_models_a_tie():
     hits, misses = res([0] * 50), res([-1] * 50)
     assert paired_verdict(hits, misses)[1] == "holds"
     assert paired_verdict(misses, hits)[1] == "does not hold"
-    assert paired_verdict(hits, res([0] * 50))[1] == "tie (within noise)"
-    assert paired_verdict(res([0] + [-1] * 49), misses)[1] == "holds (within noise)"
+    # an interval that contains 0 decides nothing, and says what it could have detected
+    assert paired_verdict(hits, res([0] * 50))[1] == "not decided at this budget (detectable ≥ 0.0000)"
+    ours, word = paired_verdict(res([0] + [-1] * 49), misses)
+    assert word.startswith("not decided at this budget (detectable ≥ 0.0") and "50 rows from 50 users" in ours
 
 
 def test_tally_keeps_decided_verdicts_apart_from_noise_profile_and_missing():
     import pandas as pd
 
     card = pd.DataFrame({"section": ["A", "A", "A", "B", "B", "B", "B"],
-                         "verdict": ["holds", "does not hold (within noise)", "tie", "holds at 1 of 2 levels",
+                         "verdict": ["holds", "not decided at this budget (detectable ≥ 0.0300)", "tie",
+                                     "holds at 1 of 2 levels",
                                      "does not hold (set by the profile's shapes, not measured)",
                                      scorecard.NOT_MEASURED, "does not hold"]})
     t = scorecard.tally(card)
     assert list(t.index) == ["A", "B", "total"]
-    assert t.loc["A"].to_dict() == {"holds": 1, "does not hold": 0, "partly": 0, "within noise": 2,
-                                    "set by the profile": 0, "not measured": 0}
+    assert t.loc["A"].to_dict() == {"holds": 1, "does not hold": 0, "partly": 0, "not decided": 2,
+                                    "set by the profile": 0, "not meaningful": 0, "not measured": 0}
     assert t.loc["B", "does not hold"] == 1 and t.loc["B", "partly"] == 1 and t.loc["B", "set by the profile"] == 1
     assert t.loc["total"].sum() == len(card)
 
 
-def test_an_amount_measured_on_a_teacher_below_most_popular_says_so():
+def test_retention_is_claimed_only_against_a_teacher_that_beats_most_popular():
     import pandas as pd
 
     from prunerec_utils.pipeline.evaluate import EvalResult
 
     def res(ranks):
         per_user = pd.DataFrame({"user_id": [str(i) for i in range(len(ranks))], "rank": ranks})
-        return EvalResult(per_user, {"n": len(ranks), "hr@20": sum(r >= 1 for r in ranks) / len(ranks)})
+        return EvalResult(per_user, {"n": len(ranks), "hr@20": sum(r >= 0 for r in ranks) / len(ranks)})
 
     weak, strong = res([-1] * 180 + [3] * 20), res([2] * 100 + [-1] * 100)
-    assert "below most popular" in scorecard.weak_teacher_note(weak, strong)
-    assert scorecard.weak_teacher_note(strong, weak) == "" and scorecard.weak_teacher_note(weak, None) == ""
-    assert scorecard.weak_teacher_note(res([-1] * 99 + [3]), res([-1] * 98 + [3, 3])) == ""  # within noise: no note
+    assert scorecard.retention_gate(strong, weak) is None  # ahead, paired interval above 0
+    assert scorecard.retention_gate(weak, strong).startswith(scorecard.NOT_MEANINGFUL)  # behind
+    # ahead by one hit in 100 rows: the interval contains 0, so retention means nothing yet
+    assert scorecard.retention_gate(res([-1] * 98 + [3, 3]), res([-1] * 99 + [3])).startswith(scorecard.NOT_MEANINGFUL)
+    assert scorecard.retention_gate(weak, None).startswith(scorecard.NOT_MEASURED)
+    assert scorecard.verdict_kind(scorecard.retention_gate(weak, strong)) == "not meaningful"

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .. import PruneRecError, cli
 from ..data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
-from ..method.metrics import (METRICS, bootstrap_ci, detectable_difference, interval_text, list_diversity,
+from ..method.metrics import (METRICS, bootstrap_ci, decision, detectable_difference, interval_text, list_diversity,
                               lists_agreement, metrics_from_ranks, paired_bootstrap, rank_of, retention)
 from ..method.title_search import TitleTrie, beam_search_generate, kernel_beams
 from ..paths import atomic_write_text, resolve, unique_temp
@@ -41,16 +41,21 @@ from ..prompts import prompt_ids
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # evaluation precisions (profile ``eval_dtype``)
 
 
-def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4) -> pd.DataFrame:
-    """Table of A - B per metric with its paired 95% interval (both evaluated on the same users),
-    whether it excludes 0, and the smallest difference these users could detect
-    (:func:`~prunerec_utils.method.metrics.detectable_difference`, 80% power)."""
+def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4, labels: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Table of A - B per metric with its paired 95% interval (both evaluated on the same rows;
+    users resampled with all their rows), whether it excludes 0, the smallest difference these rows
+    could detect (:func:`~prunerec_utils.method.metrics.detectable_difference`, 80% power), the
+    verdict (:func:`~prunerec_utils.method.metrics.decision`, ``labels`` naming A and B), and how
+    many rows from how many users it rests on."""
     if not res_a.per_user["user_id"].equals(res_b.per_user["user_id"]):
-        raise PruneRecError("the two evaluations are not on the same users")
-    diff = paired_bootstrap(res_a.per_user["rank"], res_b.per_user["rank"])
+        raise PruneRecError("the two evaluations are not on the same test rows")
+    users = res_a.per_user["user_id"].astype(str)
+    diff = paired_bootstrap(res_a.per_user["rank"], res_b.per_user["rank"], users)
     return pd.DataFrame({k: {"difference": round(d, digits), "95% CI": interval_text(lo, hi, digits),
                              "significant": not lo <= 0 <= hi,
-                             "detectable (80% power)": round(detectable_difference(lo, hi), digits)}
+                             "detectable (80% power)": round(detectable_difference(lo, hi), digits),
+                             "verdict": decision(lo, hi, *labels),
+                             "rows": len(users), "users": users.nunique()}
                          for k, (d, lo, hi) in diff.items()}).T
 
 
@@ -62,8 +67,8 @@ def list_agreement(res_a: "EvalResult", res_b: "EvalResult", k: int = 20) -> dic
 
 @dataclass
 class EvalResult:
-    per_user: pd.DataFrame  # user_id, target, rank, top (JSON list of the ranked titles)
-    metrics: dict
+    per_user: pd.DataFrame  # one row per test row: user_id, target, rank, top (JSON list of the ranked titles)
+    metrics: dict  # n (rows), users, the metrics, ci95 (users resampled), list diversity, settings
 
     def summary(self, digits: int = 4) -> dict:
         return {k: (round(v, digits) if isinstance(v, float) else v) for k, v in self.metrics.items()}
@@ -73,10 +78,18 @@ def _result(df: pd.DataFrame, ranked: list[list[str | None]], extra: dict) -> Ev
     ranks = [rank_of(t, lst) for t, lst in zip(df["item_title"], ranked)]
     per_user = pd.DataFrame({"user_id": df["user_id"].values, "target": df["item_title"].values,
                              "rank": ranks, "top": [json.dumps(lst[:20]) for lst in ranked]})
-    m = {"n": len(ranks), **metrics_from_ranks(ranks),
+    m = {"n": len(ranks), "users": int(per_user["user_id"].astype(str).nunique()), **metrics_from_ranks(ranks),
          "invalid": int(sum(t is None for lst in ranked for t in lst)), **list_diversity(ranked), **extra}
-    m["ci95"] = bootstrap_ci(ranks)
-    return EvalResult(per_user, m)
+    return EvalResult(per_user, with_intervals(per_user, m))
+
+
+def with_intervals(per_user: pd.DataFrame, metrics: dict) -> dict:
+    """``metrics`` with ``ci95`` from the rows' ranks, users resampled with all their rows, and the
+    user count: computed from the stored ranks whenever an evaluation is made or read, so an
+    evaluation stored with intervals of another kind is never shown with them."""
+    users = per_user["user_id"].astype(str)
+    return {**metrics, "users": int(users.nunique()), "ci95": bootstrap_ci(per_user["rank"].to_numpy(), users.to_numpy()),
+            "ci95_resamples": "users"}
 
 
 def first_users(res: EvalResult, n: int) -> EvalResult:
@@ -192,7 +205,7 @@ def _read_result(folder: Path, name: str, rec: dict) -> EvalResult:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise PruneRecError(f"{rfile} is corrupt ({type(exc).__name__}); delete it and "
                             f"{folder / 'results' / name}.json to evaluate again") from None
-    return EvalResult(per_user, {k: v for k, v in rec.items() if k != SETTINGS})
+    return EvalResult(per_user, with_intervals(per_user, {k: v for k, v in rec.items() if k != SETTINGS}))
 
 
 def load_result(folder: str | Path, name: str) -> EvalResult | None:
@@ -318,14 +331,15 @@ def popularity_cached(run, limit: int | None = None, exclude_seen: bool = False,
 
 
 def metrics_table(results: dict[str, EvalResult], digits: int = 4) -> pd.DataFrame:
-    """One row per model, one cell per metric: "value [lo, hi]" (95% bootstrap interval) for
-    HR/NDCG@10/20, then the users, invalid beams and list diversity. A display table: the numbers
+    """One row per model, one cell per metric: "value [lo, hi]" (95% bootstrap interval, users
+    resampled) for HR/NDCG@10/20, then the test rows, the users they come from, invalid beams and
+    list diversity. A display table: the numbers
     stay in the results (figures read ``res.metrics`` and its ``ci95``)."""
     rows = {}
     for name, res in results.items():
         m = res.metrics
         row = {key.upper(): f"{m[key]:.{digits}f} {interval_text(*m['ci95'][key], digits)}" for key in METRICS}
-        row.update({"users": m["n"], "invalid": m["invalid"], "distinct top-10": m["distinct_top10"],
+        row.update({"rows": m["n"], "users": m.get("users"), "invalid": m["invalid"], "distinct top-10": m["distinct_top10"],
                     "modal top-1": round(m["modal_top1_share"], 3)})
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")

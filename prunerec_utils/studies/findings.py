@@ -32,20 +32,28 @@ def _value(res, metric: str) -> str:
 
 
 def _versus(a, b, label_a: str, label_b: str, metric: str) -> str:
-    """"A 0.1 [..] vs B 0.07 [..]: A ahead / behind / within noise (paired difference d [lo, hi])"."""
-    d = compare(a, b).loc[metric]
-    word = ("within noise" if not d["significant"] else f"{label_a} ahead" if d["difference"] > 0
-            else f"{label_a} behind")
-    return (f"{metric.upper()} {label_a} {_value(a, metric)} vs {label_b} {_value(b, metric)}: {word} "
-            f"(paired difference {d['difference']:+.4f} {d['95% CI']})")
+    """"A 0.1 [..] vs B 0.07 [..]: A ahead of B / A behind B / not decided at this budget (detectable ≥ X)
+    (paired difference d [lo, hi]; N rows from U users)"."""
+    d = compare(a, b, labels=(label_a, label_b)).loc[metric]
+    return (f"{metric.upper()} {label_a} {_value(a, metric)} vs {label_b} {_value(b, metric)}: {d['verdict']} "
+            f"(paired difference {d['difference']:+.4f} {d['95% CI']}; {d['rows']:,} rows from {d['users']:,} users; "
+            f"smallest detectable {d['detectable (80% power)']:.4f})")
+
+
+def _kept(model, teacher, popular) -> str:
+    """"x% of the teacher's HR/NDCG@10/20", or why a retention says nothing here."""
+    gate = sc.retention_gate(teacher, popular)
+    if gate:
+        return gate
+    return f"{retention(model.metrics, teacher.metrics)['avg']:.1%} of the teacher's HR/NDCG@10/20 (mean ratio)"
 
 
 def _teacher_text(teacher, popular) -> str:
     """Teacher vs most popular on HR@20, and whether its lists are personal."""
     m = teacher.metrics
     return (_versus(teacher, popular, "teacher", "most popular", "hr@20")
-            + f"; {m['distinct_top10']} distinct titles in its top-10 lists, {m['modal_top1_share']:.0%} of users "
-              "get its most common first title")
+            + f"; {m['distinct_top10']} distinct titles in its top-10 lists, {m['modal_top1_share']:.0%} of test "
+              "rows get its most common first title")
 
 
 def _tally_text(card: pd.DataFrame) -> str:
@@ -84,9 +92,7 @@ def findings_table(run: Run, card: pd.DataFrame | None = None) -> pd.DataFrame:
     rows["Final model (Stage III): size"] = (
         f"{p3['non_embedding']:,} of {p0['non_embedding']:,} non-embedding parameters "
         f"({p3['non_embedding'] / p0['non_embedding']:.1%}); {p3['total']:,} in all" if p0 and p3 else NOT_RUN)
-    rows["Final model: quality kept"] = (
-        f"{retention(final.metrics, teacher.metrics)['avg']:.1%} of the teacher's HR/NDCG@10/20 (mean ratio)"
-        + sc.weak_teacher_note(teacher, popular) if final and teacher else NOT_RUN)
+    rows["Final model: quality kept"] = _kept(final, teacher, popular) if final and teacher else NOT_RUN
     card = (card if card is not None else sc.scorecard(run)).set_index("claim")
     for label, other in (("SLMRec-style", "SLMRec-style layer-only pruning"),
                          ("random structured", "random structured pruning at the same shapes")):
@@ -119,9 +125,9 @@ def chapter_sentences(run: Run, card: pd.DataFrame | None = None,
     for number, prefix in (("02", "Obs."), ("03", "Stage I"), ("05", "Headline")):
         if text := said(prefix):
             out[number] = text + "."
-    teacher, s2 = load_result(f, "teacher"), load_result(f, "stage2")
+    teacher, s2, popular = load_result(f, "teacher"), load_result(f, "stage2"), load_result(f, "most_popular")
     if s2 and teacher:
-        out["04"] = f"Stage II keeps {retention(s2.metrics, teacher.metrics)['avg']:.1%} of the teacher's metrics."
+        out["04"] = f"Stage II's retention: {_kept(s2, teacher, popular)}."
     abl = card[card["section"] == "Ablations"]
     if (abl["verdict"] != sc.NOT_MEASURED).any():
         out["06"] = f"Ablation claims: {_tally_text(abl)}."

@@ -5,11 +5,12 @@ The verdicts printed by the chapters — the observations of notebook 02
 claims of notebook 06 (:func:`ablation_claims`) — and the scorecard of notebook 09 that gathers
 them are made here, by one set of rules. The scorecard reads everything from the run folder's
 results files; nothing is computed or typed in. A
-claim whose files are missing reads "not measured here". A comparison of two models reads
-"holds" or "does not hold" by the sign of the difference ("tie" when it is zero to the four decimals shown), and
-"(within noise)" is added when the paired bootstrap over users
-(:func:`prunerec_utils.pipeline.evaluate.compare`) gives a 95% interval of the difference that contains zero;
-such a row also states the smallest difference those users could have detected (80% power).
+claim whose files are missing reads "not measured here". A comparison of two models is decided by the
+paired bootstrap of the difference (:func:`prunerec_utils.pipeline.evaluate.compare`: the same test rows,
+users resampled with all their rows): "holds" or "does not hold" when its 95% interval excludes zero, else
+"not decided at this budget (detectable ≥ X)", X the smallest difference those rows could have detected
+(80% power); every such row states X. A retention claim is made only against a teacher worth retaining:
+one that beats most popular on HR@20 with a paired interval above zero (:func:`retention_gate`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..method.metrics import UNDECIDED, decision
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import surgery_params
@@ -25,6 +27,7 @@ from .observe import METHODS
 
 NOT_MEASURED = "not measured here"
 NO_HIT = "not measurable: the teacher has no hit on these users"
+NOT_MEANINGFUL = "not meaningful: the teacher does not beat most popular"
 PAPER_RETENTION, PAPER_PARAM_SHARE = 0.88, 0.05  # the paper's headline claim
 PAPER_ATTENTION_DROP, PAPER_ATTENTION_CUT = 0.08, 0.83
 DOMINANCE = 2.0  # Obs. 2: top-10% share at least this multiple of the uniform 10% (our reading)
@@ -35,11 +38,16 @@ def _row(section: str, claim: str, paper: str, ours: str = "—", verdict: str =
 
 
 def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
-    """Is model A better than B on ``metric`` (same users)? → (our numbers, verdict)."""
+    """Is model A better than B on ``metric`` (same test rows)? → (our numbers, verdict): "holds" /
+    "does not hold" when the paired interval excludes 0, else "not decided at this budget (detectable ≥ X)"."""
     d = compare(a, b).loc[metric]
     ours = (f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} "
-            f"{d['95% CI']}; smallest detectable {d['detectable (80% power)']:.4f}")
-    return ours, order_word(d["difference"]) + ("" if d["significant"] else " (within noise)")
+            f"{d['95% CI']} ({d['rows']:,} rows from {d['users']:,} users); smallest detectable "
+            f"{d['detectable (80% power)']:.4f}")
+    if not d["significant"]:
+        lo, hi = (float(x) for x in d["95% CI"].strip("[]").split(","))
+        return ours, decision(lo, hi)
+    return ours, order_word(d["difference"])
 
 
 def observation_rows(folder) -> list[dict]:
@@ -84,7 +92,7 @@ def observation_rows(folder) -> list[dict]:
 def headline_rows(folder) -> list[dict]:
     """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (the paper's headline)."""
     teacher, s1, s3, popular = (load_result(folder, n) for n in ("teacher", "stage1", "stage3", "most_popular"))
-    caveat = weak_teacher_note(teacher, popular)
+    gate = retention_gate(teacher, popular)
     models = folder / "models"
     p1, p3 = surgery_params(models / "stage1_pruned", "stage1"), surgery_params(models / "stage3_pruned", "stage3")
     p0 = surgery_params(models / "stage1_pruned", "teacher")
@@ -95,8 +103,9 @@ def headline_rows(folder) -> list[dict]:
         ret = retention(s1.metrics, teacher.metrics)["avg"]
         cut = 1 - p1["attention"] / p0["attention"]
         drop = "drop not measurable" if pd.isna(ret) else f"{1 - ret:+.1%} drop (avg retention {ret:.1%})"
-        attn.update(ours=f"{drop}, {cut:.0%} fewer attention parameters" + caveat,
-                    verdict=NO_HIT if pd.isna(ret) else "holds" if 1 - ret <= PAPER_ATTENTION_DROP else "does not hold")
+        attn.update(ours=f"{drop}, {cut:.0%} fewer attention parameters",
+                    verdict=NO_HIT if pd.isna(ret) else gate or ("holds" if 1 - ret <= PAPER_ATTENTION_DROP
+                                                                 else "does not hold"))
     rows.append(attn)
     head = _row("Headline", "≈ 88% average retention of the teacher's metrics after Stages I-III",
                 f"≈ {PAPER_RETENTION:.0%} (Games, CDs, Sports)")
@@ -105,8 +114,8 @@ def headline_rows(folder) -> list[dict]:
     if teacher is not None and s3 is not None:
         ret = retention(s3.metrics, teacher.metrics)["avg"]
         kept = "not measurable" if pd.isna(ret) else f"{ret:.1%}"
-        head.update(ours=f"{kept} (HR/NDCG@10/20, {teacher.metrics['n']} users)" + caveat,
-                    verdict=NO_HIT if pd.isna(ret) else "holds" if ret >= PAPER_RETENTION else "does not hold")
+        head.update(ours=f"{kept} (HR/NDCG@10/20, {rows_text(teacher.metrics)})",
+                    verdict=NO_HIT if pd.isna(ret) else gate or ("holds" if ret >= PAPER_RETENTION else "does not hold"))
     if p3 and p0:
         frac = p3["non_embedding"] / p0["non_embedding"]
         share.update(ours=f"{frac:.1%} ({p0['non_embedding']:,} → {p3['non_embedding']:,})",
@@ -115,17 +124,23 @@ def headline_rows(folder) -> list[dict]:
     return rows + [head, share]
 
 
-def weak_teacher_note(teacher, popular) -> str:
-    """The note an amount measured against ``teacher`` carries when the teacher is significantly
-    below most-popular on HR@20 (retention of a teacher that knows only popularity says little);
-    "" otherwise."""
-    if teacher is None or popular is None or teacher.metrics["n"] != popular.metrics["n"]:
-        return ""
+def rows_text(metrics: dict) -> str:
+    """"9,834 rows from 166 users": what an evaluation's numbers rest on."""
+    return f"{metrics['n']:,} rows from {metrics.get('users', metrics['n']):,} users"
+
+
+def retention_gate(teacher, popular) -> str | None:
+    """None when a retention against ``teacher`` means something: the teacher beats most popular on
+    HR@20 with a paired 95% interval above 0 (same test rows, users resampled). Else the verdict
+    every retention claim reads instead: :data:`NOT_MEANINGFUL` (with the comparison's numbers),
+    or "not measured here" when most popular was not evaluated on the same rows."""
+    if teacher is None or popular is None or not teacher.per_user["user_id"].equals(popular.per_user["user_id"]):
+        return NOT_MEASURED + " (most popular not evaluated on the teacher's rows)"
     d = compare(teacher, popular).loc["hr@20"]
-    if not d["significant"] or d["difference"] >= 0:
-        return ""
-    return (f"; measured on a teacher below most popular (HR@20 {teacher.metrics['hr@20']:.4f} vs "
-            f"{popular.metrics['hr@20']:.4f}), so it says little about pruning")
+    if d["significant"] and d["difference"] > 0:
+        return None
+    return (f"{NOT_MEANINGFUL} (HR@20 {teacher.metrics['hr@20']:.4f} vs {popular.metrics['hr@20']:.4f}, "
+            f"paired difference {d['difference']:+.4f} {d['95% CI']})")
 
 
 def comparison_rows(run) -> list[dict]:
@@ -164,19 +179,23 @@ def scorecard(run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-KINDS = ("holds", "does not hold", "partly", "within noise", "set by the profile", "not measured")
+KINDS = ("holds", "does not hold", "partly", "not decided", "set by the profile", "not meaningful", "not measured")
 
 
 def verdict_kind(verdict: str) -> str:
     """How decisive a verdict is: "holds" / "does not hold" (decided), "partly" (holds at some
-    levels), "within noise" (the sign could flip with other users or seeds; ties too), "set by
-    the profile" (a number we chose, not measured), "not measured" (missing or not measurable)."""
+    levels), "not decided" (the interval of the difference contains 0: the sign could flip with
+    other users or seeds; ties too), "set by the profile" (a number we chose, not measured), "not
+    meaningful" (a retention of a teacher that does not beat most popular), "not measured"
+    (missing or not measurable)."""
     if verdict.startswith(("not measur", "cannot")):
         return "not measured"
+    if verdict.startswith("not meaningful"):
+        return "not meaningful"
     if "set by the profile" in verdict:
         return "set by the profile"
-    if "within noise" in verdict or verdict.startswith("tie"):
-        return "within noise"
+    if verdict.startswith(UNDECIDED) or verdict.startswith("tie"):
+        return "not decided"
     if verdict.startswith("holds at"):
         return "partly"
     return "does not hold" if verdict.startswith("does not hold") else "holds"
@@ -260,12 +279,14 @@ def order_word(margin: float, tie: str = "tie") -> str:
 
 
 def verdict(margin: float, rows, tie: str = "tie") -> str:
-    """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0),
-    with "(within noise)" when the compared rows' HR@20 95% intervals all overlap (a different
-    seed or user sample could flip it)."""
+    """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0)
+    when the compared rows' HR@20 95% intervals are apart; when they overlap, "not decided at this
+    budget (detectable ≥ X)" (:func:`unpaired_detectable`): separate intervals that overlap never
+    decide a claim."""
     ivals = [_hr_interval(r) for r in rows]
-    overlap = max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals)
-    return order_word(margin, tie) + (" (within noise)" if overlap else "")
+    if max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals):
+        return f"{UNDECIDED} (detectable ≥ {unpaired_detectable(rows):.4f})"
+    return order_word(margin, tie)
 
 
 def _best(table: pd.DataFrame, expected) -> tuple[float, list]:
