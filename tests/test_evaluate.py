@@ -78,6 +78,7 @@ def test_a_difference_the_row_bootstrap_calls_significant_is_not_decided_over_us
     assert d == pytest.approx(0.05) and lo_r > 0  # rows alone: "significant"
     assert lo <= 0 <= hi and decision(lo, hi).startswith(UNDECIDED + " (detectable ≥ ")
     assert decision(0.01, 0.03, "teacher", "most popular") == "teacher ahead of most popular"
+    assert decision(0.0, 0.0) == "tie: no row differs"
     assert decision(-0.03, -0.01, "teacher", "most popular") == "teacher behind most popular"
 
 

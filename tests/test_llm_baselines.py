@@ -122,9 +122,10 @@ def test_paired_verdict_reads_the_sign_and_calls_equal_models_a_tie():
     assert paired_verdict(hits, misses)[1] == "holds"
     assert paired_verdict(misses, hits)[1] == "does not hold"
     # an interval that contains 0 decides nothing, and says what it could have detected
-    assert paired_verdict(hits, res([0] * 50))[1] == "not decided at this budget (detectable ≥ 0.0000)"
+    assert paired_verdict(hits, res([0] * 50))[1] == "tie: no row differs"  # no spread: nothing to detect
     ours, word = paired_verdict(res([0] + [-1] * 49), misses)
     assert word.startswith("not decided at this budget (detectable ≥ 0.0") and "50 rows from 50 users" in ours
+    assert word.endswith(f"{float(ours.rsplit('smallest detectable ', 1)[1]):.4f})")  # one number, stated once
 
 
 def test_tally_keeps_decided_verdicts_apart_from_noise_profile_and_missing():

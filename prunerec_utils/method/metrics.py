@@ -109,18 +109,22 @@ def detectable_difference(lo: float, hi: float, level: float = 0.95, power: floa
 
 
 UNDECIDED = "not decided at this budget"
+TIE = "tie: no row differs"
 
 
 def decision(lo: float, hi: float, label_a: str = "A", label_b: str = "B") -> str:
     """The one verdict of a comparison, read off the paired 95% interval [lo, hi] of A − B:
     "A ahead of B" (interval above 0), "A behind B" (below 0), or, when it contains 0,
     "not decided at this budget (detectable ≥ X)" with the smallest difference these rows and
-    users could have detected (:func:`detectable_difference`). Never decided from overlapping
-    single-model intervals."""
+    users could have detected (:func:`detectable_difference`); "tie: no row differs" when the
+    interval is [0, 0] (no spread, so no detectable difference to state). Never decided from
+    overlapping single-model intervals."""
     if lo > 0:
         return f"{label_a} ahead of {label_b}"
     if hi < 0:
         return f"{label_a} behind {label_b}"
+    if lo == hi == 0:
+        return TIE
     return f"{UNDECIDED} (detectable ≥ {detectable_difference(lo, hi):.4f})"
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..method.metrics import UNDECIDED, decision
+from ..method.metrics import TIE, UNDECIDED
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import surgery_params
@@ -44,10 +44,7 @@ def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
     ours = (f"{metric} {a.metrics[metric]:.4f} vs {b.metrics[metric]:.4f}, difference {d['difference']:+.4f} "
             f"{d['95% CI']} ({d['rows']:,} rows from {d['users']:,} users); smallest detectable "
             f"{d['detectable (80% power)']:.4f}")
-    if not d["significant"]:
-        lo, hi = (float(x) for x in d["95% CI"].strip("[]").split(","))
-        return ours, decision(lo, hi)
-    return ours, order_word(d["difference"])
+    return ours, order_word(d["difference"]) if d["significant"] else d["verdict"]
 
 
 def observation_rows(folder) -> list[dict]:
@@ -285,7 +282,8 @@ def verdict(margin: float, rows, tie: str = "tie") -> str:
     decide a claim."""
     ivals = [_hr_interval(r) for r in rows]
     if max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals):
-        return f"{UNDECIDED} (detectable ≥ {unpaired_detectable(rows):.4f})"
+        power = unpaired_detectable(rows)
+        return f"{UNDECIDED} (detectable ≥ {power:.4f})" if power > 0 else TIE  # [0, 0] everywhere: a tie
     return order_word(margin, tie)
 
 
