@@ -88,7 +88,8 @@ def with_intervals(per_user: pd.DataFrame, metrics: dict) -> dict:
     user count: computed from the stored ranks whenever an evaluation is made or read, so an
     evaluation stored with intervals of another kind is never shown with them."""
     users = per_user["user_id"].astype(str)
-    return {**metrics, "users": int(users.nunique()), "ci95": bootstrap_ci(per_user["rank"].to_numpy(), users.to_numpy()),
+    ci = bootstrap_ci(per_user["rank"].to_numpy(), users.to_numpy())
+    return {**metrics, "users": int(users.nunique()), "ci95": {k: list(v) for k, v in ci.items()},  # as stored in JSON
             "ci95_resamples": "users"}
 
 
