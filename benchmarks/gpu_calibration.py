@@ -14,7 +14,8 @@
 Sections (each records its own seconds; one that fails records its error and the next goes on):
 
 ``versions``     python, torch, CUDA, driver, transformers …; the device's measured bf16 matrix rate
-                 (8192³ products) — the ceiling model FLOP utilisation (MFU) is read against.
+                 (best of ten 8192³ products, ``hardware.matmul_gflops``) — the ceiling model FLOP
+                 utilisation (MFU) is read against.
 ``train``        the default profile's bf16 step (bf16 weights, fp32 master weights in fused AdamW,
                  response-token loss) at several per-device batches × attention implementations,
                  uncompiled, on random batches of real training samples (their padding
@@ -54,6 +55,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prunerec_utils.hardware import matmul_gflops  # noqa: E402
 from prunerec_utils.paths import atomic_write_text  # noqa: E402
 
 ROW_SEEDS = {"train": 42, "valid": 42, "test": 7}
@@ -134,27 +136,12 @@ def versions(device: str) -> dict:
                                            capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             out["driver"] = f"unknown ({exc})"
-        out["bf16_matmul_tflops"] = matmul_tflops(8192, torch.bfloat16, device)
-        out["tf32_off_fp32_matmul_tflops"] = matmul_tflops(4096, torch.float32, device)
+        out["bf16_matmul_tflops"] = round(matmul_gflops(torch.bfloat16, 8192, 10, device) / 1e3, 2)
+        out["tf32_off_fp32_matmul_tflops"] = round(matmul_gflops(torch.float32, 4096, 10, device) / 1e3, 2)
     else:
-        out["bf16_matmul_tflops"] = matmul_tflops(1024, torch.bfloat16, device)
-        out["tf32_off_fp32_matmul_tflops"] = matmul_tflops(1024, torch.float32, device)
+        out["bf16_matmul_tflops"] = round(matmul_gflops(torch.bfloat16, 1024, 10, device) / 1e3, 2)
+        out["tf32_off_fp32_matmul_tflops"] = round(matmul_gflops(torch.float32, 1024, 10, device) / 1e3, 2)
     return out
-
-
-def matmul_tflops(n: int, dtype, device: str, repeats: int = 10) -> float:
-    """Mean rate of ``repeats`` n³ products on random data after three warm-ups."""
-    g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(device)
-    return round(2 * n**3 * repeats / (time.perf_counter() - t0) / 1e12, 2)
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -242,14 +229,18 @@ def train_rate(spec, random_init, samples, config, batch_size, attention, compil
             "loss_last": round(float(loss), 4)}
 
 
-def train_setting(args, rows, batch_size: int, attention: str, compiled: bool, device: str) -> dict:
-    """One training setting measured in this process (``train-one`` runs it in a child process)."""
+def training_pool(args, rows) -> tuple:
+    """The model's config and the tokenised training rows every setting draws its batches from."""
     from prunerec_utils.profiles import get_profile
 
     model, tok, _ = model_and_tokenizer(args.model, args.random_init)
-    config = model.config
-    del model
-    samples = encoded_samples(tok, rows["train"], get_profile("default").cutoff_len)
+    return model.config, encoded_samples(tok, rows["train"], get_profile("default").cutoff_len)
+
+
+def train_setting(args, pool: tuple, batch_size: int, attention: str, compiled: bool, device: str) -> dict:
+    """One training setting measured in this process (``train-one`` runs it in a child process);
+    ``pool``: :func:`training_pool`."""
+    config, samples = pool
     r = train_rate(args.model, args.random_init, samples, config, batch_size, attention, compiled, args.train_steps,
                    device)
     if compiled:
@@ -284,13 +275,14 @@ def section_train(args, rows, device, res, deadline, save) -> None:
                 "profile_effective_batch": prof.effective_batch, "settings": []})
     plan = [(b, "eager", False) for b in args.train_batches] + [(b, "sdpa", False) for b in args.train_batches]
     plan += [(max(args.train_batches), "sdpa", True)] if args.compiled else []
+    pool = training_pool(args, rows)
     for b, att, comp in plan:
         if time.time() > deadline - (COMPILE_SECONDS if comp else 0):
             res["settings"].append({"batch": b, "attention": att, "compiled": comp, "skipped": "deadline"})
             continue
         try:
             r = train_child(args, b, att, deadline - time.time()) if comp else \
-                train_setting(args, rows, b, att, comp, device)
+                train_setting(args, pool, b, att, comp, device)
             if peak and "model_tflops" in r:
                 r["mfu_vs_measured_bf16"] = round(r["model_tflops"] / peak, 4)
         except Exception as exc:  # record and go on: one failed setting must not lose the others
@@ -601,7 +593,8 @@ def main(argv=None) -> int:
         print(write_cpu_lists(args))
     elif args.cmd == "train-one":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        print(json.dumps(train_setting(args, load_rows(args.rows), args.batch, args.attention, True, device)))
+        pool = training_pool(args, load_rows(args.rows))
+        print(json.dumps(train_setting(args, pool, args.batch, args.attention, True, device)))
     else:
         out = measure(args)
         print(json.dumps({k: out[k] for k in ("device", "sections_seconds")}))

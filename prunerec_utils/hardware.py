@@ -22,14 +22,18 @@ PROBE_SIZE = 384  # matmul side of the throughput probe: a few ms in fp32, ≤ 0
 FAST_ENOUGH = 0.5  # bf16 counts as usable when it reaches at least this share of fp32's throughput
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = PROBE_SIZE, repeats: int = 3) -> float:
-    """Best-of-``repeats`` throughput (GFLOPS) of one n×n @ n×n CPU matmul in ``dtype``."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_gflops(dtype: torch.dtype, n: int = PROBE_SIZE, repeats: int = 3, device: str = "cpu") -> float:
+    """Best-of-``repeats`` throughput (GFLOPS) of one n×n @ n×n matmul in ``dtype`` on random data,
+    on ``device`` (on a GPU each product is timed to its end: the device is synchronised)."""
+    a, b = torch.randn(n, n).to(device, dtype), torch.randn(n, n).to(device, dtype)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b  # warm-up: first-call dispatch and allocation
+    sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
 

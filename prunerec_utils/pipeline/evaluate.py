@@ -78,7 +78,7 @@ def _result(df: pd.DataFrame, ranked: list[list[str | None]], extra: dict) -> Ev
     ranks = [rank_of(t, lst) for t, lst in zip(df["item_title"], ranked)]
     per_user = pd.DataFrame({"user_id": df["user_id"].values, "target": df["item_title"].values,
                              "rank": ranks, "top": [json.dumps(lst[:20]) for lst in ranked]})
-    m = {"n": len(ranks), "users": int(per_user["user_id"].astype(str).nunique()), **metrics_from_ranks(ranks),
+    m = {"n": len(ranks), **metrics_from_ranks(ranks),
          "invalid": int(sum(t is None for lst in ranked for t in lst)), **list_diversity(ranked), **extra}
     return EvalResult(per_user, with_intervals(per_user, m))
 

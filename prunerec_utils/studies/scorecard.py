@@ -123,7 +123,7 @@ def headline_rows(folder) -> list[dict]:
 
 def rows_text(metrics: dict) -> str:
     """"9,834 rows from 166 users": what an evaluation's numbers rest on."""
-    return f"{metrics['n']:,} rows from {metrics.get('users', metrics['n']):,} users"
+    return f"{metrics['n']:,} rows from {metrics['users']:,} users"
 
 
 def retention_gate(teacher, popular) -> str | None:
