@@ -30,7 +30,9 @@ reproduce: install
 	$(BIN)/python -m prunerec_utils.pipeline.runner --profile $(PROFILE) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 	$(MAKE) book
 
+# Chapters that are stale or from another run than chapter 01 get a banner first (prunerec_utils/pipeline/banners.py).
 book: install
+	$(BIN)/python -m prunerec_utils.pipeline.banners $(wildcard book/default/*/)
 	$(BIN)/jupyter-book build . --path-output book -W --keep-going
 
 # The worked example of book/prune_your_own.md: the prune CLI on a synthetic log the code was never tuned on, with the

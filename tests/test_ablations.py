@@ -9,8 +9,10 @@ import torch
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.method.heads import global_ranking, random_heads
+from prunerec_utils.method.metrics import TIE, bootstrap_ci, detectable_difference
 from prunerec_utils.pipeline import ablations, stages
 from prunerec_utils.pipeline.ablations import Variant
+from prunerec_utils.pipeline.evaluate import fixed_test_users
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
@@ -88,7 +90,13 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     assert summary["train_samples"] == 24 and summary["settings"]["max_train"] == 24  # the reduced restoration
     assert not (main / "models" / "stage1" / "training_summary.json").read_text() == json.dumps(summary)
     doc = json.loads((main / "results" / "ablation_t3.json").read_text())
-    assert [r["index"] for r in doc["rows"]] == list(table.index) and doc["users"] == 8
+    assert [r["index"] for r in doc["rows"]] == list(table.index) and doc["test_rows"] == 8
+    first8 = fixed_test_users(Run("ml-100k", prof, tmp_path)).iloc[:8]
+    assert doc["users"] == first8["user_id"].nunique()  # users, not rows
+    stored = ablations.load_group(Run("ml-100k", prof, tmp_path), "t3")  # what the claims pair up
+    assert all(r == first8["user_id"].astype(str).tolist() for r in stored["row users"])
+    assert all(len(r) == 8 and all(-1 <= x < prof.num_beams for x in r) for r in stored["ranks"])
+    assert stored["ranks"].tolist() == table["ranks"].tolist()
     t = doc["teacher"]  # retention is against the teacher on the same 8 users (NaN where it has no hit)
     want = sum(table.loc["λ = 0", k] / t[k] if t[k] else float("nan") for k in ablations.METRICS) / 4
     assert table.loc["λ = 0", "avg retention"] == pytest.approx(want, nan_ok=True)
@@ -99,10 +107,20 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     assert again.loc["random heads", "hr@20"] == table.loc["random heads", "hr@20"]
 
 
-def _table(column, values, hr, ci=None):
-    ci = ci or [(h - 0.001, h + 0.001) for h in hr]
-    return pd.DataFrame({column: values, "hr@20": hr, "hr@20 lo": [lo for lo, _ in ci], "hr@20 hi": [hi for _, hi in ci]},
-                        index=[f"r{i}" for i in range(len(hr))])
+def _table(column, values, hr, users=100, per_user=10, hits=None, blocks=False):
+    """A stored ablation table: variant i hits rows 0 .. hr_i·N − 1 (nested sets, so the variants'
+    differences are consistent row by row); row j belongs to user j mod ``users`` (``blocks``: to
+    user j // ``per_user``, each user's rows side by side). ``hits`` (optional, one row-index list
+    per variant) replaces the nested sets."""
+    n = users * per_user
+    hits = hits or [range(round(h * n)) for h in hr]
+    ranks = [[-1] * n for _ in hr]
+    for r, hit in zip(ranks, hits):
+        for j in hit:
+            r[j] = 0
+    row_users = [f"u{j // per_user if blocks else j % users}" for j in range(n)]
+    return pd.DataFrame({column: values, "hr@20": [sum(x == 0 for x in r) / n for r in ranks],
+                         "ranks": ranks, "row users": [row_users] * len(hr)}, index=[f"r{i}" for i in range(len(hr))])
 
 
 def test_cut_head_overlap_compares_the_stored_choices(tmp_path):
@@ -134,24 +152,52 @@ def test_claims_follow_the_numbers():
     c = table["verdict"]
     assert c.filter(like="Table 3").tolist() == ["holds", "holds"]
     assert table.loc["Table 3: α helps a global ranking", "ours (HR@20)"] == "r1 0.1100; r2 0.1200"  # the pair only
+    assert table.loc["Table 3: α helps a global ranking", "paired contrast"].startswith("+0.0100 [")
     assert c.filter(like="Fig 5b").iloc[0] == "holds" and c.filter(like="Fig 5c").iloc[0] == "holds"
+    # Fig 5c's contrast: the drop past 2/3 (0.06) minus the drop before it (0.01)
+    assert table.filter(like="Fig 5c", axis=0)["paired contrast"].iloc[0].startswith("+0.0500 [")
     assert (c.filter(like="Fig 5a") == "not measured here").all() and (c.filter(like="λ") == "not measured here").all()
     bad = groups([0.10, 0.13, 0.12, 0.11], [0.13, 0.12, 0.09, 0.05], [0.12, 0.06, 0.05])
     c = scorecard.ablation_claims(bad, prof).set_index("claim")["verdict"]
     assert c.filter(like="Table 3").tolist() == ["does not hold", "does not hold"]
     assert c.filter(like="Fig 5b").iloc[0] == "does not hold" and c.filter(like="Fig 5c").iloc[0] == "does not hold"
-    wide = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], [(0.05, 0.15), (0.06, 0.16)])
-    c = scorecard.ablation_claims({"alpha": wide}, prof).set_index("claim")["verdict"]
-    # overlapping single intervals never decide: the claim is open, with what could have been detected
-    assert c.filter(like="α mixing").iloc[0] == "not decided at this budget (detectable ≥ 0.1011)"
-    power = scorecard.ablation_claims({"alpha": wide}, prof).set_index("claim")["detectable"]
-    assert float(power.filter(like="α mixing").iloc[0]) == pytest.approx(2.8016 * (0.1 * 2 ** 0.5) / (2 * 1.96), rel=1e-3)
     flat = {"table3": _table("heads", heads, [0.0] * 4),
             "fig5c": _table("layers_removed_share", [1 / 2, 2 / 3, 5 / 6], [0.06] * 3)}
     c = scorecard.ablation_claims(flat, prof).set_index("claim")["verdict"]
-    undecided = "not decided at this budget (detectable ≥ "
-    assert all(v.startswith(undecided) for v in c.filter(like="Table 3"))  # equal numbers support no order
-    assert c.filter(like="Fig 5c").iloc[0].startswith(undecided)  # no drop at all, within the intervals
+    assert c.filter(like="Table 3").tolist() == [TIE, TIE]  # the same rows hit: no order to claim
+    assert c.filter(like="Fig 5c").iloc[0] == "does not hold"  # no drop at all is no sharp drop
+
+
+def test_claims_are_decided_by_the_paired_interval_not_by_overlapping_ones():
+    prof = get_profile("ci")
+    # 0.10 vs 0.11 on 1,000 rows from 100 users: 10 users hit on every row, so each single interval
+    # is about ±0.06 wide and they overlap; yet the 0.11 variant hits every row the other hits plus
+    # one row of each of 10 more users: decided
+    base = list(range(100))
+    nested = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], blocks=True,
+                    hits=[base, base + [200 + 10 * u for u in range(10)]])
+    ci = {lab: bootstrap_ci(r["ranks"], r["row users"])["hr@20"] for lab, r in nested.iterrows()}
+    assert ci["r1"][0] < ci["r0"][1]  # the single intervals overlap
+    claim = scorecard.ablation_claims({"alpha": nested}, prof).set_index("claim").filter(like="α mixing", axis=0)
+    assert claim["verdict"].iloc[0] == "holds"
+    # the same HR@20 numbers, but no user is hit by both: 10 users by one, 11 others by the other
+    swapped = _table("alpha", [0.0, prof.alpha], [0.10, 0.11], blocks=True, hits=[range(0, 100), range(100, 210)])
+    claim = scorecard.ablation_claims({"alpha": swapped}, prof).set_index("claim").filter(like="α mixing", axis=0)
+    lo, hi = (float(x) for x in claim["paired contrast"].iloc[0].split("[")[1].rstrip("]").split(","))
+    assert lo < 0 < hi
+    assert claim["verdict"].iloc[0] == f"not decided at this budget (detectable ≥ {detectable_difference(lo, hi):.4f})"
+    assert float(claim["detectable"].iloc[0]) == pytest.approx(detectable_difference(lo, hi), abs=1e-4)
+
+
+def test_claims_on_a_table_stored_without_ranks_are_not_measured():
+    prof = get_profile("ci")
+    old = _table("alpha", [0.0, prof.alpha], [0.10, 0.11]).drop(columns=["ranks", "row users"])
+    claim = scorecard.ablation_claims({"alpha": old}, prof).set_index("claim").filter(like="α mixing", axis=0)
+    assert claim["verdict"].iloc[0] == scorecard.NO_RANKS and scorecard.verdict_kind(scorecard.NO_RANKS) == "not measured"
+    other = _table("alpha", [0.0, prof.alpha], [0.10, 0.11])
+    other.at["r1", "row users"] = ["someone else"] * len(other.at["r1", "ranks"])
+    with pytest.raises(PruneRecError, match="same test rows"):
+        scorecard.ablation_claims({"alpha": other}, prof)
 
 
 def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_splits, tiny_model_dir):
@@ -206,11 +252,14 @@ def test_restoration_curve_changes_only_the_restoration_budget(tmp_path):
 
 
 def test_restoration_summary_reads_both_ends_of_the_curve():
-    curve = pd.DataFrame({"distill_max_train": [8192, 2048], "best_kd_loss": [1.5, 2.0], "hr@20": [0.11, 0.05],
-                          "hr@20 95% CI": ["[0.09, 0.13]", "[0.03, 0.07]"], "hr@20 lo": [0.09, 0.03],
-                          "hr@20 hi": [0.13, 0.07]})
+    curve = _table("distill_max_train", [8192, 2048], [0.11, 0.05])  # the larger budget hits 60 more rows
+    curve["best_kd_loss"], curve["hr@20 95% CI"] = [1.5, 2.0], ["[0.09, 0.13]", "[0.03, 0.07]"]
     line = ablations.restoration_summary(curve, 8192)
     assert line.startswith("From 2,048 to 8,192 samples: validation KD loss 2.000 → 1.500, HR@20 0.0500")
-    assert "intervals apart" in line and line.endswith("on 8,192 samples.")
-    curve.loc[0, "hr@20 lo"] = 0.06
-    assert "intervals overlap" in ablations.restoration_summary(curve, None)
+    assert "paired difference +0.0600 [" in line and "8,192 ahead of 2,048" in line and line.endswith("on 8,192 samples.")
+    swapped = _table("distill_max_train", [8192, 2048], [0.11, 0.10], blocks=True,
+                     hits=[range(0, 110), range(110, 210)])  # no user hit by both: the ends trade users
+    swapped["best_kd_loss"], swapped["hr@20 95% CI"] = [1.5, 2.0], ["[a]", "[b]"]
+    assert "not decided at this budget (detectable ≥ " in ablations.restoration_summary(swapped, None)
+    old = curve.drop(columns=["ranks", "row users"])
+    assert "no paired difference: stored without per-row ranks" in ablations.restoration_summary(old, None)

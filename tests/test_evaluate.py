@@ -171,6 +171,41 @@ def test_paired_bootstrap_sees_a_consistent_difference():
         paired_bootstrap([0, 1], [0], [0, 1])
 
 
+def test_a_contrast_of_three_models_resamples_their_users_jointly():
+    from prunerec_utils.method.metrics import contrast_bootstrap, paired_bootstrap
+
+    users = [u // 4 for u in range(200)]  # 50 users, 4 rows each
+    a = [0] * 120 + [-1] * 80
+    b = [0] * 100 + [-1] * 100
+    c = [0] * 40 + [-1] * 160
+    assert contrast_bootstrap([a, b], (1, -1), users) == paired_bootstrap(a, b, users)
+    value, lo, hi = contrast_bootstrap([a, b, c], (-1, 2, -1), users)["hr@20"]  # (b − c) − (a − b)
+    assert math.isclose(value, (0.5 - 0.2) - (0.6 - 0.5)) and lo <= value <= hi
+    # one model alone with weight 1 is its own interval: the joint resampling changes nothing
+    assert contrast_bootstrap([a], (1,), users)["hr@20"][1:] == bootstrap_ci(a, users)["hr@20"]
+    with pytest.raises(PruneRecError, match="same rows"):
+        contrast_bootstrap([a, b[:-1]], (1, -1), users)
+    with pytest.raises(PruneRecError, match="same rows"):
+        contrast_bootstrap([a, b], (1, -1, 1), users)
+
+
+def test_budget_power_shows_what_fewer_rows_and_users_could_decide():
+    from prunerec_utils.pipeline.evaluate import EvalResult, budget_power
+
+    users = [f"u{j % 40}" for j in range(400)]  # 400 rows from 40 users, interleaved
+    better = pd.DataFrame({"user_id": users, "rank": [0 if j % 4 else -1 for j in range(400)]})
+    worse = pd.DataFrame({"user_id": users, "rank": [0 if j % 2 else -1 for j in range(400)]})
+    a, b = EvalResult(better, {}), EvalResult(worse, {})
+    t = budget_power(a, b, labels=("teacher", "most popular"))
+    assert list(t.index) == [50, 100, 200, 400] and t.loc[50, "users"] == 40 and t.loc[400, "users"] == 40
+    assert t.loc[400, "difference"] == 0.25 and t.loc[400, "verdict"] == "teacher ahead of most popular"
+    assert t.loc[400, "detectable (80% power)"] < t.loc[50, "detectable (80% power)"]  # more rows, finer
+    few = budget_power(a, b, sizes=[3, 10_000])
+    assert list(few.index) == [3, 400] and few.loc[3, "users"] == 3
+    with pytest.raises(PruneRecError, match="same test rows"):
+        budget_power(a, EvalResult(worse.iloc[::-1].reset_index(drop=True), {}))
+
+
 def test_most_popular_can_skip_seen_items():
     train = pd.DataFrame({"item_title": ["a", "b", "b", "c", "c", "c"]})
     test = pd.DataFrame({"user_id": ["u1"], "item_title": ["a"], "history_item_title": [["c"]]})

@@ -54,6 +54,11 @@ def test_executions_are_read_from_the_runners_notes(tmp_path):
         nbformat.write(nb, tmp_path / f"{name}.ipynb")
     runs = findings.executions(tmp_path)
     assert runs.loc["01", "commit"] == "bbb2222" and runs.loc["01", "minutes"] == 61.5 and list(runs.index) == ["00", "01"]
-    md = findings.findings_markdown(Run("ml-100k", get_profile("ci"), tmp_path / "runs"), "default/ml-100k", tmp_path)
-    assert "`default/ml-100k/01_bigrec_finetune` *(62 min)*" in md
+    run = Run("ml-100k", get_profile("ci"), tmp_path / "runs")
+    save_result(_res([1, 2] * 50 + [None] * 100), run.folder, "teacher", {})
+    save_result(_res([1] * 20 + [None] * 180), run.folder, "most_popular", {})
+    md = findings.findings_markdown(run, "default/ml-100k", tmp_path)
+    assert "`default/ml-100k/01_bigrec_finetune` *(62 min)*: HR@20 teacher" in md
+    # chapter 00 was executed, but its results are not in this run folder: no wall time beside "not run yet"
+    assert "* {doc}`default/ml-100k/00_preprocess`: not run yet" in md
     assert "from 2026-12-02 07:00 to 2026-12-02 08:00 UTC at commits `aaa1111`, `bbb2222`; 1.0 h" in md

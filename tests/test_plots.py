@@ -72,6 +72,15 @@ def test_ablation_sweep_sorts_by_the_swept_setting(tmp_path):
     assert (tmp_path / "sweep.png").exists()
 
 
+def test_axes_count_test_rows_and_the_users_they_come_from(tmp_path):
+    t = _table()
+    t["row users"] = [[f"u{j % 40}" for j in range(200)]] * 3  # 200 rows from 40 users
+    assert plots.ablation_bars(t).axes[0].get_ylabel() == "metric (200 test rows from 40 users)"
+    assert plots.ablation_sweep(_table([1.0, 2.0, 3.0]), "factor").axes[0].get_ylabel() == "metric (200 test rows)"
+    res = {"a": _result([1, 3, None, 15])}
+    assert plots.metric_bars(res).axes[0].get_ylabel() == "value (4 test rows from 4 users)"
+
+
 def test_concentration_draws_a_row_per_kind_of_unit_with_sparse_layer_labels(tmp_path):
     rows = [{"model": m, "K": k, "layer": layer, "share": k + 0.01 * layer + (0.02 if m == "ft" else 0)}
             for m in ("ft", "base") for k in (0.1, 0.5) for layer in range(30)]

@@ -61,7 +61,7 @@ def executed(monkeypatch):
     from prunerec_utils.pipeline import runner
 
     calls = []
-    monkeypatch.setattr(runner, "run_notebook", lambda src, out, params: calls.append((src.name, params)) or 0.0)
+    monkeypatch.setattr(runner, "run_notebook", lambda src, out, params, facts=None: calls.append((src.name, params)) or 0.0)
     return calls
 
 

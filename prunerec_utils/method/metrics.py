@@ -80,22 +80,35 @@ def bootstrap_ci(ranks, users, n_boot: int = 1000, seed: int = 0, level: float =
     return _cluster_bootstrap(*_user_sums(ranks, users, ks), n_boot, seed, level)
 
 
+def contrast_bootstrap(ranks, weights, users, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                       ks=KS) -> dict:
+    """A weighted sum of several models' metrics on the same rows, Σᵢ wᵢ · metric(model i), with a
+    percentile interval that resamples users (each with all of its rows) jointly for every model.
+
+    ``ranks``: ``[models][rows]`` ranks of each model on the same rows; ``weights``: one per model
+    (``(1, -1)``: the paired difference A − B; ``(-1, 2, -1)``: how much more the middle model
+    drops to the last than the first drops to it). ``users``: the user id of each row.
+    Returns ``{metric: (value, lo, hi)}``."""
+    arrays = [np.asarray(r) for r in ranks]
+    if len(arrays) != len(weights) or any(a.shape != arrays[0].shape for a in arrays):
+        raise PruneRecError("a paired comparison needs every model evaluated on the same rows")
+    parts = [_user_sums(a, users, ks) for a in arrays]
+    sums = sum(w * s for w, (s, _, _) in zip(weights, parts))
+    _, counts, names = parts[0]
+    point = sums.sum(0) / max(counts.sum(), 1)
+    ci = _cluster_bootstrap(sums, counts, names, n_boot, seed, level)
+    return {k: (float(p), *ci[k]) for k, p in zip(names, point)}
+
+
 def paired_bootstrap(ranks_a, ranks_b, users, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                      ks=KS) -> dict:
     """Metric differences A - B on the same rows, with a paired percentile bootstrap interval.
 
     Users are resampled (each with all of its rows), jointly for both models, so the interval
     reflects both the correlation of a user's rows and the per-user correlation of the two models.
-    Returns ``{metric: (difference, lo, hi)}``.
+    Returns ``{metric: (difference, lo, hi)}`` (:func:`contrast_bootstrap` with weights 1, −1).
     """
-    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
-    if a.shape != b.shape:
-        raise PruneRecError("paired bootstrap needs both models evaluated on the same rows")
-    sa, counts, names = _user_sums(a, users, ks)
-    sb, _, _ = _user_sums(b, users, ks)
-    point = (sa - sb).sum(0) / max(counts.sum(), 1)
-    ci = _cluster_bootstrap(sa - sb, counts, names, n_boot, seed, level)
-    return {k: (float(p), *ci[k]) for k, p in zip(names, point)}
+    return contrast_bootstrap([ranks_a, ranks_b], (1, -1), users, n_boot, seed, level, ks)
 
 
 def detectable_difference(lo: float, hi: float, level: float = 0.95, power: float = 0.8) -> float:

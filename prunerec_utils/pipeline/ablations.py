@@ -36,6 +36,7 @@ from .. import PruneRecError
 from ..paths import atomic_write_text
 from ..profiles import CHOICES
 from . import stages
+from ..method.metrics import contrast_bootstrap, decision
 from .evaluate import METRICS, evaluate_cached, first_users, fixed_test_users, interval_text, retention
 from .run import STAGES, Run
 from .steps import read_json
@@ -254,13 +255,13 @@ def run_variant(run: Run, variant: Variant, progress: bool = False) -> dict:
 
 def run_group(run: Run, group: str, variants: list[Variant], progress: bool = False) -> pd.DataFrame:
     """Run every variant of a figure / table; one row each, with retention against the teacher
-    on the same users. Also written to ``results/ablation_<group>.json`` (for the scorecard)."""
+    on the same rows. Also written to ``results/ablation_<group>.json`` (for the scorecard)."""
     rows = [run_variant(run, v, progress) for v in variants]
     n = rows[0]["result"].metrics["n"]
     teacher = first_users(evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress), n)
     table = ablation_table(rows, teacher)
     atomic_write_text(run.result_file(f"ablation_{group}"),
-                      json.dumps({"group": group, "users": n,
+                      json.dumps({"group": group, "test_rows": n, "users": teacher.metrics["users"],
                                   "max_train": stages.restoration_budget(variants[0].profile(run.prof)),
                                   "teacher": {k: teacher.metrics[k] for k in METRICS},
                                   "rows": table.reset_index().to_dict(orient="records")}))
@@ -269,19 +270,26 @@ def run_group(run: Run, group: str, variants: list[Variant], progress: bool = Fa
 
 def restoration_summary(curve: pd.DataFrame, budget: int | None) -> str:
     """One line read off a :func:`restoration_curve` table (a ``distill_max_train`` column): the
-    validation KD loss and HR@20 from the smallest to the largest budget, whether the two HR@20
-    intervals are apart, and the budget this run's restorations use."""
+    validation KD loss and HR@20 from the smallest to the largest budget, the paired HR@20
+    difference of the two ends with its verdict (:func:`~prunerec_utils.method.metrics.decision`:
+    same rows, users resampled jointly), and the budget this run's restorations use."""
     t = curve.sort_values("distill_max_train")
     lo, hi = t.iloc[0], t.iloc[-1]
-    apart = lo["hr@20 hi"] < hi["hr@20 lo"] or hi["hr@20 hi"] < lo["hr@20 lo"]
-    return (f"From {int(lo['distill_max_train']):,} to {int(hi['distill_max_train']):,} samples: validation KD loss "
+    small, large = f"{int(lo['distill_max_train']):,}", f"{int(hi['distill_max_train']):,}"
+    if isinstance(lo.get("ranks"), list) and isinstance(hi.get("ranks"), list):
+        d, a, b = contrast_bootstrap([hi["ranks"], lo["ranks"]], (1, -1), hi["row users"])["hr@20"]
+        paired = f"paired difference {d:+.4f} {interval_text(a, b)}: {decision(a, b, large, small)}"
+    else:
+        paired = "no paired difference: stored without per-row ranks"
+    return (f"From {small} to {large} samples: validation KD loss "
             f"{lo['best_kd_loss']:.3f} → {hi['best_kd_loss']:.3f}, HR@20 {lo['hr@20']:.4f} {lo['hr@20 95% CI']} → "
-            f"{hi['hr@20']:.4f} {hi['hr@20 95% CI']} ({'intervals apart' if apart else 'intervals overlap'}). "
+            f"{hi['hr@20']:.4f} {hi['hr@20 95% CI']} ({paired}). "
             f"This run restores every stage on {f'{budget:,}' if budget else 'all'} samples.")
 
 
 def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:
-    """Metrics, their retention against ``teacher`` (same users), parameters — one row per variant."""
+    """Metrics, their retention against ``teacher`` (same rows), parameters, and each row's rank and
+    user id (lists, for paired comparisons) — one row per variant."""
     out = {}
     for r in rows:
         m = r["result"].metrics
@@ -291,6 +299,9 @@ def ablation_table(rows: list[dict], teacher) -> pd.DataFrame:
         row["hr@20 lo"], row["hr@20 hi"] = m["ci95"]["hr@20"]
         row["avg retention"] = retention(m, teacher.metrics)["avg"]
         row["n"] = m["n"]
+        # per-row ranks and user ids: the paired intervals of the claims (scorecard.claim_interval)
+        row["ranks"] = r["result"].per_user["rank"].astype(int).tolist()
+        row["row users"] = r["result"].per_user["user_id"].astype(str).tolist()
         out[r["label"]] = row
     return pd.DataFrame.from_dict(out, orient="index")
 

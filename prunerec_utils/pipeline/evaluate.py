@@ -59,6 +59,27 @@ def compare(res_a: EvalResult, res_b: EvalResult, digits: int = 4, labels: tuple
                          for k, (d, lo, hi) in diff.items()}).T
 
 
+def budget_power(res_a: EvalResult, res_b: EvalResult, sizes=None, metric: str = "hr@20",
+                 labels: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """What a paired comparison of A and B (the same rows) could decide with fewer rows: for each
+    size n (default: 1/8, 1/4, 1/2 and all of the evaluated rows) the first n rows of the fixed
+    sample — itself a seeded sample, so its first n rows are one too —, the users they come from,
+    the paired difference of ``metric`` with its 95% interval (users resampled), the smallest
+    difference it could detect (80% power) and its verdict (``labels`` naming A and B). Rows beyond the evaluated ones cannot
+    be shown; more rows from the same users narrow the interval less than more users would."""
+    if not res_a.per_user["user_id"].equals(res_b.per_user["user_id"]):
+        raise PruneRecError("the two evaluations are not on the same test rows")
+    total = len(res_a.per_user)
+    sizes = sorted({max(1, total // d) for d in (8, 4, 2, 1)} if sizes is None else {min(int(n), total) for n in sizes})
+    out = {}
+    for n in sizes:
+        users = res_a.per_user["user_id"].iloc[:n].astype(str).to_numpy()
+        d, lo, hi = paired_bootstrap(res_a.per_user["rank"].iloc[:n], res_b.per_user["rank"].iloc[:n], users)[metric]
+        out[n] = {"rows": n, "users": len(set(users)), "difference": round(d, 4), "95% CI": interval_text(lo, hi),
+                  "detectable (80% power)": round(detectable_difference(lo, hi), 4), "verdict": decision(lo, hi, *labels)}
+    return pd.DataFrame.from_dict(out, orient="index").set_index("rows")
+
+
 def list_agreement(res_a: "EvalResult", res_b: "EvalResult", k: int = 20) -> dict:
     """:func:`lists_agreement` of two evaluations on the same users."""
     return lists_agreement([json.loads(t) for t in res_a.per_user["top"]],

@@ -29,8 +29,7 @@ from pathlib import Path
 from .. import PruneRecError, cli
 from ..paths import REPO_ROOT, atomic_write_text, resolve
 
-NOTEBOOKS = REPO_ROOT / "notebooks"
-RECORD_TAG = "run-record"  # the markdown cell the runner adds under the title
+from .banners import NOTEBOOKS, RECORD_TAG, source_cells
 
 
 def notebook_paths(selection: list[str] | None = None) -> list[Path]:
@@ -76,14 +75,6 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
             tags.append("hide-cell")
 
 
-def source_cells(path: Path) -> list[tuple[str, str]]:
-    """(cell type, source) of a notebook, without the cells the runner adds (parameters, run record)."""
-    nb = json.loads(Path(path).read_text())
-    added = {RECORD_TAG, "injected-parameters"}
-    return [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]
-            if not added & set(c.get("metadata", {}).get("tags", []))]
-
-
 def stale_copies(out_dir: Path) -> list[str]:
     """Names of the executed copies in ``out_dir`` whose cells differ from ``notebooks/`` (or
     that are missing): they were not re-executed after the notebook changed."""
@@ -91,8 +82,10 @@ def stale_copies(out_dir: Path) -> list[str]:
             if not (out_dir / src.name).exists() or source_cells(out_dir / src.name) != source_cells(src)]
 
 
-def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
-    """Execute ``src`` into ``out_dir/<same name>``; returns the wall time in seconds."""
+def run_notebook(src: Path, out_dir: Path, params: dict, facts=None) -> float:
+    """Execute ``src`` into ``out_dir/<same name>``; returns the wall time in seconds. ``facts``
+    (optional, a callable): the run the copy shows (:func:`~prunerec_utils.pipeline.banners.run_facts`),
+    recorded in its metadata for the book's banners."""
     import nbformat
     import papermill as pm
 
@@ -116,6 +109,8 @@ def run_notebook(src: Path, out_dir: Path, params: dict) -> float:
     seconds = time.time() - t0
     nb = nbformat.read(tmp, as_version=4)
     _record_cell(nb, params, seconds, git_commit())
+    if facts is not None:
+        nb.metadata["prunerec"] = {"run": facts()}
     nbformat.write(nb, tmp)
     tmp.replace(out_dir / src.name)
     failed.unlink(missing_ok=True)  # an earlier failure's copy is stale now
@@ -214,16 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     out = resolve(args.out or f"book/{prof.name}/{dataset}")
     params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
               "progress": False, **extra}
+    from .banners import mark, run_facts
+    from .run import Run
+
+    run = Run(dataset, get_profile(prof.name, seed=args.seed), args.runs_root)
     for nb in notebooks:
         print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
-        seconds = run_notebook(nb, out, params)
+        seconds = run_notebook(nb, out, params, facts=lambda: run_facts(run))
         print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
     book = REPO_ROOT / "book"
     if out.is_relative_to(book):  # a book's chapters: its introduction includes what the run found
         from ..studies.findings import findings_markdown
-        from .run import Run
 
-        run = Run(dataset, get_profile(prof.name, seed=args.seed), args.runs_root)
+        marked = [n[:2] for n, m in mark(out).items() if m]
+        print(f"[runner] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
         atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
         print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
         if out == book / prof.name / dataset:  # the book's own run: its results files beside it

@@ -3,7 +3,7 @@
 
 * ``evaluations/<name>.json``: every evaluation of the run folder (and of its ablation and
   baseline child runs, as ``<child>/<name>.json``) with its settings, metrics, 95% intervals and
-  the per-user ranks (``user_id``, ``target``, ``rank``; 0-based, -1 = not in the 20 beams), so
+  the per-row ranks with their user ids (``user_id``, ``target``, ``rank``; 0-based, -1 = not in the 20 beams), so
   that any metric can be recomputed from the ranks;
 * ``surgery/<model>.json``: the record of every cut (what was removed, scores, parameter counts);
 * ``training/<model>.json``: the record of every fine-tune and distillation (settings, loss curve,

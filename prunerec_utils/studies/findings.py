@@ -179,8 +179,9 @@ def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> st
     sentences = chapter_sentences(run, card, table)
     runs = executions(folder) if folder is not None else pd.DataFrame()
     for number, name in CHAPTERS.items():
-        took = f" *({runs.loc[number, 'minutes']:.0f} min)*" if number in runs.index else ""
-        lines.append(f"* {{doc}}`{chapters}/{name}`{took}: {sentences.get(number, NOT_RUN)}")
+        said = sentences.get(number)  # a chapter whose results are not in this run folder shows no wall time
+        took = f" *({runs.loc[number, 'minutes']:.0f} min)*" if said and number in runs.index else ""
+        lines.append(f"* {{doc}}`{chapters}/{name}`{took}: {said or NOT_RUN}")
     if len(runs):
         commits = list(dict.fromkeys(runs.sort_values("executed (UTC)")["commit"]))
         lines += ["", f"The chapters were executed from {runs['executed (UTC)'].min()} to "

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=positive_int, nargs="+", required=True,
                     help="training-sample budgets (whole numbers >= 1)")
     ap.add_argument("--out", required=True, help="JSON file the curve is written to")
-    ap.add_argument("--eval-batch", type=positive_int, default=None, help="users per beam-search call (GPU: larger)")
+    ap.add_argument("--eval-batch", type=positive_int, default=None, help="test rows per beam-search call (GPU: larger)")
     ap.add_argument("--batch-size", type=positive_int, default=None, help="per-device batch (keep the effective batch)")
     ap.add_argument("--grad-accum", type=positive_int, default=None)
     ap.add_argument("--drop-models", action="store_true", help="delete each teacher after its evaluation")

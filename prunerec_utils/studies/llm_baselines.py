@@ -79,14 +79,14 @@ def random_structured(run: Run, progress: bool = False) -> dict:
 
 def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teacher") -> pd.DataFrame:
     """The paper's Table 2 layout for one dataset: HR/NDCG@10/20, non-embedding parameters and
-    "avg %" = mean over the four metrics of metric / teacher's (same users). ``rows``:
+    "avg %" = mean over the four metrics of metric / teacher's (same rows). ``rows``:
     label → (result, non-embedding count or None for ID models)."""
     ref = rows[teacher][0].metrics
     out = {}
     for label, (res, params) in rows.items():
         m = res.metrics
         if m["n"] != ref["n"]:
-            raise ValueError(f"{label} was evaluated on {m['n']} users, the teacher on {ref['n']}")
+            raise ValueError(f"{label} was evaluated on {m['n']} test rows, the teacher on {ref['n']}")
         row = {k: m[k] for k in METRICS}
         row["hr@20 95% CI"] = interval_text(*m["ci95"]["hr@20"])
         row["non-embedding params"] = params

@@ -8,7 +8,7 @@ unstructured pruning does to it.
   over all N tokens (``[I]`` per layer); units are sorted by it and the share is
   Σ(top ⌈K·I⌉ magnitudes) / Σ(all magnitudes). (The other reading, a share per token then
   averaged over tokens, is not what we compute.)
-* Fig 1b — retention (pruned metric / teacher metric on the same users, constrained beam search)
+* Fig 1b — retention (pruned metric / teacher metric on the same rows, constrained beam search)
   under Wanda and under random unstructured pruning at equal sparsity.
 * Fig 2-3 — the per-unit magnitudes, sorted, of the attention output (input of ``o_proj``,
   ``[N, H·head_dim]``) and of the MLP intermediate units, for the first, middle and last layer.
@@ -222,7 +222,7 @@ def sparsity_of(model) -> float:
 # -- evaluation of the pruned teacher (Fig 1b) -------------------------------------------------
 
 def teacher_on_users(run: Run, users: int = 200, progress: bool = False) -> EvalResult:
-    """The teacher's stored evaluation (notebook 01) restricted to its first ``users`` users."""
+    """The teacher's stored evaluation (notebook 01) restricted to its first ``users`` test rows."""
     full = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
     return first_users(full, min(users, full.metrics["n"]))
 
@@ -258,14 +258,15 @@ def _row(label: str, sparsity: float, res: EvalResult, teacher: EvalResult) -> d
     ret = retention_table({"teacher": teacher, label: res}, "teacher").loc[label]
     return {"method": label, "sparsity": sparsity, **{m: res.metrics[m] for m in METRICS},
             "mean metric": float(np.mean([res.metrics[m] for m in METRICS])),
-            **{f"retention {m}": ret[m] for m in METRICS}, "retention": ret["avg"], "n": res.metrics["n"]}
+            **{f"retention {m}": ret[m] for m in METRICS}, "retention": ret["avg"], "n": res.metrics["n"],
+            "users": res.metrics["users"]}
 
 
 def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100, users: int = 200,
                    methods=METHODS, progress: bool = False) -> pd.DataFrame:
     """Fig 1b table: one row per (method, sparsity) plus the unpruned teacher (sparsity 0), with
     HR/NDCG@10/20, their mean, retention per metric and ``retention`` (their mean, the paper's avg;
-    NaN where the teacher has no hit on these users)."""
+    NaN where the teacher has no hit on these rows)."""
     teacher = teacher_on_users(run, users, progress)
     rows = [_row("teacher", 0.0, teacher, teacher)]
     for method in methods:

@@ -103,6 +103,19 @@ def training_curve(log_history: list[dict], path=None, title: str = "BIGRec fine
     return _save(fig, path)
 
 
+def _rows_text(rows, users=None) -> str:
+    """"N test rows from U users" (or "N test rows" when the user count is unknown)."""
+    text = f"{int(rows):,} test rows"
+    return text if users is None or pd.isna(users) else f"{text} from {int(users):,} users"
+
+
+def _table_rows(table: pd.DataFrame) -> str:
+    """:func:`_rows_text` of an ablation table (its ``n`` column; users from its ``row users`` lists)."""
+    row = table.iloc[0]
+    users = len(set(row["row users"])) if isinstance(row.get("row users"), list) else None
+    return _rows_text(row["n"], users)
+
+
 def metric_bars(results: dict, path=None, metrics=("hr@10", "hr@20", "ndcg@10", "ndcg@20")):
     """Grouped bars of HR/NDCG@K per model (``results``: label → ``EvalResult``) with the 95%
     bootstrap intervals as error bars."""
@@ -115,7 +128,9 @@ def metric_bars(results: dict, path=None, metrics=("hr@10", "hr@20", "ndcg@10", 
         xs = np.arange(len(metrics)) + (i - (len(results) - 1) / 2) * width
         ax.bar(xs, vals, width, label=model, yerr=[vals - lo, hi - vals], capsize=3)
     ax.set_xticks(range(len(metrics)), [m.upper() for m in metrics])
-    ax.set(ylabel="value on the test users", title="Recommendation quality (95% bootstrap CI)")
+    first = next(iter(results.values())).metrics
+    ax.set(ylabel=f"value ({_rows_text(first['n'], first.get('users'))})",
+           title="Recommendation quality (95% CI, users resampled)")
     _legend_below(ax, ncol=min(3, len(results)), handles=None)
     return _save(fig, path)
 
@@ -323,7 +338,7 @@ def pruning_retention(table: pd.DataFrame, path=None):
         b.plot(x, g["ndcg@20"], marker="s", linestyle="--", color=f"C{i}", label=f"{method} NDCG@20")
     a.axhline(1.0, color="k", linestyle=":", label="unpruned")
     if pruned["retention"].isna().all():
-        a.text(0.5, 0.7, "undefined: the unpruned teacher\nhas no hit on these users", transform=a.transAxes,
+        a.text(0.5, 0.7, "undefined: the unpruned teacher\nhas no hit on these rows", transform=a.transAxes,
                ha="center", va="center")
     a.set(xlabel="sparsity (% of decoder linear weights)", ylabel="retention (pruned / unpruned)",
           title="Retention, mean over HR/NDCG@10/20")
@@ -331,8 +346,8 @@ def pruning_retention(table: pd.DataFrame, path=None):
     teacher = table[table["method"] == "teacher"].iloc[0]
     b.axhline(teacher["hr@20"], color="k", linestyle=":", label="unpruned HR@20")
     b.axhline(teacher["ndcg@20"], color="grey", linestyle=":", label="unpruned NDCG@20")
-    b.set(xlabel="sparsity (% of decoder linear weights)", ylabel="metric on the test users",
-          title=f"Constrained beam search ({int(teacher['n'])} users)")
+    b.set(xlabel="sparsity (% of decoder linear weights)", ylabel="metric on the test rows",
+          title=f"Constrained beam search ({_rows_text(teacher['n'], teacher.get('users'))})")
     _legend_below(b, ncol=1)
     for ax in (a, b):
         ax.set_xticks(sorted(100 * pruned["sparsity"].unique()))
@@ -371,13 +386,13 @@ def ablation_bars(table: pd.DataFrame, path=None, title: str = "", paper: pd.Dat
         a.plot(x - 0.2, paper["paper hr@20"], "k_", markersize=18, mew=2, label="paper HR@20 (Games)")
         a.plot(x + 0.2, paper["paper ndcg@20"], "kx", label="paper NDCG@20 (Games)")
     a.set_xticks(x, table.index, rotation=15, ha="right", fontsize=8)
-    a.set(ylabel=f"metric ({int(table['n'].iloc[0])} test users)", title=title)
+    a.set(ylabel=f"metric ({_table_rows(table)})", title=title)
     _legend_below(a, ncol=2)
     b.barh(x, table["avg retention"], color="C2")
     b.axvline(1.0, color="k", linestyle=":")
     b.set_yticks(x, table.index, fontsize=8)
     b.invert_yaxis()
-    b.set(xlabel="avg retention vs teacher", title="Retention (same users)")
+    b.set(xlabel="avg retention vs teacher", title="Retention (same rows)")
     return _save(fig, path)
 
 
@@ -398,8 +413,8 @@ def ablation_sweep(table: pd.DataFrame, x: str, path=None, xlabel: str = "", tit
             ax.axvline(method, color="grey", linestyle=":", label="the method's setting")
         ax.set_xticks(t[x], [f"{v:.3g}" for v in t[x]])  # 2/3 reads 0.667, not 0.6667
         ax.set(xlabel=xlabel or x)
-    a.set(ylabel=f"metric ({int(t['n'].iloc[0])} test users)", title=title)
-    b.set(ylabel="avg retention vs teacher", title="Retention (same users)")
+    a.set(ylabel=f"metric ({_table_rows(t)})", title=title)
+    b.set(ylabel="avg retention vs teacher", title="Retention (same rows)")
     _legend_below(a, ncol=2)
     _legend_below(b, ncol=2)
     return _save(fig, path)

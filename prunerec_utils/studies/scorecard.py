@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..method.metrics import TIE, UNDECIDED
+from .. import PruneRecError
+from ..method.metrics import TIE, UNDECIDED, contrast_bootstrap, detectable_difference, interval_text
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import surgery_params
@@ -28,6 +29,7 @@ from .observe import METHODS
 NOT_MEASURED = "not measured here"
 NO_HIT = "not measurable: the teacher has no hit on these users"
 NOT_MEANINGFUL = "not meaningful: the teacher does not beat most popular"
+NO_RANKS = "not measured: stored without per-row ranks (rerun notebook 06 to keep them)"
 PAPER_RETENTION, PAPER_PARAM_SHARE = 0.88, 0.05  # the paper's headline claim
 PAPER_ATTENTION_DROP, PAPER_ATTENTION_CUT = 0.08, 0.83
 DOMINANCE = 2.0  # Obs. 2: top-10% share at least this multiple of the uniform 10% (our reading)
@@ -166,7 +168,8 @@ def ablation_rows(run) -> list[dict]:
     """Table 3 and Fig 5 claims from ``results/ablation_<group>.json`` (notebook 06)."""
     tables = {g: ablations.load_group(run, g) for g in ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")}
     return [_row("Ablations", r["claim"], r["paper"],
-                 r["ours (HR@20)"] + ("" if r["detectable"] == "—" else f"; smallest detectable {r['detectable']}"),
+                 r["ours (HR@20)"] + ("" if r["detectable"] == "—" else
+                                      f"; paired contrast {r['paired contrast']}, smallest detectable {r['detectable']}"),
                  r["verdict"]) for _, r in ablation_claims(tables, run.prof).iterrows()]
 
 
@@ -256,18 +259,31 @@ def pruning_claim(verdict: pd.DataFrame, basis: str) -> str:
 
 # ---- ablations (notebook 06) -----------------------------------------------------------------
 
-def _hr_interval(row) -> tuple[float, float]:
-    return float(row["hr@20 lo"]), float(row["hr@20 hi"])
+def claim_interval(rows, weights) -> tuple[float, float, float] | None:
+    """HR@20 of Σᵢ wᵢ · (compared row i), with its 95% interval over the users of the rows they
+    share (:func:`~prunerec_utils.method.metrics.contrast_bootstrap`: users resampled with all
+    their rows, jointly for every compared variant) → (value, lo, hi); None when a row was stored
+    without its per-row ranks (a results file from before they were kept)."""
+    if any(not isinstance(r.get("ranks"), list) for r in rows):
+        return None
+    users = rows[0]["row users"]
+    if any(r["row users"] != users for r in rows):
+        raise PruneRecError("the compared ablation variants were not evaluated on the same test rows")
+    return contrast_bootstrap([r["ranks"] for r in rows], weights, users)["hr@20"]
 
 
-def unpaired_detectable(rows) -> float:
-    """The smallest HR@20 gap between two compared rows (of those given, the two with the widest
-    intervals) that their users could detect with 80% power: each row's standard error read off
-    its 95% interval, combined as for independent samples, times 1.96 + 0.84."""
-    from ..method.metrics import detectable_difference
-
-    widths = sorted(((hi - lo) for lo, hi in (_hr_interval(r) for r in rows)), reverse=True)[:2]
-    return detectable_difference(-0.5 * np.hypot(*widths), 0.5 * np.hypot(*widths))
+def claim_verdict(lo: float, hi: float, tie: str = TIE) -> str:
+    """A claim read off the paired interval [lo, hi] of its HR@20 contrast (positive = the claimed
+    order): "holds" above 0, "does not hold" below 0, ``tie`` when no row differs ([0, 0]), else
+    "not decided at this budget (detectable ≥ X)" (:func:`~prunerec_utils.method.metrics.decision`'s
+    rule; never decided from overlapping single-variant intervals)."""
+    if lo > 0:
+        return "holds"
+    if hi < 0:
+        return "does not hold"
+    if lo == hi == 0:
+        return tie
+    return f"{UNDECIDED} (detectable ≥ {detectable_difference(lo, hi):.4f})"
 
 
 def order_word(margin: float, tie: str = "tie") -> str:
@@ -275,24 +291,10 @@ def order_word(margin: float, tie: str = "tie") -> str:
     return "holds" if margin > 0 else "does not hold" if margin < 0 else tie
 
 
-def verdict(margin: float, rows, tie: str = "tie") -> str:
-    """"holds" (``margin`` > 0: the claimed order), "does not hold" (< 0) or ``tie`` (exactly 0)
-    when the compared rows' HR@20 95% intervals are apart; when they overlap, "not decided at this
-    budget (detectable ≥ X)" (:func:`unpaired_detectable`): separate intervals that overlap never
-    decide a claim."""
-    ivals = [_hr_interval(r) for r in rows]
-    if max(lo for lo, _ in ivals) <= min(hi for _, hi in ivals):
-        power = unpaired_detectable(rows)
-        return f"{UNDECIDED} (detectable ≥ {power:.4f})" if power > 0 else TIE  # [0, 0] everywhere: a tie
-    return order_word(margin, tie)
-
-
-def _best(table: pd.DataFrame, expected) -> tuple[float, list]:
-    """How far ``expected`` (an index label) is above the best other HR@20 (≤ 0: not the
-    maximum; 0: tied with it). Returns (margin, [expected row, best other])."""
+def _best(table: pd.DataFrame, expected) -> list:
+    """[the row of ``expected`` (an index label), the other row with the highest HR@20]."""
     others = table.drop(index=expected)
-    return float(table.loc[expected, "hr@20"] - others["hr@20"].max()), [table.loc[expected],
-                                                                         others.loc[others["hr@20"].idxmax()]]
+    return [table.loc[expected], others.loc[others["hr@20"].idxmax()]]
 
 
 def _at(table: pd.DataFrame, column: str, value) -> pd.Series | None:
@@ -305,44 +307,54 @@ def _fmt(table: pd.DataFrame) -> str:
 
 
 def ablation_claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFrame:
-    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, the smallest HR@20 gap
-    the compared rows could detect (:func:`unpaired_detectable`), verdict.
+    """The paper's ablation claims beside ours (HR@20): claim, paper, ours, the paired contrast that
+    decides it with its 95% interval (:func:`claim_interval`: positive = the claimed order), the
+    smallest contrast those rows and users could detect (80% power), verdict (:func:`claim_verdict`).
     ``tables``: group → table (:func:`~prunerec_utils.pipeline.ablations.run_group` /
-    :func:`~prunerec_utils.pipeline.ablations.load_group`), None if not run."""
+    :func:`~prunerec_utils.pipeline.ablations.load_group`), None if not run. A "best" claim compares
+    the claimed variant with the best of the others; Fig 5c compares the drop past 2/3 with the drop
+    before it (with the drop alone when there is none before it)."""
     rows = []
 
-    def add(claim, paper, table=None, margin=None, compared=None, tie="tie"):
-        if table is None or margin is None:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": "—", "detectable": "—",
-                         "verdict": "not measured here"})
-        else:
-            rows.append({"claim": claim, "paper": paper, "ours (HR@20)": _fmt(table),
-                         "detectable": f"{unpaired_detectable(compared):.4f}", "verdict": verdict(margin, compared, tie)})
+    def add(claim, paper, table=None, compared=None, weights=(1, -1), tie=TIE):
+        row = {"claim": claim, "paper": paper, "ours (HR@20)": "—", "paired contrast": "—", "detectable": "—",
+               "verdict": NOT_MEASURED}
+        if table is not None and compared is not None:
+            row["ours (HR@20)"] = _fmt(table)
+            ci = claim_interval(compared, weights)
+            if ci is None:
+                row["verdict"] = NO_RANKS
+            else:
+                value, lo, hi = ci
+                row.update({"paired contrast": f"{value:+.4f} {interval_text(lo, hi)}",
+                            "detectable": f"{detectable_difference(lo, hi):.4f}", "verdict": claim_verdict(lo, hi, tie)})
+        rows.append(row)
 
     t3 = tables.get("table3")
     by_heads = t3.set_index("heads", drop=False) if t3 is not None else None
-    full_best = _best(by_heads, "greedy") if by_heads is not None else (None, None)
-    add("Table 3: the full method chooses the best heads", ".1166 vs .1111 / .1034 / .1029", t3, *full_best)
+    add("Table 3: the full method chooses the best heads", ".1166 vs .1111 / .1034 / .1029", t3,
+        _best(by_heads, "greedy") if by_heads is not None else None)
     if by_heads is not None and {"global", "global_no_alpha"} <= set(by_heads.index):
         g, n = by_heads.loc["global"], by_heads.loc["global_no_alpha"]
         pair = t3[t3["heads"].isin(["global", "global_no_alpha"])]  # only the two compared rows
-        add("Table 3: α helps a global ranking", ".1111 vs .1029", pair, g["hr@20"] - n["hr@20"], [g, n])
+        add("Table 3: α helps a global ranking", ".1111 vs .1029", pair, [g, n])
     else:
         add("Table 3: α helps a global ranking", ".1111 vs .1029")
     t5a = tables.get("fig5a")
     hv = t5a.set_index("hidden_variant", drop=False) if t5a is not None and "hidden_variant" in t5a else None
     add("Fig 5a: weight × gradient scores hidden dimensions best", "best of three", t5a,
-        *(_best(hv, "weight_x_grad") if hv is not None else (None, None)))
+        _best(hv, "weight_x_grad") if hv is not None else None)
     t5b = tables.get("fig5b")
     two = _at(t5b, "mlp_keep_factor", 2.0) if t5b is not None else None
     add("Fig 5b: K_MLP = 2·d' is the best width", "best at 896 = 2 × 448", t5b,
-        *(_best(t5b, two.name) if two is not None and len(t5b) > 1 else (None, None)))
+        _best(t5b, two.name) if two is not None and len(t5b) > 1 else None)
     t5c = tables.get("fig5c")
     pts = [_at(t5c, "layers_removed_share", s) if t5c is not None else None for s in (1 / 2, 2 / 3, 5 / 6)]
     if all(p is not None for p in pts):
-        d1, d2 = pts[0]["hr@20"] - pts[1]["hr@20"], pts[1]["hr@20"] - pts[2]["hr@20"]
+        drop_before = pts[0]["hr@20"] - pts[1]["hr@20"]
+        weights = (-1, 2, -1) if drop_before > 0 else (0, 1, -1)  # (2/3 − 5/6) − (1/2 − 2/3), or 2/3 − 5/6
         add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24", t5c,
-            d2 - max(d1, 0), pts[1:], tie="does not hold")  # no drop at all is no sharp drop
+            pts, weights, tie="does not hold")  # no drop at all is no sharp drop
     else:
         add("Fig 5c: removing more than 2/3 of the layers drops sharply", "sharp drop past 16 of 24")
     for group, column, ours, base, claim in (("alpha", "alpha", prof.alpha, 0.0, "α mixing across layers helps"),
@@ -354,5 +366,5 @@ def ablation_claims(tables: dict[str, pd.DataFrame | None], prof) -> pd.DataFram
         if a is None or b is None:
             add(f"{claim} ({ours:g} vs {base:g})", paper)
         else:
-            add(f"{claim} ({ours:g} vs {base:g})", paper, t, a["hr@20"] - b["hr@20"], [a, b])
+            add(f"{claim} ({ours:g} vs {base:g})", paper, t, [a, b])
     return pd.DataFrame(rows)
