@@ -154,7 +154,7 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
 
 def report_markdown(rep: dict) -> str:
     """``report.md``: the per-stage table (parameters, HR/NDCG@10/20 with intervals, retention)."""
-    from .method.metrics import METRICS, interval_text
+    from .method.metrics import METRICS, detectable_clause, interval_text
 
     lines = ["# PruneRec report", "", rep["shapes"], "",
              "| model | non-embedding | total | HR@10 | HR@20 | NDCG@10 | NDCG@20 | avg retention |",
@@ -171,8 +171,8 @@ def report_markdown(rep: dict) -> str:
     v = rep["teacher_vs_most_popular"]
     lines += ["", f"{t['rows']:,} test rows from {t['users']:,} users; 95% bootstrap intervals that resample users "
                   "with all their rows; retention = metric / teacher's metric (mean over HR/NDCG@10/20).", "",
-              f"Teacher vs most popular, HR@20: {v['verdict']} (paired difference {v['difference']:+.4f} {v['ci95']}; "
-              f"smallest detectable {v['detectable']:.4f})."]
+              f"Teacher vs most popular, HR@20: {v['verdict']} (paired difference {v['difference']:+.4f} {v['ci95']}"
+              f"{detectable_clause(v['verdict'], v['detectable'])})."]
     if rep.get("retention_note"):
         lines += ["", f"Retention: {rep['retention_note']}."]
     lines += ["", "![quality and size per stage](figure4.png)", ""]

@@ -395,3 +395,12 @@ def test_compare_states_the_smallest_difference_the_users_could_detect():
     assert (row["rows"], row["users"]) == (400, 400) and row["verdict"] == decision(lo, hi)
     assert compare(a, EvalResult(pd.DataFrame({"user_id": users, "rank": [-1] * 400}), {}),
                    labels=("teacher", "nothing")).loc["hr@10", "verdict"] == "teacher ahead of nothing"
+
+
+def test_a_verdict_that_states_its_detectable_difference_is_not_followed_by_it_again():
+    from prunerec_utils.method.metrics import TIE, decision, detectable_clause
+
+    open_verdict = decision(-0.01, 0.02)
+    assert detectable_clause(open_verdict, 0.0420) == ""
+    assert detectable_clause(TIE, 0.0) == ""
+    assert detectable_clause(decision(0.01, 0.03, "teacher", "most popular"), 0.028) == "; smallest detectable 0.0280"

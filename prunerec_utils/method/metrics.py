@@ -141,6 +141,13 @@ def decision(lo: float, hi: float, label_a: str = "A", label_b: str = "B") -> st
     return f"{UNDECIDED} (detectable ≥ {detectable_difference(lo, hi):.4f})"
 
 
+def detectable_clause(verdict: str, detectable: float) -> str:
+    """"; smallest detectable X" to append after a paired difference, or "" when ``verdict``
+    (:func:`decision`) already states X ("not decided at this budget (detectable ≥ X)") or there is
+    nothing to detect (a tie)."""
+    return "" if verdict.startswith((UNDECIDED, TIE)) else f"; smallest detectable {detectable:.4f}"
+
+
 def list_diversity(top_lists: list[list[str | None]], k: int = 10) -> dict:
     """Collapse check: distinct titles over all top-k lists, share of users with the modal top-1."""
     tops = [lst[:k] for lst in top_lists]

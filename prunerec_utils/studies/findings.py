@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import cli
-from ..method.metrics import interval_text
+from ..method.metrics import detectable_clause, interval_text
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.run import Run
 from ..pipeline.stages import surgery_params
@@ -36,8 +36,8 @@ def _versus(a, b, label_a: str, label_b: str, metric: str) -> str:
     (paired difference d [lo, hi]; N rows from U users)"."""
     d = compare(a, b, labels=(label_a, label_b)).loc[metric]
     return (f"{metric.upper()} {label_a} {_value(a, metric)} vs {label_b} {_value(b, metric)}: {d['verdict']} "
-            f"(paired difference {d['difference']:+.4f} {d['95% CI']}; {d['rows']:,} rows from {d['users']:,} users; "
-            f"smallest detectable {d['detectable (80% power)']:.4f})")
+            f"(paired difference {d['difference']:+.4f} {d['95% CI']}; {d['rows']:,} rows from {d['users']:,} users"
+            f"{detectable_clause(d['verdict'], d['detectable (80% power)'])})")
 
 
 def _kept(model, teacher, popular) -> str:
