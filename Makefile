@@ -22,12 +22,12 @@ install: $(BIN)/.installed
 # A quick look: the whole series on the tiny ci model in minutes, into its own run folder (runs/demo) and its own
 # book (book/demo/_build/html); the default book is left alone.
 demo: install
-	PRUNEREC_RUNS=runs/demo $(BIN)/python -m prunerec_utils.pipeline.runner --profile ci --dataset $(DATASET) --out book/demo/$(DATASET)
+	PRUNEREC_RUNS=runs/demo $(BIN)/python -m prunerec_utils.runner --profile ci --dataset $(DATASET) --out book/demo/$(DATASET)
 	$(BIN)/jupyter-book build . --toc book/demo_toc.yml --path-output book/demo -W --keep-going
 
 # Re-execute the notebooks on the default profile into book/<profile>/<dataset>/, then build the book.
 reproduce: install
-	$(BIN)/python -m prunerec_utils.pipeline.runner --profile $(PROFILE) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
+	$(BIN)/python -m prunerec_utils.runner --profile $(PROFILE) --dataset $(DATASET) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 	$(MAKE) book
 
 # Chapters that are stale or from another run than chapter 01 get a banner first (prunerec_utils/pipeline/banners.py).
@@ -50,7 +50,7 @@ prune-example: install
 
 # Regenerate the committed ci-profile executions that nbval compares against.
 ci-notebooks: install
-	PRUNEREC_RUNS=$$(mktemp -d) $(BIN)/python -m prunerec_utils.pipeline.runner --profile ci --out tests/notebooks
+	PRUNEREC_RUNS=$$(mktemp -d) $(BIN)/python -m prunerec_utils.runner --profile ci --out tests/notebooks
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg

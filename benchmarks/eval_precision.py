@@ -3,7 +3,7 @@
     python benchmarks/eval_precision.py --profile default [--users 1000] \
         [--json benchmarks/results/eval_precision_default.json]
 
-Trains the profile's teacher if the run folder has none (``finetune.train_teacher``, resumable),
+Trains the profile's teacher if the run folder has none (``stages.train_teacher``, resumable),
 evaluates it on the profile's fixed test users in both precisions (stored in the run folder as
 ``teacher`` / ``teacher_bf16``, so a re-run only reads them), and prints per precision the
 metrics and seconds per user, the paired bootstrap of HR@10/20 and NDCG@10/20 (bf16 − fp32) with

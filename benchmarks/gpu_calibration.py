@@ -184,7 +184,8 @@ def step_flops(config, batch: dict) -> dict:
 
 def train_rate(spec, random_init, samples, config, batch_size, attention, compiled, steps, device, seed=0) -> dict:
     """Optimizer steps of the default profile's bf16 step at ``batch_size`` samples per step."""
-    from prunerec_utils.finetune import LeftPadCollator, prepare_precision, response_loss
+    from prunerec_utils.method.training import LeftPadCollator, response_loss
+    from prunerec_utils.pipeline.finetune import prepare_precision
     from prunerec_utils.profiles import get_profile
 
     prof = replace(get_profile("default"), batch_size=batch_size, grad_accum=1, train_attention=attention,
@@ -297,7 +298,7 @@ def short_finetune(args, rows, deterministic: bool, folder: Path) -> dict:
     import pandas as pd
 
     from prunerec_utils.data import get_dataset_config
-    from prunerec_utils.finetune import finetune, tokenize_split
+    from prunerec_utils.pipeline.finetune import finetune, tokenize_split
     from prunerec_utils.identity import model_identity
     from prunerec_utils.profiles import get_profile
 
@@ -465,7 +466,7 @@ def section_evaluator(args, rows, device, res, deadline, save) -> None:
 # -------------------------------------------------------------------------------------------- scoring
 def section_scoring(args, rows, device, res, deadline, save) -> None:
     from prunerec_utils.data import get_dataset_config
-    from prunerec_utils.finetune import LeftPadCollator
+    from prunerec_utils.method.training import LeftPadCollator
     from prunerec_utils.method.heads import head_importance, scoring_batch
     from prunerec_utils.method.hidden import hidden_importance
     from prunerec_utils.method.layers import greedy_layer_removal

@@ -35,8 +35,8 @@ from prunerec_utils import cli
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
 from prunerec_utils.cli_args import device, positive_int
 from prunerec_utils.data import get_dataset_config, prepare, read_split, sample_rows
-from prunerec_utils.finetune import (LeftPadCollator, finetune, prepare_precision, response_loss, tokenize_split,
-                                     validation_loss)
+from prunerec_utils.method.training import LeftPadCollator, response_loss, validation_loss
+from prunerec_utils.pipeline.finetune import finetune, prepare_precision, tokenize_split
 from prunerec_utils.pipeline.run import splits_dir
 from prunerec_utils.profiles import get_profile
 

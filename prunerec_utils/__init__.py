@@ -6,13 +6,15 @@ Three layers, each a subpackage:
   dimensions, MLP neurons, layers, surgery, distillation loss, vocabulary, constrained beam
   search, metrics): what a user imports to prune a model of their own;
 * :mod:`prunerec_utils.pipeline` — one run folder: :class:`~prunerec_utils.pipeline.run.Run`,
-  the cached-step primitive, the stages, evaluation, ablation variants, the notebook runner;
+  the cached fine-tune and distillation, the stages, evaluation, ablation variants, banners;
 * :mod:`prunerec_utils.studies` — the paper's sections: observations, ID and pruned-LLM
   baselines, efficiency, learning curve, scorecard, plots.
 
-Beside them: ``profiles`` (one dataclass of sizes), ``data`` (D3 recipe, CLI), ``prompts``,
-``finetune`` (BIGRec through ``transformers.Trainer``), ``assets`` (offline models and data),
-``identity`` (content hashes), ``paths``.
+Below them: ``steps`` (the one cached-step primitive), ``profiles`` (one dataclass of sizes),
+``recipe`` (which dataset is which, the title rule), ``loaders`` and ``own_log`` (raw files to a log),
+``data`` (D3 recipe, CLI), ``prompts``, ``assets`` (offline models and data), ``identity`` (content
+hashes), ``paths``. Above them: ``runner`` (the notebooks over a run; writes the book's findings) and
+``prune`` (the CLI that prunes a user's own model).
 """
 
 import functools

@@ -17,19 +17,21 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import html
 import json
-import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import PruneRecError, cli
+from . import PruneRecError, cli, loaders
+from .identity import data_identity, files_identity
+from .own_log import load_log, log_files
 from .paths import atomic_dir, resolve
+from .recipe import DatasetConfig, clean_title, get_dataset_config  # noqa: F401 (also read from here)
+from .steps import SETTINGS, record, run_lock, stored
 
 SPLIT_FILES = ("train", "valid", "test")
 LIST_COLUMNS = ("history_item_id", "history_item_title", "history_timestamp")
@@ -42,68 +44,9 @@ PAPER_TABLE1 = {
     "amazon-CDs_and_Vinyl": (14239, 148685, 18586, 18587),
     "amazon-Sports_and_Outdoors": (16003, 181477, 22685, 22686),
 }
-_AMAZON_WORDS = {
-    "Video_Games": ("video games", "video game"),
-    "CDs_and_Vinyl": ("CDs and vinyl records", "CD or vinyl record"),
-    "Sports_and_Outdoors": ("sports and outdoors products", "sports and outdoors product"),
-}
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Dataset-specific knobs of the recipe; everything else is shared."""
-
-    name: str
-    source: str  # "movielens" or "amazon"
-    items_word: str  # plural noun in the prompt ("movies")
-    item_word: str  # singular noun ("movie")
-    verb: str  # "watch" / "buy"
-    verb_past: str  # "watched" / "bought"
-    window: tuple[str, str] | None = None  # half-open [start, end) dates, UTC
-    min_items: int | None = None  # widen the window start by one year until this many items survive
-    kcore: int = 5
-    history_len: int = 10
-    seed: int = 42  # item-id shuffle
-
-    @property
-    def category(self) -> str:
-        return self.name.split("-", 1)[1] if self.source == "amazon" else self.name
-
-
-def get_dataset_config(name: str) -> DatasetConfig:
-    if name in ("ml-100k", "ml-1m"):
-        return DatasetConfig(name, "movielens", "movies", "movie", "watch", "watched")
-    if name.startswith("amazon-") and len(name) > len("amazon-"):
-        cat = name.split("-", 1)[1]
-        plural, singular = _AMAZON_WORDS.get(cat, ("items", "item"))
-        return DatasetConfig(name, "amazon", plural, singular, "buy", "bought",
-                             window=("2017-10-01", "2018-12-01"), min_items=10_000)
-    raise PruneRecError(f"unknown dataset {name!r}; use ml-100k, ml-1m or amazon-<Category> "
-                        "(e.g. amazon-Video_Games)")
-
-
-# ---------------------------------------------------------------- titles
-
-_HTML_TAG = re.compile(r"<[^>]+>")
-
-
-def clean_title(raw) -> str | None:
-    """D3 title rule: no HTML, unescaped entities, stripped of spaces/quotes, 2+ chars, <= 20 words."""
-    if not isinstance(raw, str) or _HTML_TAG.search(raw):
-        return None
-    title = html.unescape(raw).strip().strip('"').strip()
-    if len(title) < 2 or len(title.split()) > 20:
-        return None
-    return title
-
-
 def raw_files(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> list[Path]:
     """The files :func:`load_interactions` reads (a one-line error where they are missing)."""
-    from . import loaders
-
     if cfg.source == "log":
-        from .own_log import log_files
-
         return log_files(cfg)
     if cfg.source == "amazon":
         return list(loaders.amazon_files(resolve(raw_dir or "data/raw"), cfg.category))
@@ -113,11 +56,7 @@ def raw_files(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> list[Pat
 def load_interactions(cfg: DatasetConfig, raw_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
     """The dataset's ``(user, item, timestamp)`` log and ``item -> title`` map, from its loader
     (:mod:`prunerec_utils.loaders`, or :mod:`prunerec_utils.own_log` for a user's files)."""
-    from . import loaders
-
     if cfg.source == "log":
-        from .own_log import load_log
-
         return load_log(cfg)
     if cfg.source == "amazon":
         return loaders.load_amazon(resolve(raw_dir or "data/raw"), cfg.category)
@@ -205,11 +144,9 @@ def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None
                  settings: dict | None = None) -> Path:
     """CSV splits (list columns as JSON), ``items.csv`` and ``stats.json``, written atomically.
 
-    ``stats.json`` is the splits' step record (:mod:`prunerec_utils.pipeline.steps`): ``settings`` (the
+    ``stats.json`` is the splits' step record (:mod:`prunerec_utils.steps`): ``settings`` (the
     recipe and the raw files it read), the statistics, and ``splits_id``, the content hash of the
     CSV files as written (checked when they are reused)."""
-    from .identity import data_identity
-    from .pipeline.steps import record
 
     out = resolve(out)
     with atomic_dir(out) as tmp:
@@ -294,8 +231,6 @@ def prepare(dataset: str | DatasetConfig, out: str | Path, raw_dir: str | Path |
     A cached step whose record is ``stats.json`` (see :func:`write_splits`): another recipe or other
     raw files (by name and content hash), or split files changed since, make it again after one line. Where
     the raw files are gone, existing splits of the same recipe are used as they are."""
-    from .identity import data_identity, files_identity
-    from .pipeline.steps import SETTINGS, run_lock, stored
 
     out = resolve(out)
     cfg = dataset if isinstance(dataset, DatasetConfig) else get_dataset_config(dataset)

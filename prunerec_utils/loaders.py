@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import PruneRecError
 from .assets import movielens_dir
-from .data import clean_title
+from .recipe import clean_title
 
 
 def _open_text(path: Path):

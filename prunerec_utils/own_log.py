@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import PruneRecError
-from .data import DatasetConfig
+from .recipe import DatasetConfig
 
 LOG_SOURCE = "log"
 FLAGS = {"user": "--user-col", "item": "--item-col", "timestamp": "--time-col", "title": "--title-col"}  # prune CLI

@@ -6,7 +6,7 @@ inside a training sequence are exactly the ids the evaluator's title trie holds.
 
 from __future__ import annotations
 
-from .data import DatasetConfig
+from .recipe import DatasetConfig
 
 HEADER = ("Below is an instruction that describes a task, paired with an input that provides "
           "further context. Write a response that appropriately completes the request.\n\n")

@@ -83,7 +83,7 @@ def claim_out(out: Path, identity: dict) -> bool:
     """Make ``out`` this command's folder: new or empty, or holding a run of the same inputs and
     settings (continued); another run or other files are refused in one line. True when the
     folder was claimed now (nothing of this run in it yet)."""
-    from .pipeline.steps import differences
+    from .steps import differences
 
     rec = out / RECORD
     if rec.exists():
@@ -102,7 +102,7 @@ def claim_out(out: Path, identity: dict) -> bool:
 def adopt_teacher(run, folder: Path) -> Path:
     """The user's fine-tuned recommender as the run's teacher: copied into ``models/teacher`` (a
     cached step keyed on its content), so every later step reads it like a trained one."""
-    from .finetune import SUMMARY
+    from .pipeline.finetune import SUMMARY
     from .identity import model_identity
 
     def build(tmp: Path) -> dict:

@@ -1,5 +1,5 @@
 """Run alone or under ``torchrun``: fine-tune the tiny model on a synthetic log through
-:func:`prunerec_utils.finetune.finetune` and write its training summary (rank 0) as JSON.
+:func:`prunerec_utils.pipeline.finetune.finetune` and write its training summary (rank 0) as JSON.
 
     python tests/scaleout_job.py OUT --grad-accum 2
     torchrun --standalone --nproc_per_node 2 tests/scaleout_job.py OUT --grad-accum 1
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prunerec_utils.assets import load_model, load_tokenizer, tiny_qwen2_dir  # noqa: E402
 from prunerec_utils.data import build_splits  # noqa: E402
-from prunerec_utils.finetune import finetune, process_rank, tokenize_split  # noqa: E402
+from prunerec_utils.pipeline.finetune import finetune, process_rank, tokenize_split  # noqa: E402
 from prunerec_utils.own_log import load_log, log_config, synthetic_log  # noqa: E402
 from prunerec_utils.profiles import get_profile  # noqa: E402
 

@@ -203,8 +203,8 @@ def test_claims_on_a_table_stored_without_ranks_are_not_measured():
 def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_splits, tiny_model_dir):
     import shutil
 
-    from prunerec_utils.finetune import SUMMARY
-    from prunerec_utils.pipeline.steps import record
+    from prunerec_utils.pipeline.finetune import SUMMARY
+    from prunerec_utils.steps import record
 
     prof = get_profile("ci")
     main = tmp_path / "ml-100k" / "ci"
@@ -240,7 +240,7 @@ def test_restoration_curve_changes_only_the_restoration_budget(tmp_path):
     assert [v.test_users(prof) for v in curve] == [20, 20] and ablations.table3()[0].test_users(prof) == 8
     assert [v.name(prof) for v in curve] == ["stage1_restore64", "stage1_restore128"]
     run = Run("ml-100k", prof, tmp_path)
-    from prunerec_utils.finetune import SUMMARY
+    from prunerec_utils.pipeline.finetune import SUMMARY
 
     run.model("teacher").mkdir(parents=True)
     (run.model("teacher") / SUMMARY).write_text("{}")  # links() only needs the teacher to exist

@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.finetune import (CHECKPOINTS, SUMMARY, LeftPadCollator, finetune, response_loss, tokenize_split,
-                                     validation_loss)
+from prunerec_utils.method.training import LeftPadCollator, response_loss, validation_loss
+from prunerec_utils.pipeline.finetune import CHECKPOINTS, SUMMARY, finetune, tokenize_split
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.prompts import IGNORE
@@ -73,7 +73,7 @@ def test_finetune_resumes_from_last_checkpoint(tiny_model_dir, tokenizer, tiny_d
     shutil.rmtree(out)
     ckpts = sorted((tmp_path / "teacher.ckpt").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     shutil.rmtree(ckpts[-1])
-    from prunerec_utils.finetune import WALL
+    from prunerec_utils.pipeline.finetune import WALL
 
     (ckpts[-2] / WALL).write_text('{"seconds": 1000.0}')  # as if the first session had trained 1000 s
     summary = finetune(load_model(tiny_model_dir), tokenizer, train, valid, out, prof, progress=False)
@@ -95,7 +95,7 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
     assert sum("eval_loss" in h for h in whole["log_history"]) == 1  # the step saves do not evaluate
     steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "a.ckpt").glob("checkpoint-*"))
     assert steps == [4, 6]  # 2 and 4 saved mid-epoch, 2 rotated out (save_total_limit)
-    from prunerec_utils.finetune import spent_before
+    from prunerec_utils.pipeline.finetune import spent_before
 
     assert 0 < spent_before(tmp_path / "a.ckpt" / "checkpoint-4") <= whole["wall_seconds"]  # recorded at each save
     shutil.copytree(tmp_path / "a.ckpt" / "checkpoint-4", tmp_path / "b.ckpt" / "checkpoint-4")  # cut at step 5
@@ -109,10 +109,10 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
 def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml100k_splits):
     from prunerec_utils import PruneRecError
     from prunerec_utils.assets import resolve_model
-    from prunerec_utils.finetune import training_settings
+    from prunerec_utils.pipeline.finetune import training_settings
     from prunerec_utils.identity import data_identity, model_identity
     from prunerec_utils.pipeline.stages import train_teacher
-    from prunerec_utils.pipeline.steps import record
+    from prunerec_utils.steps import record
 
     splits = tmp_path / "ml-100k" / "splits"
     shutil.copytree(ml100k_splits, splits)
@@ -139,7 +139,7 @@ def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml
 
 
 def test_a_checkpoint_cut_off_mid_save_is_skipped(tmp_path, capsys):
-    from prunerec_utils.finetune import complete_checkpoint
+    from prunerec_utils.pipeline.finetune import complete_checkpoint
 
     ckpt = tmp_path / "teacher.ckpt"
     for step, complete in ((8, True), (16, True), (24, False)):
@@ -173,7 +173,7 @@ def test_compiled_bf16_step_keeps_fp32_masters_and_learns_like_fp32(tiny_model_d
     """train_precision="bf16" with train_compile: bf16 weights, fp32 master weights and moments in
     the resumable optimizer state, length-grouped batches, the model compiled by the Trainer; it
     learns as the fp32 step does and saves a stock-loadable bf16 folder."""
-    from prunerec_utils.finetune import training_args
+    from prunerec_utils.pipeline.finetune import training_args
 
     train, valid = tiny_data
     fp32 = get_profile("ci", epochs=2, batch_size=8, lr=3e-3)
@@ -206,7 +206,7 @@ def test_bf16_step_rejects_an_unknown_precision():
 def test_checkpoints_of_another_training_are_not_resumed(tmp_path, capsys):
     """A run cut mid-training, then asked again with other settings (e.g. another lr): its
     checkpoints used to be resumed as if they belonged to the new training."""
-    from prunerec_utils.finetune import CHECKPOINTS, complete_checkpoint
+    from prunerec_utils.pipeline.finetune import CHECKPOINTS, complete_checkpoint
 
     ckpt = tmp_path / "teacher.ckpt"
     assert complete_checkpoint(ckpt, {"lr": 1e-3}) is None  # a fresh training records its settings

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from prunerec_utils import hardware
-from prunerec_utils.finetune import training_settings
+from prunerec_utils.pipeline.finetune import training_settings
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 

@@ -3,7 +3,7 @@
 import torch
 
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.finetune import LeftPadCollator
+from prunerec_utils.method.training import LeftPadCollator
 from prunerec_utils.method.hidden import VARIANTS, hidden_importance, top_dims
 from prunerec_utils.prompts import encode_example
 
@@ -27,7 +27,7 @@ def test_variants_shapes_and_weight_only_by_hand(tiny_model, tokenizer, ml100k_s
 
 
 def test_weight_x_grad_is_the_product_of_embedding_and_loss_gradient(tiny_model, tokenizer, ml100k_splits):
-    from prunerec_utils.finetune import response_loss
+    from prunerec_utils.method.training import response_loss
 
     b = _batch(tokenizer, ml100k_splits, 1)
     emb = tiny_model.get_input_embeddings()

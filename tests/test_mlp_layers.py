@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.finetune import LeftPadCollator
+from prunerec_utils.method.training import LeftPadCollator
 from prunerec_utils.method.layers import greedy_layer_removal, perplexity, skipping
 from prunerec_utils.method.mlp import MLPScores, mlp_scores
 from prunerec_utils.method.surgery import decoder_layers, param_counts, param_formula, prune_mlp, remove_layers

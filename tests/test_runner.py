@@ -5,7 +5,7 @@ import pytest
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.paths import REPO_ROOT
-from prunerec_utils.pipeline.runner import notebook_paths, run_notebook, stale_copies
+from prunerec_utils.runner import notebook_paths, run_notebook, stale_copies
 
 
 def test_failing_notebook_raises_and_leaves_nothing(tmp_path):
@@ -27,7 +27,7 @@ def test_notebook_selection():
 
 
 def test_extra_papermill_parameters_parse_as_json_or_text():
-    from prunerec_utils.pipeline.runner import parse_params
+    from prunerec_utils.runner import parse_params
 
     assert parse_params(["max_train=16384", "note=big run", "x=null"]) == {"max_train": 16384, "note": "big run",
                                                                              "x": None}
@@ -106,14 +106,14 @@ def test_parameters_the_runner_sets_are_refused(tmp_path, capsys, executed, para
 
 @pytest.mark.parametrize("value", ['[0.1, 0.3', '{"a": 1', '"unclosed', '1e-3x', '1.2.3', '0x10', '-5 6'])
 def test_values_that_look_like_json_must_parse(value):
-    from prunerec_utils.pipeline.runner import parse_params
+    from prunerec_utils.runner import parse_params
 
     with pytest.raises(PruneRecError, match=r"--param sparsities=.* looks like JSON but does not parse"):
         parse_params([f"sparsities={value}"])
 
 
 def test_plain_words_stay_text_and_json_values_parse():
-    from prunerec_utils.pipeline.runner import parse_params
+    from prunerec_utils.runner import parse_params
 
     assert parse_params(["a=[0.1, 0.3]", "b=1e-3", "c=-5", "d=all", "e=true", "f=null", 'g="x y"', "h=",
                          "i=big run", "j=teacher.v2"]) == {
@@ -136,7 +136,7 @@ def test_notebooks_flag_without_numbers_is_an_error(tmp_path, capsys, executed):
 
 
 def test_notebook_parameters_are_read_from_the_tagged_cell(tmp_path):
-    from prunerec_utils.pipeline.runner import notebook_parameters
+    from prunerec_utils.runner import notebook_parameters
 
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("# papermill parameters\na = 1\nb: int = 2\nc, d = 3, 4\n"

@@ -66,7 +66,7 @@ def test_a_folder_step_appears_only_complete(tmp_path):
 def test_a_second_process_building_in_the_same_run_folder_is_refused_naming_the_holder(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from prunerec_utils.pipeline.steps import run_lock
+        from prunerec_utils.steps import run_lock
         with run_lock({str(tmp_path)!r}):
             print("held", flush=True)
             time.sleep(60)

@@ -3,7 +3,7 @@
 L = λ·KL(p_T ‖ p_S) + (1-λ)·CE(y, p_S) on the shifted response positions, temperature 1,
 both terms summed over answer tokens and divided by the token count (book/method.md, method-restoration; the reference
 code forgot the one-token shift). Training goes through ``transformers.Trainer`` via
-:func:`prunerec_utils.finetune.finetune`: resumable epoch checkpoints, best epoch by the
+:func:`prunerec_utils.pipeline.finetune.distill`: resumable epoch checkpoints, best epoch by the
 validation loss (the same KD loss), the profile's training precision (the frozen teacher runs in
 bf16 under ``no_grad`` whenever the student trains in bf16 or under autocast, compiled with the
 student under the profile's ``train_compile``), multi-GPU via
@@ -12,14 +12,11 @@ student under the profile's ``train_compile``), multi-GPU via
 
 from __future__ import annotations
 
-from functools import partial
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
-from ..finetune import ResponseLossTrainer, across_processes, finetune, response_count, response_logits
 from ..prompts import IGNORE
+from .training import ResponseLossTrainer, across_processes, response_count, response_logits
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor, kd_lambda: float,
@@ -51,21 +48,3 @@ class DistillTrainer(ResponseLossTrainer):
         loss = across_processes(self, kd_loss(logits, teacher_logits, target, self.kd_lambda, num_items_in_batch),
                                 num_items_in_batch)
         return (loss, {}) if return_outputs else loss
-
-
-def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path, prof, kd_lambda: float = 0.8,
-            progress: bool = True, settings: dict | None = None, **extra) -> dict:
-    """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done:
-    a cached step like :func:`prunerec_utils.finetune.finetune`, whose settings gain ``kd_lambda``).
-
-    Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward);
-    with ``prof.train_compile`` its forward is compiled as the student's is.
-    """
-    if prof.train_precision != "fp32":
-        teacher = teacher.to(torch.bfloat16)
-    if prof.train_compile:
-        teacher = torch.compile(teacher)
-    trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)
-    return finetune(student, tokenizer, train_ds, valid_ds, out_dir, prof, progress=progress,
-                    trainer_cls=trainer_cls, settings={"kd_lambda": kd_lambda, **(settings or {})},
-                    weight_decay=extra.pop("weight_decay", 0.01), **extra)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..finetune import LeftPadCollator
+from .training import LeftPadCollator
 from ..prompts import IGNORE, encode_example
 from .surgery import decoder_layers, head_dim, temporary_layers
 

@@ -46,7 +46,7 @@ def run_facts(run) -> dict:
     """The run a chapter shows, from its run folder: the teacher's training samples, the test rows
     and users of its evaluation, and the paired HR@20 verdict against most popular (``{}`` where
     the teacher is not evaluated yet). Recorded by the runner in each executed copy."""
-    from ..finetune import SUMMARY
+    from .finetune import SUMMARY
     from .evaluate import compare, load_result
 
     teacher, popular = load_result(run.folder, "teacher"), load_result(run.folder, "most_popular")

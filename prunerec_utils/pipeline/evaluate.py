@@ -1,7 +1,7 @@
 """Evaluation of a run's models: constrained beam search, ranks, HR/NDCG@K, stored results, CLI.
 
 Ranks and HR/NDCG@K with bootstrap intervals come from :mod:`prunerec_utils.method.metrics`;
-stored and resumable evaluations are cached steps (:mod:`prunerec_utils.pipeline.steps`).
+stored and resumable evaluations are cached steps (:mod:`prunerec_utils.steps`).
 
 Every model — the teacher, each pruned stage, every baseline — is scored the same way: beam
 search (20 beams) restricted to item titles (:mod:`prunerec_utils.method.title_search`). The
@@ -204,7 +204,7 @@ def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20, exclude_see
 def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) -> None:
     """``ranks/<name>.csv`` (per-user ranks), then ``results/<name>.json`` (the step's record:
     ``settings`` and the metrics) in a run folder; the JSON, written last, marks it complete."""
-    from .steps import record
+    from ..steps import record
 
     folder = resolve(folder)
     rfile = folder / "ranks" / f"{name}.csv"
@@ -216,7 +216,7 @@ def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) 
 
 
 def _read_result(folder: Path, name: str, rec: dict) -> EvalResult:
-    from .steps import SETTINGS
+    from ..steps import SETTINGS
 
     rfile = folder / "ranks" / f"{name}.csv"
     try:
@@ -232,7 +232,7 @@ def _read_result(folder: Path, name: str, rec: dict) -> EvalResult:
 
 def load_result(folder: str | Path, name: str) -> EvalResult | None:
     """A stored evaluation as it is (for reports that read finished results), or None."""
-    from .steps import read_json
+    from ..steps import read_json
 
     folder = resolve(folder)
     mfile = folder / "results" / f"{name}.json"
@@ -244,7 +244,7 @@ def load_result(folder: str | Path, name: str) -> EvalResult | None:
 def cached_result(folder: str | Path, name: str, settings: dict) -> EvalResult | None:
     """The stored evaluation ``name`` if it was made with ``settings`` (else None, after one line
     saying what changed: the caller evaluates again)."""
-    from .steps import stored
+    from ..steps import stored
 
     folder = resolve(folder)
     rec = stored(folder / "results" / f"{name}.json", settings, on_change="rebuild")
@@ -316,7 +316,7 @@ def evaluate_resumable(run, model, tok, test: pd.DataFrame, name: str, settings:
     file is removed once the result is stored). ``extra`` is merged into the stored metrics.
     The run folder is locked meanwhile.
     """
-    from .steps import record, run_lock, stored
+    from ..steps import record, run_lock, stored
 
     partial_file = run.folder / "ranks" / f".{name}.partial.json"
     with run_lock(run.folder):

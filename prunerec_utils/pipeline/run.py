@@ -2,7 +2,7 @@
 
 :class:`Run` owns the folder layout (``models/<name>``, ``results/<name>.json``,
 ``ranks/<name>.csv``, ``figures/``), the dataset's splits and their identity, the named seeded
-samples every step draws, and the cached steps (:mod:`prunerec_utils.pipeline.steps`) stored in it.
+samples every step draws, and the cached steps (:mod:`prunerec_utils.steps`) stored in it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 
 from .. import PruneRecError
 from ..paths import resolve, runs_root
-from . import steps
+from .. import steps
 
 # Seed offsets of the named samples (added to the profile's seed), so that no two purposes share a
 # sample by accident. "budget": the profile's training / validation budget and its fixed test users.
@@ -79,7 +79,7 @@ class Run:
 
     def stage(self, name: str) -> Path:
         """A finished (trained or distilled) stage folder, or one line naming the notebook that makes it."""
-        from ..finetune import SUMMARY
+        from .finetune import SUMMARY
 
         folder = self.model(name)
         if not (folder / SUMMARY).exists():
@@ -112,11 +112,11 @@ class Run:
     # ---- cached steps ---------------------------------------------------------------------------
 
     def step(self, name: str, settings: dict, build: Callable[[], dict], on_change: str = "refuse") -> dict:
-        """``results/<name>.json`` as a cached step (:func:`prunerec_utils.pipeline.steps.json_step`)."""
+        """``results/<name>.json`` as a cached step (:func:`prunerec_utils.steps.json_step`)."""
         return steps.json_step(self.result_file(name), settings, build, on_change, lock=self.folder)
 
     def model_step(self, name: str, record_name: str, settings: dict, build: Callable[[Path], dict],
                    on_change: str = "refuse") -> tuple[Path, dict]:
-        """``models/<name>/`` as a cached step (:func:`prunerec_utils.pipeline.steps.folder_step`)."""
+        """``models/<name>/`` as a cached step (:func:`prunerec_utils.steps.folder_step`)."""
         out = self.model(name)
         return out, steps.folder_step(out, record_name, settings, build, on_change, lock=self.folder)

@@ -26,16 +26,16 @@ import torch
 from .. import PruneRecError
 from ..assets import load_model, load_tokenizer
 from ..data import read_items
-from ..finetune import SUMMARY, LeftPadCollator, finetune, tokenize_split, training_settings
+from ..method.training import LeftPadCollator
+from .finetune import SUMMARY, distill, finetune, tokenize_split, training_settings
 from ..identity import model_identity
-from ..method.distill import distill
 from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
 from ..method.hidden import hidden_importance, top_dims
 from ..method.layers import greedy_layer_removal, random_layers
 from ..method.mlp import mlp_scores
 from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
 from ..prompts import encode_example, prompt_text, target_ids, target_text
-from . import steps
+from .. import steps
 from .run import SAMPLES, Run
 
 SURGERY = "surgery.json"
@@ -292,7 +292,7 @@ def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = F
     """Distil ``student_dir`` from the teacher on a seeded sample of :func:`restoration_budget`
     training rows (the teacher's own when the budgets are equal) → ``models/<out_name>``.
 
-    Stored with the training settings (:func:`prunerec_utils.finetune.training_settings`), λ, and
+    Stored with the training settings (:func:`prunerec_utils.pipeline.finetune.training_settings`), λ, and
     the identities of the student, the teacher and the data; another of any is refused."""
     prof, tdir = run.prof, run.stage("teacher")
     budget = restoration_budget(prof)

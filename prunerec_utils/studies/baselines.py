@@ -32,7 +32,7 @@ from ..data import read_items, sample_rows
 from ..identity import files_identity
 from ..pipeline.evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
                                  metrics_from_ranks, save_result, users_settings)
-from ..pipeline.steps import folder_step, read_json
+from ..steps import folder_step, read_json
 from .id_models import (EVAL_BATCH, NegativeSamplingCollator, SequentialRecommender, build_model, check_models,
                         score_histories, target_ranks, top_titles)
 
@@ -115,7 +115,7 @@ def train_baseline(cfg: BaselineConfig, n_items: int, train_ds: Dataset, valid_d
                    progress: bool = True, inputs: dict | None = None, lock: str | Path | None = None) -> dict:
     """Train one grid point with ``transformers.Trainer``; keep the best epoch (validation NDCG@20).
 
-    A cached step (:func:`prunerec_utils.pipeline.steps.folder_step`): ``out_dir`` receives
+    A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir`` receives
     ``model.safetensors`` and ``summary.json`` (settings — the configuration, the sizes and
     ``inputs``, e.g. the data's identity —, validation metrics of the best epoch, epochs run,
     seconds), written atomically; the Trainer's epoch checkpoints (``<out_dir>.ckpt``) are deleted

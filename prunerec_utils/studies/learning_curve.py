@@ -29,12 +29,12 @@ import torch
 from .. import cli
 from ..cli_args import positive_int
 from ..data import prepare
-from ..finetune import training_settings
+from ..pipeline.finetune import training_settings
 from ..paths import atomic_write_text, resolve
 from ..pipeline.evaluate import evaluate_cached, popularity_cached
 from ..pipeline.run import Run
 from ..pipeline.stages import train_teacher
-from ..pipeline.steps import record, stored
+from ..steps import record, stored
 from ..profiles import get_profile
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
@@ -70,7 +70,7 @@ CURVE_EVAL = ("model", "max_test", "num_beams", "length_penalty", "eval_dtype") 
 def run_curve(run, budgets: list[int], out: str | Path, progress: bool = False, drop_models: bool = False) -> dict:
     """Each of ``budgets`` in the given order; the JSON at ``out`` grows one row per finished budget.
 
-    The file is a step record (:mod:`prunerec_utils.pipeline.steps`): its rows are continued only for the
+    The file is a step record (:mod:`prunerec_utils.steps`): its rows are continued only for the
     same dataset, profile (all fields but ``max_train``) and data; otherwise refused in one line."""
     out = resolve(out)
     prepare(run.dataset, run.splits)

@@ -23,7 +23,7 @@ from ..method.metrics import TIE, UNDECIDED, contrast_bootstrap, detectable_diff
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import surgery_params
-from ..pipeline.steps import read_json
+from ..steps import read_json
 from .observe import METHODS
 
 NOT_MEASURED = "not measured here"

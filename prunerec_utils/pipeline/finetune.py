@@ -1,34 +1,35 @@
-"""BIGRec fine-tune (book/method.md, method-recommender) through ``transformers.Trainer``.
+"""BIGRec fine-tune and the restoration's distillation (book/method.md, method-recommender, method-restoration) as
+cached steps over a run folder, through ``transformers.Trainer``.
 
-Loss on response tokens only. Sequences are left-padded so every answer sits at the end of its
-row; the LM head is then applied only to the last ``n`` positions (``logits_to_keep``) — the
-vocabulary projection over the whole prompt is the most expensive and useless part of a step.
-Position ids follow the attention mask, exactly as ``generate`` builds them for left padding.
+The losses and the collator are the method's (:mod:`prunerec_utils.method.training`,
+:mod:`prunerec_utils.method.distill`); here: the profile's training settings, ``TrainingArguments``, the training
+precision, resumable checkpoints, the wall clock across interruptions, and the folder each training leaves.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
-from .data import DatasetConfig
-from .master_adamw import MasterWeightAdamW
-from .paths import atomic_write_text
-from .pipeline.steps import folder_step, read_json, record, stored
-from .profiles import Profile
-from .prompts import IGNORE, encode_example
+from ..master_adamw import MasterWeightAdamW
+from ..method.distill import DistillTrainer
+from ..method.training import LeftPadCollator, ResponseLossTrainer
+from ..paths import atomic_write_text
+from ..profiles import Profile
+from ..prompts import encode_example
+from ..recipe import DatasetConfig
+from ..steps import folder_step, read_json, record, stored
 
 log = logging.getLogger(__name__)
 SUMMARY = "training_summary.json"
@@ -40,72 +41,6 @@ def tokenize_split(df, tokenizer, cfg: DatasetConfig, cutoff_len: int) -> Datase
     ds = Dataset.from_pandas(df[["history_item_title", "item_title"]].reset_index(drop=True))
     return ds.map(lambda r: encode_example(tokenizer, r["history_item_title"], r["item_title"], cfg, cutoff_len),
                   remove_columns=ds.column_names, desc="tokenise", load_from_cache_file=False)
-
-
-class LeftPadCollator:
-    """Left-pads a batch; labels padded with IGNORE; position ids from the attention mask."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad = pad_token_id
-
-    def __call__(self, features: list[dict]) -> dict:
-        width = max(len(f["input_ids"]) for f in features)
-        out = {"input_ids": [], "attention_mask": [], "labels": []}
-        for f in features:
-            gap = width - len(f["input_ids"])
-            out["input_ids"].append([self.pad] * gap + list(f["input_ids"]))
-            out["attention_mask"].append([0] * gap + list(f["attention_mask"]))
-            out["labels"].append([IGNORE] * gap + list(f["labels"]))
-        batch = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
-        batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        return batch
-
-
-def response_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits at the positions that predict labels, and those labels: ``[B, k, V]``, ``[B, k]``.
-
-    logits[:, t] predicts token t+1; with left padding the labels occupy the last positions, so
-    the LM head runs on the last ``keep`` hidden states only.
-    """
-    labels = inputs["labels"]
-    labelled = (labels != IGNORE).any(0).nonzero()
-    keep = labels.shape[1] - int(labelled.min()) + 1  # +1: the position predicting the first label
-    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                   position_ids=inputs.get("position_ids"), logits_to_keep=keep).logits
-    target = labels[:, -keep + 1:] if keep > 1 else labels[:, :0]
-    return logits[:, :-1], target
-
-
-def response_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-    """Next-token cross-entropy on the labelled (response) positions only."""
-    logits, target = response_logits(model, inputs)
-    loss_sum = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
-                               ignore_index=IGNORE, reduction="sum")
-    return loss_sum / response_count(target, num_items_in_batch)
-
-
-def response_count(target: torch.Tensor, num_items_in_batch=None):
-    """Divisor of a summed loss: Trainer's token count over the accumulated batch, else this batch's."""
-    if num_items_in_batch is not None:
-        return num_items_in_batch
-    return (target != IGNORE).sum().clamp(min=1)
-
-
-def across_processes(trainer: Trainer, loss: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """Stock ``Trainer.compute_loss``'s rule for a loss divided by ``num_items_in_batch``, the token
-    count gathered over all processes: multiply it by their number, since DDP averages the
-    gradients (and the evaluation the losses) over processes. Alone (one process) a no-op."""
-    if num_items_in_batch is not None and trainer.args.average_tokens_across_devices:
-        loss = loss * trainer.accelerator.num_processes
-    return loss
-
-
-class ResponseLossTrainer(Trainer):
-    """``Trainer`` whose loss is :func:`response_loss` (everything else is stock)."""
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = across_processes(self, response_loss(model, inputs, num_items_in_batch), num_items_in_batch)
-        return (loss, {}) if return_outputs else loss
 
 
 WALL = "prunerec_wall.json"  # a checkpoint's training seconds so far (all sessions of the training)
@@ -208,7 +143,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
              callbacks=(), settings: dict | None = None, lock: str | Path | None = None, **extra) -> dict:
     """Fine-tune ``model`` and save the best epoch as a plain HF folder at ``out_dir``; its summary.
 
-    A cached step (:func:`prunerec_utils.pipeline.steps.folder_step`): ``out_dir/training_summary.json``
+    A cached step (:func:`prunerec_utils.steps.folder_step`): ``out_dir/training_summary.json``
     records :func:`training_settings` plus ``settings`` (the identities of the models and data the
     caller read); a finished folder with the same settings is returned without training, one with
     other settings is refused. Resumes from the newest complete ``out_dir/../<name>.ckpt/checkpoint-*``
@@ -298,19 +233,6 @@ def complete_checkpoint(ckpt_dir: Path, settings: dict | None = None) -> Path | 
     return None
 
 
-def validation_loss(model, tokenizer, ds: Dataset, batch_size: int = 8) -> float:
-    """Mean response-token cross-entropy of ``model`` on ``ds`` (fp32, no grad)."""
-    collate = LeftPadCollator(tokenizer.pad_token_id)
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(ds), batch_size):
-            batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
-            n = int((batch["labels"][:, 1:] != IGNORE).sum())
-            total += float(response_loss(model, batch)) * n
-            count += n
-    return total / max(count, 1) if count else math.nan
-
-
 TRAINING_FIELDS = ("max_train", "max_valid", "epochs", "batch_size", "grad_accum", "lr", "warmup_steps",
                    "cutoff_len", "seed", "train_precision", "train_compile")
 
@@ -319,3 +241,21 @@ def training_settings(prof: Profile) -> dict:
     """The profile fields a trained model depends on (stored in its summary's settings). The model
     itself is identified by content (``base_id``, ``student_id``), not by its name or path."""
     return {k: getattr(prof, k) for k in TRAINING_FIELDS}
+
+
+def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path, prof, kd_lambda: float = 0.8,
+            progress: bool = True, settings: dict | None = None, **extra) -> dict:
+    """Distil ``student`` from ``teacher``; saves the best epoch at ``out_dir`` (resumes, skips if done:
+    a cached step like :func:`finetune`, whose settings gain ``kd_lambda``).
+
+    Unless the profile trains in fp32, ``teacher`` is cast to bf16 in place (it only runs forward);
+    with ``prof.train_compile`` its forward is compiled as the student's is.
+    """
+    if prof.train_precision != "fp32":
+        teacher = teacher.to(torch.bfloat16)
+    if prof.train_compile:
+        teacher = torch.compile(teacher)
+    trainer_cls = partial(DistillTrainer, teacher=teacher, kd_lambda=kd_lambda)
+    return finetune(student, tokenizer, train_ds, valid_ds, out_dir, prof, progress=progress,
+                    trainer_cls=trainer_cls, settings={"kd_lambda": kd_lambda, **(settings or {})},
+                    weight_decay=extra.pop("weight_decay", 0.01), **extra)

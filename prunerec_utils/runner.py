@@ -1,7 +1,7 @@
 """Papermill driver: execute the numbered notebooks for one dataset × profile.
 
-    python -m prunerec_utils.pipeline.runner --profile default --dataset ml-100k            # book copies
-    python -m prunerec_utils.pipeline.runner --profile ci --out tests/notebooks             # nbval copies
+    python -m prunerec_utils.runner --profile default --dataset ml-100k            # book copies
+    python -m prunerec_utils.runner --profile ci --out tests/notebooks             # nbval copies
 
 Each executed copy gets a first markdown cell recording profile, dataset, commit, wall time
 and machine; copies are written to a temporary name and renamed, so a failed run never leaves
@@ -26,10 +26,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import PruneRecError, cli
-from ..paths import REPO_ROOT, atomic_write_text, resolve
-
-from .banners import NOTEBOOKS, RECORD_TAG, source_cells
+from . import PruneRecError, cli
+from .data import get_dataset_config
+from .paths import REPO_ROOT, atomic_write_text, resolve
+from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts, source_cells
+from .pipeline.run import Run
+from .profiles import get_profile
+from .studies.export import export_run
+from .studies.findings import findings_markdown
 
 
 def notebook_paths(selection: list[str] | None = None) -> list[Path]:
@@ -59,7 +63,7 @@ def git_commit() -> str:
 def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
     import nbformat
 
-    text = (f"```{{note}}\nExecuted by `prunerec_utils.pipeline.runner` with profile **{params['profile']}** on "
+    text = (f"```{{note}}\nExecuted by `prunerec_utils.runner` with profile **{params['profile']}** on "
             f"**{params['dataset']}** (seed {params['seed']}), commit `{commit}`, "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time of this execution "
             f"**{seconds / 60:.1f} min** on {os.cpu_count()} CPU cores ({platform.machine()}). Stages found "
@@ -183,10 +187,7 @@ def check_params(params: dict, notebooks: list[Path]) -> None:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from ..data import get_dataset_config
-    from ..profiles import get_profile
-
-    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.pipeline.runner", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.runner", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
     ap.add_argument("--notebooks", nargs="+", default=None, help="numbers to run, e.g. 00 01 (default: all)")
@@ -209,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     out = resolve(args.out or f"book/{prof.name}/{dataset}")
     params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
               "progress": False, **extra}
-    from .banners import mark, run_facts
-    from .run import Run
 
     run = Run(dataset, get_profile(prof.name, seed=args.seed), args.runs_root)
     for nb in notebooks:
@@ -219,15 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
     book = REPO_ROOT / "book"
     if out.is_relative_to(book):  # a book's chapters: its introduction includes what the run found
-        from ..studies.findings import findings_markdown
-
         marked = [n[:2] for n, m in mark(out).items() if m]
         print(f"[runner] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
         atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
         print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
         if out == book / prof.name / dataset:  # the book's own run: its results files beside it
-            from ..studies.export import export_run
-
             counts = export_run(run, REPO_ROOT / "results" / prof.name / dataset)
             print(f"[runner] results -> results/{prof.name}/{dataset}: {counts}", flush=True)
     return 0
