@@ -7,7 +7,7 @@
 Every model of the run folder (teacher, stage1, stage2, stage3, stage3_vocab — those that
 exist) is measured in its own process on the same first ``--users`` users of the fixed test
 sample: prefill, cached decode step, 20-beam step, the whole constrained beam search per user,
-throughput, peak memory and weights on disk (``prunerec_utils/efficiency.py`` defines each).
+throughput, peak memory and weights on disk (``prunerec_utils/studies/efficiency.py`` defines each).
 ``--paper-geometry`` adds Qwen2-0.5B's architecture with random weights, cut to the paper's
 shapes (7/14 heads, hidden 448, MLP 896, 8/24 layers): structure, not accuracy, sets speed, so
 no beam search there (its length would depend on the random weights).

@@ -15,7 +15,7 @@ Prints seconds per user, on the same prompts, for
 then each row's speed-up over the reference kernel in fp32, and each row's ranked lists against
 the reference kernel's fp32 lists: identical lists, same top-1, mean top-20 overlap. (Where
 ``generate`` pads its list with sentinel beams, its list is shorter; see
-``prunerec_utils/beam_search.py``.) Median of ``--repeats`` runs after one warm-up call.
+``prunerec_utils/method/beam_search.py``.) Median of ``--repeats`` runs after one warm-up call.
 """
 
 import argparse

@@ -64,6 +64,7 @@ def smollm2_gguf() -> Path:
 
 def load_tokenizer(folder: str | Path):
     """The tokenizer saved in the model folder ``folder``; one-line error if missing or unreadable."""
+    # lazy: torch and transformers load only when a model is read (`prunerec-data` starts without them)
     from transformers import AutoTokenizer
 
     folder = Path(folder)
@@ -84,6 +85,7 @@ def load_tokenizer(folder: str | Path):
 
 
 def _smollm2_tokenizer():
+    # lazy: torch and transformers load only when a model is read (`prunerec-data` starts without them)
     from transformers import AutoTokenizer
 
     gguf = smollm2_gguf()
@@ -95,6 +97,7 @@ def smollm2_dir() -> Path:
     dest = models_root() / "smollm2-135m"
     if (dest / "config.json").exists():
         return dest
+    # lazy: torch and transformers load only when a model is read (`prunerec-data` starts without them)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -115,6 +118,7 @@ def tiny_qwen2_dir(seed: int = 0) -> Path:
     dest = models_root() / f"tiny-qwen2-s{seed}"
     if (dest / "config.json").exists():
         return dest
+    # lazy: torch and transformers load only when a model is read (`prunerec-data` starts without them)
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -144,6 +148,7 @@ def resolve_model(spec: str | Path) -> Path:
                 raise PruneRecError(f"{candidate} is not a Hugging Face model folder (no config.json)")
             return candidate
     try:
+        # lazy: torch and transformers load only when a model is read (`prunerec-data` starts without them)
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(spec, local_files_only=True))
@@ -155,6 +160,7 @@ def resolve_model(spec: str | Path) -> Path:
 
 def load_model(spec: str | Path, dtype=None):
     """``AutoModelForCausalLM`` in fp32 (default) from ``spec``; one-line error if unreadable."""
+    # lazy: torch and transformers load only when a model is read (`prunerec-data` starts without them)
     import torch
     from transformers import AutoModelForCausalLM
 

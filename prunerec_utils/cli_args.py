@@ -22,6 +22,7 @@ def device(text: str) -> str:
     if text not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu or cuda")
     if text == "cuda":
+        # lazy: parsing a flag does not load torch unless it asks about CUDA
         import torch
 
         if not torch.cuda.is_available():

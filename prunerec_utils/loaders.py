@@ -6,8 +6,10 @@ the ``(user, item, timestamp)`` log in file order and the ``item -> title`` map 
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,6 @@ def _open_text(path: Path):
 
 def _json_lines(path: Path):
     """``(line number, record)`` of a JSON-lines file (plain or ``.gz``); bad files are one-line errors."""
-    import ast
-    import zlib
-
     try:
         with _open_text(path) as fh:
             for n, line in enumerate(fh, 1):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import PruneRecError
@@ -116,7 +117,6 @@ def synthetic_log(folder: str | Path, users: int = 200, items: int = 120, per_us
     into six genres with their own title words, each user mostly reads one genre, in
     title-number order. Writes ``interactions.csv`` (user, item, timestamp) and ``items.csv``
     (item, title) into ``folder``; returns both paths."""
-    import numpy as np
 
     rng = np.random.default_rng(seed)
     genres = ["Mystery", "Garden", "Space", "Cooking", "History", "Sailing"]

@@ -28,6 +28,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import PruneRecError, cli
+from .assets import resolve_model
+from .cli_args import positive_int
+from .identity import model_identity
+from .method.metrics import METRICS, detectable_clause, interval_text, retention
+from .paths import atomic_write_text
+from .profiles import get_profile
+from .quiet import set_progress
+from .steps import differences
+
+# torch, transformers, pandas and the pipeline (which loads them) are imported inside the functions that need them,
+# marked "lazy": `prunerec --help` and a refused argument answer in a fraction of a second.
 
 STAGE_ROWS = (("teacher", "teacher"), ("stage I", "stage1"), ("stage II", "stage2"), ("stage III", "stage3"),
               ("final (vocabulary pruned)", "stage3_vocab"))
@@ -36,8 +47,6 @@ MIN_TEST = 10  # fewest test samples worth evaluating
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    from .cli_args import positive_int
-
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.prune", description=__doc__.split("\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="base model (HF folder, or a hub id in the local cache) to fine-tune first")
@@ -73,6 +82,7 @@ def choose_device(device: str) -> None:
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     elif device == "cuda":
+        # lazy (see the module's imports)
         import torch
 
         if not torch.cuda.is_available():
@@ -83,7 +93,6 @@ def claim_out(out: Path, identity: dict) -> bool:
     """Make ``out`` this command's folder: new or empty, or holding a run of the same inputs and
     settings (continued); another run or other files are refused in one line. True when the
     folder was claimed now (nothing of this run in it yet)."""
-    from .steps import differences
 
     rec = out / RECORD
     if rec.exists():
@@ -102,8 +111,8 @@ def claim_out(out: Path, identity: dict) -> bool:
 def adopt_teacher(run, folder: Path) -> Path:
     """The user's fine-tuned recommender as the run's teacher: copied into ``models/teacher`` (a
     cached step keyed on its content), so every later step reads it like a trained one."""
+    # lazy (see the module's imports)
     from .pipeline.finetune import SUMMARY
-    from .identity import model_identity
 
     def build(tmp: Path) -> dict:
         for f in folder.iterdir():
@@ -116,6 +125,7 @@ def adopt_teacher(run, folder: Path) -> Path:
 
 
 def _evaluate(run, progress: bool) -> dict:
+    # lazy (see the module's imports)
     from .pipeline.evaluate import evaluate_cached, popularity_cached
 
     results = {label: evaluate_cached(run, name, run.model(name), progress=progress) for label, name in STAGE_ROWS}
@@ -126,9 +136,9 @@ def _evaluate(run, progress: bool) -> dict:
 def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, settings: dict) -> dict:
     """``report.json``'s content: per stage its parameters, metrics with intervals, retention
     against the teacher and the step's wall time; the data statistics and the settings."""
+    # lazy (see the module's imports)
     from transformers import AutoConfig
 
-    from .method.metrics import METRICS, retention
     from .method.surgery import param_formula
     from .pipeline.evaluate import compare
     from .studies.scorecard import retention_gate
@@ -154,8 +164,6 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
 
 def report_markdown(rep: dict) -> str:
     """``report.md``: the per-stage table (parameters, HR/NDCG@10/20 with intervals, retention)."""
-    from .method.metrics import METRICS, detectable_clause, interval_text
-
     lines = ["# PruneRec report", "", rep["shapes"], "",
              "| model | non-embedding | total | HR@10 | HR@20 | NDCG@10 | NDCG@20 | avg retention |",
              "|---|---|---|---|---|---|---|---|"]
@@ -183,18 +191,14 @@ def report_markdown(rep: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     choose_device(args.device)
+    # lazy (see the module's imports)
     import pandas as pd
     from transformers import AutoConfig
 
-    from .assets import resolve_model
     from .data import prepare
-    from .identity import model_identity
     from .own_log import log_config, log_files
-    from .paths import atomic_write_text
     from .pipeline import stages, targets
     from .pipeline.run import Run
-    from .profiles import get_profile
-    from .quiet import set_progress
     from .studies import plots
 
     source = Path(args.teacher) if args.teacher else resolve_model(args.model)

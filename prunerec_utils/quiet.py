@@ -8,6 +8,7 @@ import warnings
 
 def set_progress(enabled: bool) -> None:
     """Turn tqdm bars of ``datasets``/``transformers`` (and their info logs) on or off."""
+    # lazy: only a caller that trains or tokenises pays for them
     import datasets
     import transformers
 

@@ -26,6 +26,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import nbformat
+import papermill as pm
+
 from . import PruneRecError, cli
 from .data import get_dataset_config
 from .paths import REPO_ROOT, atomic_write_text, resolve
@@ -61,8 +64,6 @@ def git_commit() -> str:
 
 
 def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
-    import nbformat
-
     text = (f"```{{note}}\nExecuted by `prunerec_utils.runner` with profile **{params['profile']}** on "
             f"**{params['dataset']}** (seed {params['seed']}), commit `{commit}`, "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time of this execution "
@@ -90,8 +91,6 @@ def run_notebook(src: Path, out_dir: Path, params: dict, facts=None) -> float:
     """Execute ``src`` into ``out_dir/<same name>``; returns the wall time in seconds. ``facts``
     (optional, a callable): the run the copy shows (:func:`~prunerec_utils.pipeline.banners.run_facts`),
     recorded in its metadata for the book's banners."""
-    import nbformat
-    import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".running.{src.name}"
@@ -134,7 +133,6 @@ _JSON_LIKE = re.compile(r'[\[{"]|[-+]?\.?\d')  # starts like a JSON list, object
 
 def parse_params(pairs: list[str]) -> dict:
     """``["max_train=16384", "note=x"]`` -> ``{"max_train": 16384, "note": "x"}``.
-
     A value that starts like JSON (``[``, ``{``, ``"`` or a number) must parse as JSON; any other
     value is JSON where it parses (``true``, ``null``) and text otherwise."""
     out = {}

@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from .. import PruneRecError
-from ..paths import atomic_dir, atomic_write_text
+from . import PruneRecError
+from .paths import atomic_dir, atomic_write_text
 
 SETTINGS = "settings"
 ON_CHANGE = ("refuse", "rebuild")

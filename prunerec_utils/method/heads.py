@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .training import LeftPadCollator
 from ..prompts import IGNORE, encode_example
 from .surgery import decoder_layers, head_dim, temporary_layers
+from .training import LeftPadCollator
 
 
 class HeadSuppressor(contextlib.AbstractContextManager):

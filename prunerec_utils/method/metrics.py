@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from statistics import NormalDist
 
 import numpy as np
 
@@ -103,7 +104,6 @@ def contrast_bootstrap(ranks, weights, users, n_boot: int = 1000, seed: int = 0,
 def paired_bootstrap(ranks_a, ranks_b, users, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                      ks=KS) -> dict:
     """Metric differences A - B on the same rows, with a paired percentile bootstrap interval.
-
     Users are resampled (each with all of its rows), jointly for both models, so the interval
     reflects both the correlation of a user's rows and the per-user correlation of the two models.
     Returns ``{metric: (difference, lo, hi)}`` (:func:`contrast_bootstrap` with weights 1, −1).
@@ -115,7 +115,6 @@ def detectable_difference(lo: float, hi: float, level: float = 0.95, power: floa
     """The smallest true difference a paired comparison with 95% interval [lo, hi] would find
     significant with probability ``power`` (two-sided, normal approximation): the interval's
     standard error, (hi − lo) / (2·z₀.₉₇₅), times z₀.₉₇₅ + z_power (1.96 + 0.84 = 2.80)."""
-    from statistics import NormalDist
 
     z = NormalDist().inv_cdf(0.5 + level / 2)
     return (hi - lo) / (2 * z) * (z + NormalDist().inv_cdf(power))

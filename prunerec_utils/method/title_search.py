@@ -10,17 +10,17 @@ real item. :func:`beam_search_generate` runs ``transformers.generate`` with
 from __future__ import annotations
 
 import torch
+from transformers import DynamicCache
 
 from ..prompts import target_ids
+from .beam_search import constrained_beam_search
 
 
 class TitleTrie:
     """Prefix trie over the token ids of every item's answer (``"title"\\n`` + EOS).
-
     ``allowed(prefix)`` lists the tokens that may follow ``prefix``; ``title_of(ids)`` maps a
     complete answer back to its title (None if the ids are not an item).
     """
-
     def __init__(self, tokenizer, titles: list[str]):
         self.eos = tokenizer.eos_token_id
         self.next: dict[tuple, list[int]] = {}
@@ -49,7 +49,6 @@ def beam_search_generate(model, tokenizer, prompts: list[list[int]], trie: Title
                          length_penalty: float = 0.0, share_prompt: bool = True
                          ) -> list[list[tuple[str | None, float]]]:
     """Constrained beam search with ``generate``; per prompt the ranked (title, score) beams.
-
     ``share_prompt`` prefills each prompt once and hands ``generate`` that KV cache copied to every
     beam (``generate`` alone would prefill the prompt once per beam: 20x the dominant cost).
     """
@@ -64,7 +63,6 @@ def beam_search_generate(model, tokenizer, prompts: list[list[int]], trie: Title
 
     extra = {}
     if share_prompt:  # prefill the prompt once per user, then copy its cache to the beams
-        from transformers import DynamicCache
 
         cache = DynamicCache(config=model.config)
         model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
@@ -87,12 +85,9 @@ def kernel_beams(model, tokenizer, prompts: list[list[int]], trie: TitleTrie, nu
                  length_penalty: float = 0.0, tensor_trie=None, banned_titles: list[list[str]] | None = None,
                  prompt_cache: str = "shared") -> list[list[tuple[str | None, float]]]:
     """Same contract as :func:`beam_search_generate`, computed by our kernel (``beam_search.py``).
-
     ``banned_titles[u]``: titles user ``u`` must not be recommended (e.g. already seen);
     ``prompt_cache``: the kernel's layout ("shared", or the "copied" reference).
     """
-    from .beam_search import constrained_beam_search
-
     banned = None if banned_titles is None else [[target_ids(tokenizer, t) for t in ts] for ts in banned_titles]
     hyps = constrained_beam_search(model, prompts, trie, num_beams, length_penalty, tokenizer.pad_token_id,
                                    tensor_trie, banned, prompt_cache)

@@ -28,8 +28,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from tokenizers.pre_tokenizers import ByteLevel
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
 
 from .. import PruneRecError
+from ..prompts import target_text
 
 
 def _spec(tokenizer) -> dict:
@@ -46,8 +50,6 @@ def _merge_pairs(spec: dict) -> list[tuple[str, str]]:
 def dataset_token_ids(tokenizer, prompts: list[str], answers: list[list[int]], batch: int = 2048,
                       progress: bool = False) -> set[int]:
     """Ids used by ``prompts`` (texts, tokenised as the evaluator does) and ``answers`` (id lists)."""
-    from tqdm.auto import tqdm
-
     used: set[int] = set()
     for i in tqdm(range(0, len(prompts), batch), desc="tokens used", disable=not progress):
         for ids in tokenizer(prompts[i:i + batch], add_special_tokens=False)["input_ids"]:
@@ -60,7 +62,6 @@ def dataset_token_ids(tokenizer, prompts: list[str], answers: list[list[int]], b
 def closure(tokenizer, ids: set[int]) -> list[int]:
     """Sorted old ids to keep: ``ids``, every token a merge chain builds them from, the byte
     alphabet and all added/special tokens."""
-    from tokenizers.pre_tokenizers import ByteLevel
 
     spec = _spec(tokenizer)
     vocab: dict[str, int] = spec["model"]["vocab"]
@@ -82,13 +83,10 @@ def closure(tokenizer, ids: set[int]) -> list[int]:
 
 def restrict_tokenizer(tokenizer, keep_ids: list[int]):
     """A tokenizer holding only ``keep_ids`` (old ids, sorted), renumbered 0..n-1 in that order.
-
     Returns ``(new_tokenizer, old_of_new)`` with ``old_of_new[new_id] = old_id`` (a LongTensor).
     Merges are kept when both parts and their result survive; special-token strings are
     unchanged, so ``eos_token`` etc. still name the same tokens.
     """
-    from transformers import AutoTokenizer
-
     spec = _spec(tokenizer)
     keep_ids = sorted(set(keep_ids))
     new_of_old = {old: new for new, old in enumerate(keep_ids)}
@@ -138,12 +136,9 @@ def encoding_mismatches(old_tok, new_tok, old_of_new: torch.Tensor, texts: list[
 
 def new_item_cost(old_tok, new_tok, old_of_new: torch.Tensor, titles: list[str]) -> dict:
     """What unseen titles cost under the restricted vocabulary.
-
     Returns the number of titles, the share that needs a pruned token (their encoding changes),
     and the mean answer length in tokens under the full and the restricted tokenizer.
     """
-    from ..prompts import target_text
-
     texts = [target_text(t) for t in titles]
     kept = set(old_of_new.tolist())
     old = old_tok(texts, add_special_tokens=False)["input_ids"]

@@ -33,13 +33,13 @@ from pathlib import Path
 import pandas as pd
 
 from .. import PruneRecError
+from ..method.metrics import contrast_bootstrap, decision
 from ..paths import atomic_write_text
 from ..profiles import CHOICES
+from ..steps import read_json
 from . import stages
-from ..method.metrics import contrast_bootstrap, decision
 from .evaluate import METRICS, evaluate_cached, first_users, fixed_test_users, interval_text, retention
 from .run import STAGES, Run
-from ..steps import read_json
 
 HEAD_CHOICES = CHOICES["head_variant"]
 RESTORATION_ONLY = {"kd_lambda", "distill_max_train"}  # fields that change only the distillation, not the surgery

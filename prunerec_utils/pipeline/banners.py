@@ -14,6 +14,7 @@ from what that run printed (:func:`printed_facts`). Nothing is re-executed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from .. import PruneRecError, cli
 from ..paths import REPO_ROOT, atomic_write_text, resolve
+from .evaluate import compare, load_result
+from .finetune import SUMMARY
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 RECORD_TAG = "run-record"  # the markdown cell the runner adds under the title
@@ -46,8 +49,6 @@ def run_facts(run) -> dict:
     """The run a chapter shows, from its run folder: the teacher's training samples, the test rows
     and users of its evaluation, and the paired HR@20 verdict against most popular (``{}`` where
     the teacher is not evaluated yet). Recorded by the runner in each executed copy."""
-    from .finetune import SUMMARY
-    from .evaluate import compare, load_result
 
     teacher, popular = load_result(run.folder, "teacher"), load_result(run.folder, "most_popular")
     summary = run.model("teacher") / SUMMARY
@@ -188,8 +189,6 @@ def mark(folder: str | Path, sources: Path = NOTEBOOKS) -> dict[str, bool]:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.pipeline.banners", description=__doc__.split("\n")[0])
     ap.add_argument("folders", nargs="+", help="folders of executed chapters, e.g. book/default/ml-100k")
     for folder in ap.parse_args(argv).folders:

@@ -19,6 +19,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -31,12 +32,19 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import PruneRecError, cli
+from ..assets import load_model, load_tokenizer, resolve_model
+from ..cli_args import positive_int
 from ..data import DatasetConfig, get_dataset_config, read_items, read_split, sample_rows
+from ..identity import model_identity
+from ..method.beam_search import TensorTrie
 from ..method.metrics import (METRICS, bootstrap_ci, decision, detectable_difference, interval_text, list_diversity,
                               lists_agreement, metrics_from_ranks, paired_bootstrap, rank_of, retention)
 from ..method.title_search import TitleTrie, beam_search_generate, kernel_beams
 from ..paths import atomic_write_text, resolve, unique_temp
+from ..profiles import get_profile
 from ..prompts import prompt_ids
+from ..steps import SETTINGS, read_json, record, run_lock, stored
+from .run import splits_dir
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # evaluation precisions (profile ``eval_dtype``)
 
@@ -134,8 +142,6 @@ def precision_of(model) -> str:
 
 def model_for_eval(model_dir: str | Path, dtype: str = "fp32"):
     """The model of ``model_dir`` in ``dtype`` ("fp32" or "bf16"), on the GPU when there is one."""
-    from ..assets import load_model
-
     if dtype not in DTYPES:
         raise PruneRecError(f"unknown evaluation dtype {dtype!r}; use {' or '.join(DTYPES)}")
     model = load_model(model_dir, dtype=DTYPES[dtype])
@@ -147,7 +153,6 @@ def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, title
                    progress: bool = True, engine: str = "kernel", exclude_seen: bool = False,
                    done: list | None = None, checkpoint=None) -> EvalResult:
     """Constrained beam search for every row of ``df``; ranks and metrics with 95% bootstrap CIs.
-
     ``engine``: "kernel" (ours, fast) or "generate" (``transformers.generate``, the reference).
     ``exclude_seen``: never recommend a title from the user's history (kernel only) — fair
     where the data has no repeat consumption (MovieLens: the target is never in the history).
@@ -156,7 +161,6 @@ def evaluate_model(model, tokenizer, df: pd.DataFrame, cfg: DatasetConfig, title
     """
     if exclude_seen and engine != "kernel":
         raise PruneRecError("exclude_seen needs the kernel engine")
-    from ..method.beam_search import TensorTrie
 
     model.eval()
     trie = TitleTrie(tokenizer, titles)
@@ -204,7 +208,6 @@ def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20, exclude_see
 def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) -> None:
     """``ranks/<name>.csv`` (per-user ranks), then ``results/<name>.json`` (the step's record:
     ``settings`` and the metrics) in a run folder; the JSON, written last, marks it complete."""
-    from ..steps import record
 
     folder = resolve(folder)
     rfile = folder / "ranks" / f"{name}.csv"
@@ -216,8 +219,6 @@ def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) 
 
 
 def _read_result(folder: Path, name: str, rec: dict) -> EvalResult:
-    from ..steps import SETTINGS
-
     rfile = folder / "ranks" / f"{name}.csv"
     try:
         per_user = pd.read_csv(rfile, dtype={"user_id": str}, keep_default_na=False)
@@ -232,8 +233,6 @@ def _read_result(folder: Path, name: str, rec: dict) -> EvalResult:
 
 def load_result(folder: str | Path, name: str) -> EvalResult | None:
     """A stored evaluation as it is (for reports that read finished results), or None."""
-    from ..steps import read_json
-
     folder = resolve(folder)
     mfile = folder / "results" / f"{name}.json"
     if not mfile.exists():
@@ -244,7 +243,6 @@ def load_result(folder: str | Path, name: str) -> EvalResult | None:
 def cached_result(folder: str | Path, name: str, settings: dict) -> EvalResult | None:
     """The stored evaluation ``name`` if it was made with ``settings`` (else None, after one line
     saying what changed: the caller evaluates again)."""
-    from ..steps import stored
 
     folder = resolve(folder)
     rec = stored(folder / "results" / f"{name}.json", settings, on_change="rebuild")
@@ -258,8 +256,6 @@ def fixed_test_users(run) -> pd.DataFrame:
 
 def users_identity(users: pd.DataFrame) -> str:
     """16 hex digits of the SHA-256 of the users' ids and targets, in order."""
-    import hashlib
-
     text = json.dumps([users["user_id"].astype(str).tolist(), users["item_title"].astype(str).tolist()])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -284,14 +280,10 @@ def evaluation_settings(run, users: pd.DataFrame, length_penalty: float, exclude
 def evaluate_cached(run, name: str, model_dir: str | Path, length_penalty: float | None = None,
                     limit: int | None = None, progress: bool = True, exclude_seen: bool = False) -> EvalResult:
     """Evaluate ``model_dir`` on the profile's fixed test sample, or read the stored result.
-
     Results live in the run folder as ``results/<name>.json`` + ``ranks/<name>.csv``, a cached step
     keyed by :func:`evaluation_settings` (users, search, precision, the model's and the data's
     identity: a model retrained in the same folder is evaluated again, after one printed line).
     """
-    from ..assets import load_tokenizer, resolve_model
-    from ..identity import model_identity
-
     prof = run.prof
     model_dir = resolve_model(model_dir)
     lp = prof.length_penalty if length_penalty is None else length_penalty
@@ -310,14 +302,11 @@ def evaluate_cached(run, name: str, model_dir: str | Path, length_penalty: float
 def evaluate_resumable(run, model, tok, test: pd.DataFrame, name: str, settings: dict, length_penalty: float,
                        progress: bool = True, extra: dict | None = None, exclude_seen: bool = False) -> EvalResult:
     """Evaluate ``model`` on ``test`` and store ``results/<name>.json`` (+ ranks) in ``run``'s folder.
-
     Every finished batch of users is checkpointed to ``ranks/.<name>.partial.json`` (a record with
     the same ``settings``); a later call with the same settings resumes after them (the partial
     file is removed once the result is stored). ``extra`` is merged into the stored metrics.
     The run folder is locked meanwhile.
     """
-    from ..steps import record, run_lock, stored
-
     partial_file = run.folder / "ranks" / f".{name}.partial.json"
     with run_lock(run.folder):
         part = stored(partial_file, settings, on_change="rebuild", quiet=True) or {}
@@ -376,10 +365,6 @@ def retention_table(results: dict[str, EvalResult], reference: str, metrics=METR
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from ..assets import load_tokenizer, resolve_model
-    from ..cli_args import positive_int
-    from ..profiles import get_profile
-
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.pipeline.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="HF model folder (or profile model name)")
     ap.add_argument("--dataset", required=True)
@@ -396,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     prof = get_profile(args.profile)
     cfg = get_dataset_config(args.dataset)
-    from .run import splits_dir
 
     splits = resolve(args.splits) if args.splits else splits_dir(args.dataset)
     df = sample_rows(read_split(splits, args.split), args.limit, prof.seed)

@@ -13,9 +13,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
-from .. import PruneRecError
+from .. import PruneRecError, steps
+from ..data import get_dataset_config, read_split, sample_rows
+from ..hardware import for_this_machine
+from ..identity import data_identity
 from ..paths import resolve, runs_root
-from .. import steps
+from .finetune import SUMMARY
 
 # Seed offsets of the named samples (added to the profile's seed), so that no two purposes share a
 # sample by accident. "budget": the profile's training / validation budget and its fixed test users.
@@ -44,14 +47,12 @@ class Run:
     config: object = None  # the dataset's recipe (a DatasetConfig); None: the named dataset's
 
     def __post_init__(self):  # the profile as this machine runs it (bf16 only where it is fast)
-        from ..hardware import for_this_machine
 
         object.__setattr__(self, "prof", for_this_machine(self.prof))
 
     @cached_property
     def cfg(self):
         """The dataset's :class:`~prunerec_utils.data.DatasetConfig` (prompt words, recipe)."""
-        from ..data import get_dataset_config
 
         return self.config if self.config is not None else get_dataset_config(self.dataset)
 
@@ -79,7 +80,6 @@ class Run:
 
     def stage(self, name: str) -> Path:
         """A finished (trained or distilled) stage folder, or one line naming the notebook that makes it."""
-        from .finetune import SUMMARY
 
         folder = self.model(name)
         if not (folder / SUMMARY).exists():
@@ -92,18 +92,14 @@ class Run:
 
     def data_id(self) -> str:
         """Content hash of the splits (:func:`prunerec_utils.identity.data_identity`)."""
-        from ..identity import data_identity
 
         return data_identity(self.splits)
 
     def split(self, name: str):
-        from ..data import read_split
-
         return read_split(self.splits, name)
 
     def rows(self, purpose: str, n: int | None, split: str = "train"):
         """The seeded sample of ``n`` rows of ``split`` drawn for ``purpose`` (see :data:`SAMPLES`)."""
-        from ..data import sample_rows
 
         if purpose not in SAMPLES:
             raise PruneRecError(f"unknown sample {purpose!r}; one of {', '.join(SAMPLES)}")

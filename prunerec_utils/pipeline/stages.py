@@ -23,19 +23,21 @@ from pathlib import Path
 
 import torch
 
-from .. import PruneRecError
-from ..assets import load_model, load_tokenizer
+from .. import PruneRecError, steps
+from ..assets import load_model, load_tokenizer, resolve_model
 from ..data import read_items
-from ..method.training import LeftPadCollator
-from .finetune import SUMMARY, distill, finetune, tokenize_split, training_settings
 from ..identity import model_identity
 from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
 from ..method.hidden import hidden_importance, top_dims
 from ..method.layers import greedy_layer_removal, random_layers
 from ..method.mlp import mlp_scores
 from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
+from ..method.training import LeftPadCollator
+from ..method.vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
 from ..prompts import encode_example, prompt_text, target_ids, target_text
-from .. import steps
+from ..quiet import set_progress
+from .evaluate import evaluate_cached, first_users
+from .finetune import SUMMARY, distill, finetune, tokenize_split, training_settings
 from .run import SAMPLES, Run
 
 SURGERY = "surgery.json"
@@ -44,13 +46,9 @@ LAYER_SEARCH = "layer_search.json"  # a ΔPPL search to continue (see layer_sear
 
 def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Path, dict]:
     """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/<name>``.
-
     Returns the teacher folder and its training summary. Re-running resumes or skips; a stored
     teacher trained with other settings, from another base model or on other data is refused.
     """
-    from ..assets import resolve_model
-    from ..quiet import set_progress
-
     set_progress(progress)
     prof, out = run.prof, run.model(name)
     base = resolve_model(prof.model)
@@ -68,7 +66,6 @@ def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Pa
 def head_scores(run: Run, alpha: float | None = None, name: str | None = None, progress: bool = False,
                 greedy: bool = True, **kwargs) -> tuple[HeadImportance, dict]:
     """Stage I head choice on the teacher (cached as ``results/<name>.json``); returns scores + record.
-
     ``prof.head_variant``: "greedy" (the method: layer-wise KL scores, eq. 3-6, earlier choices
     suppressed), "global" / "global_no_alpha" (every layer scored with nothing else suppressed, one
     ranking by head index of the α-mixed / plain min-max scores, the same heads cut in every layer)
@@ -255,7 +252,6 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
     """Keep the tokens of the dataset's prompts and titles (+ merge closure, bytes, specials) in the
     distilled ``source`` model → ``models/<source>_vocab``; checks that every prompt and answer
     encodes as before."""
-    from ..method.vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
 
     src = run.stage(source)
     settings = {"source": source, "source_id": model_identity(src), "data_id": run.data_id()}
@@ -335,7 +331,6 @@ def stage_results(run: Run, label: str, name: str, pruned_users: int = 0, progre
     """Evaluations for a stage's page: the teacher; if ``pruned_users``, the teacher and the
     undistilled model (``models/<name>_pruned``) on the first users; the distilled model
     (``models/<name>``) on the full test sample."""
-    from .evaluate import evaluate_cached, first_users
 
     teacher = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
     out = {"teacher": teacher}

@@ -32,14 +32,21 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
 from .. import PruneRecError, cli
+from ..assets import load_model, load_tokenizer
+from ..data import get_dataset_config, read_items
+from ..method.beam_search import TensorTrie, constrained_beam_search
+from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, remove_layers
+from ..pipeline.evaluate import DTYPES, TitleTrie, fixed_test_users
+from ..prompts import prompt_ids
 
 
 def _dims(config) -> tuple[int, int, int, int, int, int]:
-    from ..method.surgery import head_dim
-
     return (config.hidden_size, head_dim(config), config.num_hidden_layers, config.num_attention_heads,
             config.num_key_value_heads, config.intermediate_size)
 
@@ -97,9 +104,7 @@ def measure(model, prompts: list[list[int]], trie=None, num_beams: int = 20, bat
             warmup: int = 1, length_penalty: float = 0.0) -> dict:
     """Latencies (seconds) and, with a ``trie``, recommendation latency and throughput over ``prompts``
     (the search of the run's evaluation: ``num_beams``, ``length_penalty``)."""
-    from transformers import DynamicCache
 
-    from ..method.beam_search import TensorTrie, constrained_beam_search
 
     model.eval()
     device = next(model.parameters()).device
@@ -162,9 +167,7 @@ def save_paper_geometry(root: str | Path, seed: int = 0) -> dict[str, Path]:
     ``teacher``; ``stage1`` 7 of 14 heads and hidden 448; ``stage2`` MLP 896; ``stage3`` 8 of 24
     layers. Which heads / dims / neurons / layers go is random: structure, not accuracy, sets the
     speed. Returns ``{stage: folder}``."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from ..method.surgery import prune_heads, prune_hidden, prune_mlp, remove_layers
 
     cfg = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
@@ -190,12 +193,6 @@ def save_paper_geometry(root: str | Path, seed: int = 0) -> dict[str, Path]:
 
 def _worker(args) -> dict:
     """One model in this process: load, measure, report (see :func:`measure_in_subprocess`)."""
-    from ..assets import load_model, load_tokenizer
-    from ..data import get_dataset_config
-    from ..method.surgery import head_dim, param_counts
-    from ..pipeline.evaluate import DTYPES, TitleTrie
-    from ..prompts import prompt_ids
-
     job = json.loads(Path(args.job).read_text())
     torch.manual_seed(0)
     base = _reset_peak_rss()
@@ -223,7 +220,6 @@ def _worker(args) -> dict:
 
 def measure_in_subprocess(job: dict, device: str = "cpu", timeout: float | None = None) -> dict:
     """Run :func:`_worker` for ``job`` in a fresh Python process (clean memory peak); returns its dict.
-
     ``job``: ``model`` (folder), optional ``tokenizer`` (folder, default the model's); ``histories`` (history title
     lists), ``titles``, ``dataset`` (name, for the prompt wording), ``cutoff_len``, ``num_beams``,
     ``batch``, ``repeats``, ``warmup``; optional ``search`` (False: no beam search) and ``dtype``.
@@ -245,7 +241,6 @@ STEPS = ("prefill", "decode", "beam_step", "recommend")  # timed operations, ``<
 def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
     """Speed-ups vs ``reference`` beside their FLOP bounds, memory and size (a DataFrame, one row
     per model). Each model's recommendation FLOPs use its own mean number of search steps."""
-    import pandas as pd
 
     def flops(r):
         return flop_costs(SimpleNamespace(**r["config"]), r["prompt_tokens"], num_beams, r.get("search_steps", 0))
@@ -285,10 +280,7 @@ def benchmark_run(run, device: str = "cpu", users: int = 8, repeats: int = 5,
     """Measure every model of a run folder that exists (``models``, in order; the teacher is
     required), each in its own process, on the first ``users`` of the fixed test sample; with
     ``paper``, also Qwen2-0.5B's geometry at each stage (random weights, no beam search)."""
-    from tqdm.auto import tqdm
 
-    from ..data import read_items
-    from ..pipeline.evaluate import fixed_test_users
 
     prof, folder = run.prof, run.folder / "models"
     run.stage("teacher")

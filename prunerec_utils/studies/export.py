@@ -28,6 +28,7 @@ import pandas as pd
 from .. import cli
 from ..paths import REPO_ROOT, atomic_write_text
 from ..pipeline.run import Run
+from ..profiles import get_profile
 
 RANK_COLUMNS = ("user_id", "target", "rank")
 
@@ -86,8 +87,6 @@ def export_run(run: Run, out: str | Path) -> dict[str, int]:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from ..profiles import get_profile
-
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.studies.export", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default="ml-100k")

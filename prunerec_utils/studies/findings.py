@@ -19,7 +19,11 @@ from ..method.metrics import detectable_clause, interval_text
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.run import Run
 from ..pipeline.stages import surgery_params
+from ..profiles import get_profile
 from . import scorecard as sc
+from .baselines import result_name
+from .efficiency import findings, tables
+from .id_models import MODELS
 
 CHAPTERS = {"00": "00_preprocess", "01": "01_bigrec_finetune", "02": "02_observations", "03": "03_stage1_heads",
             "04": "04_stage2_mlp", "05": "05_stage3_layers", "06": "06_ablations", "07": "07_efficiency",
@@ -62,9 +66,6 @@ def _tally_text(card: pd.DataFrame) -> str:
 
 
 def _best_id(run: Run):
-    from .baselines import result_name
-    from .id_models import MODELS
-
     found = {m: load_result(run.folder, result_name(m)) for m in MODELS}
     found = {m: r for m, r in found.items() if r is not None}
     if not found:
@@ -133,7 +134,6 @@ def chapter_sentences(run: Run, card: pd.DataFrame | None = None,
         out["06"] = f"Ablation claims: {_tally_text(abl)}."
     eff = f / "results" / "efficiency_cpu.json"
     if eff.exists():
-        from .efficiency import findings, tables
 
         first = findings(tables(json.loads(eff.read_text()))["run"])
         if first:
@@ -194,8 +194,6 @@ def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> st
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    from ..profiles import get_profile
-
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.studies.findings", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--dataset", default="ml-100k")

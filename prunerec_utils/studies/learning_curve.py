@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -29,13 +30,13 @@ import torch
 from .. import cli
 from ..cli_args import positive_int
 from ..data import prepare
-from ..pipeline.finetune import training_settings
 from ..paths import atomic_write_text, resolve
 from ..pipeline.evaluate import evaluate_cached, popularity_cached
+from ..pipeline.finetune import training_settings
 from ..pipeline.run import Run
 from ..pipeline.stages import train_teacher
-from ..steps import record, stored
 from ..profiles import get_profile
+from ..steps import record, stored
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
 
@@ -44,7 +45,6 @@ def device_name() -> str:
     """What ran it, in words: the CUDA device name, else the CPU architecture and core count."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    import os
 
     return f"CPU {platform.machine()} x{os.cpu_count()}"
 
@@ -69,7 +69,6 @@ CURVE_EVAL = ("model", "max_test", "num_beams", "length_penalty", "eval_dtype") 
 
 def run_curve(run, budgets: list[int], out: str | Path, progress: bool = False, drop_models: bool = False) -> dict:
     """Each of ``budgets`` in the given order; the JSON at ``out`` grows one row per finished budget.
-
     The file is a step record (:mod:`prunerec_utils.steps`): its rows are continued only for the
     same dataset, profile (all fields but ``max_train``) and data; otherwise refused in one line."""
     out = resolve(out)

@@ -22,9 +22,11 @@ from ..assets import load_model, load_tokenizer
 from ..identity import model_identity
 from ..method.surgery import param_counts, param_formula, remove_layers
 from ..pipeline import stages
-from ..pipeline.ablations import Variant, run_variant
+from ..pipeline.ablations import Variant, run_variant, variant_run
 from ..pipeline.evaluate import METRICS, EvalResult, evaluate_cached, interval_text, load_result, retention
 from ..pipeline.run import Run
+from .baselines import result_name
+from .id_models import MODELS
 
 RANDOM_STRUCTURED = Variant(1, "random structured",
                             (("hidden_variant", "random"), ("mlp_variant", "random"), ("layer_variant", "random")),
@@ -100,9 +102,6 @@ def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teach
 def stored_rows(run: Run) -> dict[str, tuple[EvalResult, int | None]]:
     """Every Table 2 row whose evaluation is stored in the run folder (nothing is computed):
     teacher, ours (Stage III), SLMRec-style, random structured, the ID baselines, most popular."""
-    from ..pipeline.ablations import variant_run
-    from .baselines import result_name
-    from .id_models import MODELS
 
     def non_embedding(r: Run, pruned: str, key: str) -> int | None:
         params = stages.surgery_params(r.model(pruned), key)

@@ -24,6 +24,7 @@ weights per row, chosen uniformly with a seeded generator.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -36,6 +37,7 @@ from .. import PruneRecError
 from ..assets import load_model, load_tokenizer
 from ..identity import model_identity
 from ..method.surgery import decoder_layers, temporary_layers
+from ..paths import atomic_write_text
 from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
                                  evaluation_settings, first_users, fixed_test_users, retention_table)
 from ..pipeline.run import Run
@@ -180,7 +182,6 @@ def wanda_scores(lin: nn.Linear, sq_sum: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def wanda_prune(model, batch: dict, sparsity: float, sequential: bool = True):
     """Wanda: zero the lowest |W|·‖X‖₂ ⌊s·in⌋ weights per output row of every decoder linear, in place.
-
     ``batch``: collated calibration samples (input_ids / attention_mask / position_ids ``[B, T]``);
     only real tokens count. ``sequential``: calibrate layer l after pruning layers < l (one
     truncated forward per layer); else all norms from one forward of the unpruned model.
@@ -279,9 +280,7 @@ def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100
 def save_observations(path, mlp_summary: pd.DataFrame, attention_summary: pd.DataFrame, verdict: pd.DataFrame,
                       basis: str) -> None:
     """The findings of notebook 02 as JSON (``results/observations.json``), for the scorecard."""
-    import json
 
-    from ..paths import atomic_write_text
 
     def records(df):
         return df.reset_index().to_dict(orient="records")

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .observe import top_count
+
 sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
 PAGE_WIDTH, DPI = 7.6, 100  # inches, dots per inch: ≈ 760 px, the book's text column at 1280 px
 plt.rcParams["figure.dpi"] = DPI  # the inline copy the notebook shows has the same size as the file
@@ -137,7 +139,6 @@ def metric_bars(results: dict, path=None, metrics=("hr@10", "hr@20", "ndcg@10", 
 
 def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | None = None, device: str = ""):
     """HR@20 / NDCG@20 (95% bands) and list diversity vs training samples, most-popular as a band.
-
     ``table``: :func:`prunerec_utils.studies.learning_curve.curve_table`; ``popular``: its metrics dict with
     ``ci95``; ``own``: ``{"samples", "hr@20", "ndcg@20"}`` of this run's teacher, drawn as a star.
     """
@@ -174,7 +175,6 @@ def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | No
 def head_heatmaps(records: dict[str, dict], path=None):
     """Per record (label → ``stage1_heads`` record): layers × heads of the ranking score (eq. 6),
     pruned heads crossed out."""
-    import numpy as np
 
     fig, axes = _panels(len(records), height=5.0)
     for ax, (label, rec) in zip(axes, records.items()):
@@ -191,8 +191,6 @@ def head_heatmaps(records: dict[str, dict], path=None):
 
 def hidden_importance_curve(importance: list[float], kept: list[int], path=None):
     """eq. 7 scores sorted from high to low with the cut at d', and the score per dimension index."""
-    import numpy as np
-
     imp = np.asarray(importance)
     keep = np.zeros(len(imp), bool)
     keep[kept] = True
@@ -212,7 +210,6 @@ def hidden_importance_curve(importance: list[float], kept: list[int], path=None)
 def mlp_thresholds(rec: dict, path=None):
     """Stage II: per layer, quantiles of |up_proj| at the last token and the chosen τ; and the
     distribution of the counts S(d) with the number kept."""
-    import numpy as np
 
     q = np.array(rec["abs_activation_quantiles"])  # [L, 3]
     layers = np.arange(len(q))
@@ -307,7 +304,6 @@ def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.
     """Fig 2-3: per-unit mean |activation| sorted high → low, one panel per layer, one line per
     model (``curves``: label → :func:`prunerec_utils.studies.observe.sorted_units`); the top-K% cut of each
     model is marked on its curve and as a vertical line."""
-    from .observe import top_count
 
     layers = list(next(iter(curves.values())))
     fig, axes = _panels(len(layers), height=3.0)

@@ -24,6 +24,8 @@ from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import surgery_params
 from ..steps import read_json
+from .id_models import MODELS
+from .llm_baselines import stored_rows
 from .observe import METHODS
 
 NOT_MEASURED = "not measured here"
@@ -51,7 +53,6 @@ def paired_verdict(a, b, metric: str = "ndcg@20") -> tuple[str, str]:
 
 def observation_rows(folder) -> list[dict]:
     """Observations 1-3 (paper §2.2) from ``results/observations.json`` (notebook 02).
-
     Obs. 2 ("a few units dominate", Fig 2-3) has no number in the paper; we read it as: in the
     fine-tuned model the top 10% of units hold at least ``DOMINANCE`` times their uniform share
     (10%) of Σ|activation|, on the mean over layers, for MLP units and attention outputs alike."""
@@ -145,8 +146,6 @@ def retention_gate(teacher, popular) -> str | None:
 def comparison_rows(run) -> list[dict]:
     """PruneRec's final model against both pruned-LLM baselines and the ID baselines (paired, NDCG@20),
     from the Table 2 rows stored in the run folder (:func:`prunerec_utils.studies.llm_baselines.stored_rows`)."""
-    from .id_models import MODELS
-    from .llm_baselines import stored_rows
 
     rows = {label: res for label, (res, _) in stored_rows(run).items()}
     ours = rows.get("PruneRec (ours)")
@@ -216,7 +215,6 @@ def tally(card: pd.DataFrame) -> pd.DataFrame:
 
 def wanda_vs_random(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Per sparsity, Wanda's and random's value and whether Wanda is below, equal or above random.
-
     Compared on ``retention`` when it is defined everywhere, else on the mean of the four metrics
     (same users and same teacher, so the teacher's metric only rescales). Returns the table and
     the name of the quantity compared.

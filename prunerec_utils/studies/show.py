@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 
 import pandas as pd
+from IPython.display import display
 
 MISSING = "—"
 
@@ -50,13 +51,9 @@ def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFr
 
 def table(frame: pd.DataFrame, caption: str, digits: int | dict | None = None) -> None:
     """Display ``caption`` (bold) and directly under it :func:`readable` ``frame``."""
-    from IPython.display import display
-
     display(Text(caption, bold=True), readable(frame, digits))
 
 
 def line(text: str) -> None:
     """Display one finding or note, in order with the tables around it."""
-    from IPython.display import display
-
     display(Text(text))
