@@ -44,7 +44,7 @@ def test_the_teacher_row_reads_the_stored_evaluations(tmp_path):
 def test_executions_are_read_from_the_runners_notes(tmp_path):
     import nbformat
 
-    from prunerec_utils.pipeline import runner
+    from prunerec_utils import runner
 
     for name, commit, when, minutes in (("00_preprocess", "aaa1111", "2026-12-02 07:00", 0.2),
                                         ("01_bigrec_finetune", "bbb2222", "2026-12-02 08:00", 61.5)):

@@ -58,7 +58,7 @@ def test_an_edited_notebook_makes_its_copy_stale(tmp_path):
 @pytest.fixture
 def executed(monkeypatch):
     """The notebooks ``runner.main`` would execute (nothing is executed)."""
-    from prunerec_utils.pipeline import runner
+    from prunerec_utils import runner
 
     calls = []
     monkeypatch.setattr(runner, "run_notebook", lambda src, out, params, facts=None: calls.append((src.name, params)) or 0.0)
@@ -66,7 +66,7 @@ def executed(monkeypatch):
 
 
 def run_main(args, tmp_path):
-    from prunerec_utils.pipeline import runner
+    from prunerec_utils import runner
 
     return runner.main(["--profile", "ci", "--out", str(tmp_path / "out"), *args])
 

@@ -9,7 +9,7 @@ import pytest
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.paths import atomic_write_text
-from prunerec_utils.pipeline import steps
+from prunerec_utils import steps
 
 
 def test_a_step_is_built_once_then_reused_with_equal_settings(tmp_path):
