@@ -5,8 +5,8 @@
     python benchmarks/efficiency.py --profile default --device cuda --out benchmarks/results/efficiency_h200.json
 
 Every model of the run folder (teacher, stage1, stage2, stage3, stage3_vocab — those that
-exist) is measured in its own process on the same first ``--users`` users of the fixed test
-sample: prefill, cached decode step, 20-beam step, the whole constrained beam search per user,
+exist) is measured in its own process on the same first ``--users`` rows of the fixed test
+sample (default: the profile's ``bench_rows``): prefill, cached decode step, 20-beam step, the whole constrained beam search per user,
 throughput, peak memory and weights on disk (``prunerec_utils/studies/efficiency.py`` defines each).
 ``--paper-geometry`` adds Qwen2-0.5B's architecture with random weights, cut to the paper's
 shapes (7/14 heads, hidden 448, MLP 896, 8/24 layers): structure, not accuracy, sets speed, so
@@ -36,15 +36,16 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default=None, help="default: the profile's dataset")
     ap.add_argument("--runs-root", default=None)
     ap.add_argument("--device", default="cpu", type=device, help="cpu or cuda")
-    ap.add_argument("--users", type=positive_int, default=8, help="test users for the search latency and throughput")
-    ap.add_argument("--repeats", type=positive_int, default=5)
+    ap.add_argument("--users", type=positive_int, default=None,
+                    help="test rows for the search latency and throughput (default: the profile's bench_rows)")
+    ap.add_argument("--repeats", type=positive_int, default=None, help="default: the profile's bench_repeats")
     ap.add_argument("--paper-geometry", action="store_true")
     ap.add_argument("--out", default=None, help="write the raw measurements as JSON here")
     args = ap.parse_args(argv)
-    prof = get_profile(args.profile)
-    bench = benchmark_run(Run(args.dataset or prof.dataset, prof, args.runs_root), args.device, args.users,
-                          args.repeats, paper=args.paper_geometry)
-    print(f"device: {bench['device']}; {bench['users']} users, {bench['num_beams']} beams, "
+    prof = get_profile(args.profile, bench_rows=args.users, bench_repeats=args.repeats)
+    bench = benchmark_run(Run(args.dataset or prof.dataset, prof, args.runs_root), args.device, prof.bench_rows,
+                          prof.bench_repeats, paper=args.paper_geometry)
+    print(f"device: {bench['device']}; {bench['users']} test rows, {bench['num_beams']} beams, "
           f"median of {bench['repeats']} after {bench['warmup']} warm-up")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
         for name, table in tables(bench).items():

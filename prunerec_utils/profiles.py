@@ -63,18 +63,76 @@ class Profile:
     layers_removed_share: float = 2 / 3  # paper: 16 of 24
     calibration_samples: int = 16  # prompt + answer samples for the ΔPPL search
     layer_variant: str = "ppl"  # greedy ΔPPL (eq. 12), or "random" (the random structured baseline)
+    # Evaluation rows per purpose: the first rows of the run's fixed test sample (never more than max_test)
+    pruned_eval_rows: int = 300  # each stage right after surgery, before distillation (03-05); 0 skips
+    restoration_rows: int = 500  # each point of the restoration curve (03)
+    restoration_budgets: tuple[int, ...] | None = None  # its distillation samples; None: max_train / 8, / 2, all
+    length_penalty_rows: int = 100  # the teacher with length penalty 0 vs 1 (01); 0 skips
+    exclude_seen_rows: int = 300  # the teacher never recommending a seen item (01); 0 skips
+    tokenisation_check_rows: int = 200  # sampled test prompts whose trie tokenisation is checked (01)
     # Ablations (notebook 06): reduced restoration and evaluation budget of every variant
     ablation_max_train: int | None = None  # distillation samples; None = max_train
-    ablation_users: int | None = None  # first users of the fixed test sample; None = max_test
+    ablation_rows: int | None = None  # first rows of the fixed test sample; None = max_test
+    # Observations (notebook 02)
+    observe_samples: int = 100  # training samples for the activation statistics and Wanda's calibration
+    observe_rows: int = 200  # test rows per pruned evaluation
+    observe_sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+    # Efficiency (notebook 07)
+    bench_rows: int = 8  # test rows timed for the beam-search latency and throughput
+    bench_repeats: int = 5  # median of this many timed runs after one warm-up
+    bench_paper_geometry: bool = True  # also time Qwen2-0.5B shapes (random weights)
+    # ID baselines (notebook 08); the paper's grid is lr {1e-2, 1e-3, 1e-4} x emb {64, 128, 256}
+    baseline_lrs: tuple[float, ...] = (1e-3, 1e-2)
+    baseline_embs: tuple[int, ...] = (64,)
+    baseline_epochs: int = 20  # most epochs per configuration (early stopping may stop sooner)
+    baseline_patience: int = 3  # epochs without a better validation NDCG@20 before stopping
+    baseline_batch_size: int = 1024
+    baseline_negatives: int = 1
+    baseline_dropout: float = 0.2
+    # "all", an int (seeded sample) or "teacher": the very rows the LLM teacher was trained / validated on
+    baseline_train_rows: str | int = "all"
+    baseline_valid_rows: str | int = "all"
 
     def __post_init__(self):
         for field, allowed in CHOICES.items():  # every profile, however made (get_profile, replace)
             if getattr(self, field) not in allowed:
                 raise PruneRecError(f"{field} must be one of {', '.join(allowed)}, not {getattr(self, field)!r}")
+        for field, kind in TUPLES.items():  # papermill hands lists, a single number is a one-point list
+            value = getattr(self, field)
+            if value is not None:
+                values = value if isinstance(value, (list, tuple)) else [value]
+                try:
+                    object.__setattr__(self, field, tuple(kind(v) for v in values))
+                except (TypeError, ValueError):
+                    raise PruneRecError(f"{field} must be a list of numbers, not {value!r}") from None
 
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum
+
+    @property
+    def distill_samples(self) -> int | None:
+        """Training samples of a distillation: ``distill_max_train``, else the teacher's ``max_train`` (None: all)."""
+        return self.distill_max_train or self.max_train
+
+    @property
+    def ablation_distill_samples(self) -> int | None:
+        """Distillation samples of every ablation variant (the reduced budget): ``ablation_max_train``, else
+        :attr:`distill_samples`."""
+        return self.ablation_max_train or self.distill_samples
+
+    @property
+    def ablation_test_rows(self) -> int | None:
+        """Test rows every ablation variant is evaluated on (None: the whole fixed test sample)."""
+        return self.ablation_rows or self.max_test
+
+    @property
+    def restoration_curve_budgets(self) -> tuple[int, ...]:
+        """Distillation samples of the restoration curve: the profile's, or max_train / 8, / 2 and all of it."""
+        if self.restoration_budgets is not None:
+            return self.restoration_budgets
+        top = self.max_train
+        return () if top is None else tuple(sorted({max(1, top // 8), max(1, top // 2), top}))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,13 +145,18 @@ CHOICES = {"eval_dtype": ("fp32", "bf16"), "train_precision": ("bf16", "autocast
            "hidden_variant": ("weight_x_grad", "gradient", "weight", "reference", "random"),
            "mlp_variant": ("paper", "reference", "random"),
            "layer_variant": ("ppl", "random")}
+TUPLES = {"restoration_budgets": int, "observe_sparsities": float, "baseline_lrs": float, "baseline_embs": int}
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", model="tiny-qwen2", dataset="ml-100k",
         max_train=256, max_valid=32, max_test=48,
         epochs=2, batch_size=16, grad_accum=1, lr=2e-3, warmup_steps=4,
-        num_beams=20, eval_batch=8, kept_heads=2, ablation_max_train=64, ablation_users=16,
+        num_beams=20, eval_batch=8, kept_heads=2, ablation_max_train=64, ablation_rows=16,
+        observe_samples=8, observe_rows=16, observe_sparsities=(0.3, 0.6),
+        bench_rows=2, bench_repeats=1, bench_paper_geometry=False,
+        baseline_lrs=(1e-2,), baseline_embs=(16,), baseline_epochs=2, baseline_patience=1, baseline_batch_size=64,
+        baseline_train_rows="teacher", baseline_valid_rows=256,
     ),
     "default": Profile(
         name="default", model="smollm2-135m", dataset="ml-100k",
@@ -101,14 +164,15 @@ PROFILES: dict[str, Profile] = {
         epochs=1, batch_size=8, grad_accum=2, lr=3e-4, warmup_steps=8,
         num_beams=20, eval_batch=8, train_precision="bf16", train_attention="eager", train_compile=True,
         kept_heads=5,
-        ablation_max_train=512, ablation_users=200, save_steps=32,
+        ablation_max_train=512, ablation_rows=200, save_steps=32,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
         max_train=None, max_valid=None, max_test=None,
         epochs=3, batch_size=8, grad_accum=16, lr=3e-4, warmup_steps=20,
         num_beams=20, eval_batch=16, train_precision="bf16", train_compile=True, kept_heads=7,
-        ablation_max_train=20000, ablation_users=2000, save_steps=200,
+        ablation_max_train=20000, ablation_rows=2000, save_steps=200,
+        baseline_lrs=(1e-2, 1e-3, 1e-4), baseline_embs=(64, 128, 256), baseline_epochs=200, baseline_patience=10,
     ),
 }
 

@@ -137,10 +137,8 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
     """``report.json``'s content: per stage its parameters, metrics with intervals, retention
     against the teacher and the step's wall time; the data statistics and the settings."""
     # lazy (see the module's imports)
-    from transformers import AutoConfig
-
-    from .method.surgery import param_formula
     from .pipeline.evaluate import compare
+    from .pipeline.stages import stage_param_counts
     from .studies.scorecard import retention_gate
 
     teacher = results["teacher"].metrics
@@ -154,7 +152,8 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
     versus = {"metric": "hr@20", "difference": float(d["difference"]), "ci95": d["95% CI"],
               "detectable": float(d["detectable (80% power)"]), "verdict": d["verdict"]}
 
-    stages = {label: {"model": name, "params": param_formula(AutoConfig.from_pretrained(run.model(name))),
+    counts = stage_param_counts(run, dict(STAGE_ROWS))
+    stages = {label: {"model": name, "params": {k: int(v) for k, v in counts.loc[label].items()},
                       **quality(results[label].metrics), "seconds": seconds.get(name)} for label, name in STAGE_ROWS}
     stages["most popular"] = quality(results["most popular"].metrics)
     return {"shapes": shapes_line, "data": {k: v for k, v in stats.items() if k != "config"}, "stages": stages,

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="papermill parameter of the selected notebooks (the names in their parameters cell; "
                          "profile, dataset, seed and runs_root have their own flags), e.g. max_train=16384. "
                          "VALUE is JSON when it starts with [ { \" or a digit (it must then parse: "
-                         "sparsities=[0.1,0.3], note='\"a b\"'), true/false/null are JSON too, any other "
+                         "observe_sparsities=[0.1,0.3], note='\"a b\"'), true/false/null are JSON too, any other "
                          "value is text (train_rows=all)")
     args = ap.parse_args(argv)
     extra = parse_params(args.param)

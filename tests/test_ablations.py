@@ -12,7 +12,7 @@ from prunerec_utils.method.heads import global_ranking, random_heads
 from prunerec_utils.method.metrics import TIE, bootstrap_ci, detectable_difference
 from prunerec_utils.pipeline import ablations, stages
 from prunerec_utils.pipeline.ablations import Variant
-from prunerec_utils.pipeline.evaluate import fixed_test_users
+from prunerec_utils.pipeline.evaluate import fixed_test_rows
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.pipeline.stages import train_teacher
 from prunerec_utils.profiles import get_profile
@@ -64,7 +64,7 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_train=48, max_valid=16, max_test=12, epochs=1, importance_samples=3,
-                       ablation_max_train=24, ablation_users=8)
+                       ablation_max_train=24, ablation_rows=8)
     with pytest.raises(PruneRecError, match="notebook 01"):
         ablations.run_variant(Run("ml-100k", prof, tmp_path), Variant(1, "x"))
     train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
@@ -91,7 +91,7 @@ def test_variants_run_in_linked_folders_and_resume(tmp_path, ml100k_splits, monk
     assert not (main / "models" / "stage1" / "training_summary.json").read_text() == json.dumps(summary)
     doc = json.loads((main / "results" / "ablation_t3.json").read_text())
     assert [r["index"] for r in doc["rows"]] == list(table.index) and doc["test_rows"] == 8
-    first8 = fixed_test_users(Run("ml-100k", prof, tmp_path)).iloc[:8]
+    first8 = fixed_test_rows(Run("ml-100k", prof, tmp_path)).iloc[:8]
     assert doc["users"] == first8["user_id"].nunique()  # users, not rows
     stored = ablations.load_group(Run("ml-100k", prof, tmp_path), "t3")  # what the claims pair up
     assert all(r == first8["user_id"].astype(str).tolist() for r in stored["row users"])
@@ -219,25 +219,25 @@ def test_a_depth_variant_continues_the_main_runs_layer_search(tmp_path, ml100k_s
 
     half = ablations.fig5c()[0]
     run = Run("ml-100k", prof, tmp_path)
-    assert prefix(ablations.prepare(run, half)) is None  # the main run has no Stage III yet
+    assert prefix(ablations.linked_variant_run(run, half)) is None  # the main run has no Stage III yet
     settings = stages.stage3_settings(Run("ml-100k", prof, tmp_path), main / "models" / "stage2")
     search = record(settings, {"removed": [3, 1], "base_ppl": 9.0,
                                "steps": [{"removed": 3, "ppl": 9.5, "delta": {"3": 0.5}}]})
     (main / "models" / "stage3_pruned").mkdir(parents=True)
     (main / "models" / "stage3_pruned" / stages.SURGERY).write_text(json.dumps(search))
     for variant in (half, Variant(3, "fewer samples", (("calibration_samples", prof.calibration_samples + 1),))):
-        vrun = ablations.prepare(run, variant)
+        vrun = ablations.linked_variant_run(run, variant)
         link = vrun.folder / "results" / stages.LAYER_SEARCH
         assert link.resolve() == (main / "models" / "stage3_pruned" / stages.SURGERY).resolve()
         assert prefix(vrun) == (search if variant is half else None)  # other calibration samples: a new search
-    assert not (ablations.prepare(run, ablations.fig5b()[0]).folder / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II
+    assert not (ablations.linked_variant_run(run, ablations.fig5b()[0]).folder / "results" / stages.LAYER_SEARCH).exists()  # a width variant changes Stage II
 
 
 def test_restoration_curve_changes_only_the_restoration_budget(tmp_path):
-    prof = get_profile("ci", ablation_max_train=32, ablation_users=8)
-    curve = ablations.restoration_curve((64, 128), users=20)
+    prof = get_profile("ci", ablation_max_train=32, ablation_rows=8)
+    curve = ablations.restoration_curve((64, 128), rows=20)
     assert [v.profile(prof).distill_max_train for v in curve] == [64, 128]
-    assert [v.test_users(prof) for v in curve] == [20, 20] and ablations.table3()[0].test_users(prof) == 8
+    assert [v.test_rows(prof) for v in curve] == [20, 20] and ablations.table3()[0].test_rows(prof) == 8
     assert [v.name(prof) for v in curve] == ["stage1_restore64", "stage1_restore128"]
     run = Run("ml-100k", prof, tmp_path)
     from prunerec_utils.pipeline.finetune import SUMMARY
@@ -246,7 +246,7 @@ def test_restoration_curve_changes_only_the_restoration_budget(tmp_path):
     (run.model("teacher") / SUMMARY).write_text("{}")  # links() only needs the teacher to exist
     shared = ablations.links(run, curve[0])
     assert shared[ablations.variant_run(run, curve[0]).model("stage1_pruned")] == run.model("stage1_pruned")  # one cut
-    own = ablations.restoration_curve((prof.max_train,), users=20)[0]  # the main run's own budget
+    own = ablations.restoration_curve((prof.max_train,), rows=20)[0]  # the main run's own budget
     assert ablations.links(run, own)[ablations.variant_run(run, own).model("stage1")] == run.model("stage1")
     assert ablations.variant_run(run, curve[0]).model("stage1") not in shared
 

@@ -4,6 +4,7 @@ ranks, learning a toy next-item rule through ``transformers.Trainer``, caching a
 import json
 import math
 import random
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -136,13 +137,23 @@ def test_each_model_learns_a_deterministic_next_item_rule(name, tmp_path):
 def test_bad_model_or_budget_is_a_one_line_error():
     with pytest.raises(PruneRecError, match="unknown baseline model 'bert4rec'"):
         id_models.check_models(["sasrec", "bert4rec"])
-    with pytest.raises(PruneRecError, match="unknown baseline budget"):
-        baselines.budgets(get_profile("ci"), learning_rate=1e-3)
-    assert baselines.budgets(get_profile("ci"), epochs=None)["epochs"] == baselines.BUDGETS["ci"]["epochs"]
-    assert baselines.budgets(get_profile("default"), lrs=[1e-4])["lrs"] == (1e-4,)
-    assert baselines.budgets(get_profile("default"), lrs=0.01, embs=32)["embs"] == (32,)
+    with pytest.raises(PruneRecError, match="unknown profile field"):
+        get_profile("ci", baseline_learning_rate=1e-3)
+    with pytest.raises(PruneRecError, match="baseline_lrs must be a list of numbers"):
+        get_profile("ci", baseline_lrs=["fast"])
     with pytest.raises(PruneRecError, match="rows must be"):
         baselines._rows(pd.DataFrame({"a": [1]}), "half", 10, 0)
+
+
+def test_the_grid_budget_is_the_profiles():
+    ci = baselines.grid_budget(get_profile("ci"))
+    assert ci == {"lrs": (1e-2,), "embs": (16,), "epochs": 2, "patience": 1, "batch_size": 64, "negatives": 1,
+                  "dropout": 0.2, "train_rows": "teacher", "valid_rows": 256}
+    assert baselines.grid_budget(get_profile("ci", baseline_epochs=None))["epochs"] == 2  # None keeps the profile's
+    assert baselines.grid_budget(get_profile("default", baseline_lrs=[1e-4]))["lrs"] == (1e-4,)
+    assert baselines.grid_budget(get_profile("default", baseline_lrs=0.01, baseline_embs=32))["embs"] == (32,)
+    paper = baselines.grid_budget(get_profile("paper"))  # the paper's grid: 3 x 3
+    assert paper["lrs"] == (1e-2, 1e-3, 1e-4) and paper["embs"] == (64, 128, 256)
 
 
 def _runs_root(tmp_path, splits):
@@ -152,18 +163,19 @@ def _runs_root(tmp_path, splits):
     return root
 
 
-TINY = {"lrs": [1e-2], "embs": [8], "epochs": 1, "train_rows": 192, "valid_rows": 64}
+TINY = {"baseline_lrs": [1e-2], "baseline_embs": [8], "baseline_epochs": 1, "baseline_train_rows": 192,
+        "baseline_valid_rows": 64}
 
 
 def test_results_are_seeded_cached_and_comparable(ml100k_splits, tmp_path, monkeypatch):
-    prof = get_profile("ci", max_test=24)
+    prof = get_profile("ci", max_test=24, **TINY)
     first = baselines.baseline_results(Run("ml-100k", prof, _runs_root(tmp_path / "a", ml100k_splits)), "gru4rec",
-                                       progress=False, **TINY)["gru4rec"]
+                                       progress=False)["gru4rec"]
     assert first.metrics["n"] == 24 and first.metrics["engine"] == "gru4rec" and first.metrics["invalid"] == 0
     assert all(len(json.loads(t)) == 20 for t in first.per_user["top"])
     # the same profile and seed in a fresh run folder → the same lists and metrics
     root_b = _runs_root(tmp_path / "b", ml100k_splits)
-    second = baselines.baseline_results(Run("ml-100k", prof, root_b), "gru4rec", progress=False, **TINY)["gru4rec"]
+    second = baselines.baseline_results(Run("ml-100k", prof, root_b), "gru4rec", progress=False)["gru4rec"]
     assert second.per_user.equals(first.per_user)
     drop = ("seconds", "train_seconds")
     assert {k: v for k, v in second.metrics.items() if k not in drop} == \
@@ -175,20 +187,21 @@ def test_results_are_seeded_cached_and_comparable(ml100k_splits, tmp_path, monke
 
     monkeypatch.setattr(baselines, "Trainer", forbidden)
     monkeypatch.setattr(baselines, "evaluate_baseline", forbidden)
-    cached = baselines.baseline_results(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False, **TINY)["gru4rec"]
+    cached = baselines.baseline_results(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False)["gru4rec"]
     assert cached.metrics == json.loads(json.dumps(second.metrics))
-    table = baselines.grid_table(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False, **TINY)
+    table = baselines.grid_table(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False)
     assert table["chosen"].tolist() == [True] and table["train rows"].tolist() == [192]
     # another budget is another model: that one has to be trained
     with pytest.raises(AssertionError, match="retrained"):
-        baselines.baseline_results(Run("ml-100k", prof, root_b), ["gru4rec"], progress=False, **{**TINY, "epochs": 2})
+        baselines.baseline_results(Run("ml-100k", replace(prof, baseline_epochs=2), root_b), ["gru4rec"],
+                                   progress=False)
 
 
 def test_exclude_seen_never_recommends_the_history(ml100k_splits, tmp_path):
-    prof = get_profile("ci", max_test=16)
+    prof = get_profile("ci", max_test=16, **TINY)
     res = baselines.baseline_results(Run("ml-100k", prof, _runs_root(tmp_path, ml100k_splits)), ["caser"],
-                                     progress=False, exclude_seen=True, **TINY)["caser"]
-    test = baselines.fixed_test_users(Run("ml-100k", prof, tmp_path / "runs"))
+                                     progress=False, exclude_seen=True)["caser"]
+    test = baselines.fixed_test_rows(Run("ml-100k", prof, tmp_path / "runs"))
     assert res.metrics["exclude_seen"] is True
     for top, hist in zip(res.per_user["top"], test["history_item_title"]):
         assert not set(json.loads(top)) & set(hist)

@@ -11,7 +11,7 @@ import pytest
 from prunerec_utils import PruneRecError
 from prunerec_utils.data import get_dataset_config, read_items, read_split, sample_rows
 from prunerec_utils.pipeline.evaluate import (TitleTrie, beam_search_generate, bootstrap_ci, evaluate_model,
-                                              first_users, metrics_from_ranks, most_popular, rank_of)
+                                              first_rows, metrics_from_ranks, most_popular, rank_of)
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.prompts import prompt_ids, target_ids
 
@@ -123,7 +123,7 @@ def test_batching_does_not_change_ranks(tiny_model, tokenizer, small_eval):
     one = evaluate_model(tiny_model, tokenizer, test, CFG, titles, batch_size=1, progress=False)
     many = evaluate_model(tiny_model, tokenizer, test, CFG, titles, batch_size=6, progress=False)
     assert one.per_user["top"].tolist() == many.per_user["top"].tolist()
-    assert first_users(many, 3).metrics["n"] == 3
+    assert first_rows(many, 3).metrics["n"] == 3
 
 
 def run_cli(*args):

@@ -14,7 +14,7 @@ from prunerec_utils import PruneRecError
 from prunerec_utils.method.surgery import decoder_layers
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
-from prunerec_utils.studies.observe import (attention_outputs, budgets, concentration, concentration_summary,
+from prunerec_utils.studies.observe import (attention_outputs, concentration, concentration_summary,
                                             decoder_linears, input_sums, mlp_activations, prune, pruned_per_row,
                                             random_prune, top_share, wanda_prune)
 from prunerec_utils.studies.scorecard import concentration_claim, pruning_claim, wanda_vs_random
@@ -216,12 +216,6 @@ def test_wanda_vs_random_compares_retention_or_falls_back_to_the_metrics():
     assert "holds at every level" in pruning_claim(*wanda_vs_random(_sweep(0.2, [0.0, 0.0], [0.1, 0.1])))
 
 
-def test_budgets_come_from_the_profile_unless_given():
-    assert budgets(get_profile("ci")) == {"samples": 8, "users": 16, "sparsities": (0.3, 0.6)}
-    assert budgets(get_profile("paper"))["samples"] == 100  # profiles without their own budget use default's
-    assert budgets(get_profile("ci"), users=5, sparsities=[0.5]) == {"samples": 8, "users": 5, "sparsities": (0.5,)}
-
-
 def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir, ml100k_splits, tmp_path, kernel_calls):
     import shutil
 
@@ -234,7 +228,7 @@ def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir
     shutil.copytree(tiny_model_dir, run / "models" / "teacher")
     (run / "models" / "teacher" / SUMMARY).write_text("{}")
     prof = get_profile("ci", max_test=12, eval_batch=4)
-    pruned = lambda s: observe.pruned_result(Run("ml-100k", prof, tmp_path), "random", s, users=12)  # noqa: E731
+    pruned = lambda s: observe.pruned_result(Run("ml-100k", prof, tmp_path), "random", s, rows=12)  # noqa: E731
     whole = pruned(0.3)
     assert whole.metrics["measured_sparsity"] == pytest.approx(0.3, abs=0.01) and whole.metrics["n"] == 12
     for f in (run / "results" / "obs_random_s0.3_n12.json", run / "ranks" / "obs_random_s0.3_n12.csv"):

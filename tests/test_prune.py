@@ -51,7 +51,7 @@ def test_the_output_folder_loads_with_stock_transformers_and_matches_the_report(
 
 def test_the_reported_metrics_equal_a_re_evaluation_of_the_saved_folder(pruned):
     from prunerec_utils.data import read_items
-    from prunerec_utils.pipeline.evaluate import evaluate_model, fixed_test_users, model_for_eval
+    from prunerec_utils.pipeline.evaluate import evaluate_model, fixed_test_rows, model_for_eval
     from prunerec_utils.pipeline.run import Run
     from prunerec_utils.profiles import Profile
     from prunerec_utils.assets import load_tokenizer
@@ -61,7 +61,7 @@ def test_the_reported_metrics_equal_a_re_evaluation_of_the_saved_folder(pruned):
     rep = json.loads((out / "report.json").read_text())
     cfg = LogConfig(**rep["settings"]["recipe"])
     run = Run("log", Profile(**rep["settings"]["profile"]), out / "run", cfg)
-    test = fixed_test_users(run)
+    test = fixed_test_rows(run)
     prof = run.prof
     res = evaluate_model(model_for_eval(out / "model"), load_tokenizer(out / "model"), test, cfg,
                          read_items(run.splits)["item_title"].tolist(), prof.num_beams, prof.length_penalty,

@@ -12,7 +12,7 @@ still checked against the variant's own settings before it is reused.
 
 Every variant of a figure gets the *same* reduced restoration — ``prof.ablation_max_train``
 distillation samples — including the full-method point, and is evaluated on the first
-``prof.ablation_users`` users of the run's fixed test sample, beside the teacher on those users.
+``prof.ablation_test_rows`` rows of the run's fixed test sample, beside the teacher on those rows.
 
 Head choices for Table 3 (the paper's ablations; book/method.md, method-stage1):
 
@@ -38,7 +38,7 @@ from ..paths import atomic_write_text
 from ..profiles import CHOICES
 from ..steps import read_json
 from . import stages
-from .evaluate import METRICS, evaluate_cached, first_users, fixed_test_users, interval_text, retention
+from .evaluate import METRICS, evaluate_cached, first_rows, fixed_test_rows, interval_text, retention
 from .run import STAGES, Run
 
 HEAD_CHOICES = CHOICES["head_variant"]
@@ -56,9 +56,9 @@ class Variant:
     overrides: tuple = ()  # (profile field, value) pairs
     heads: str = "greedy"  # Stage I head choice (see the module docstring)
     through: int = 0  # the last stage it runs (0: only ``stage``)
-    full_budget: bool = False  # the profile's own restoration and test users, not the reduced ablation budget
+    full_budget: bool = False  # the profile's own restoration and test rows, not the reduced ablation budget
     tag: str = ""  # folder name ("" = derived from the settings)
-    users: int | None = None  # test users it is evaluated on (None: by ``full_budget``)
+    rows: int | None = None  # test rows it is evaluated on (None: by ``full_budget``)
 
     def __post_init__(self):
         if self.stage not in (1, 2, 3) or self.last not in (1, 2, 3) or self.last < self.stage:
@@ -69,8 +69,7 @@ class Variant:
     def _base(self, prof) -> dict:
         """The fields the variant sets before its overrides: its head choice and restoration budget
         (the profile's own with ``full_budget``, else the reduced ablation budget)."""
-        budget = stages.restoration_budget(prof)
-        return {"distill_max_train": budget if self.full_budget else prof.ablation_max_train or budget,
+        return {"distill_max_train": prof.distill_samples if self.full_budget else prof.ablation_distill_samples,
                 "head_variant": self.heads}
 
     def effective(self, prof) -> "Variant":
@@ -100,12 +99,12 @@ class Variant:
             raise PruneRecError(f"unknown profile field(s) in a variant: {', '.join(sorted(unknown))}")
         return replace(prof, **{**self._base(prof), **dict(self.overrides)})  # an override of the budget wins
 
-    def test_users(self, prof) -> int | None:
-        """Test users it is evaluated on (the first ones of the run's fixed sample): its own
-        ``users``, else the profile's test users (``full_budget``) or its ablation users."""
-        if self.users:
-            return self.users
-        return prof.max_test if self.full_budget else prof.ablation_users or prof.max_test
+    def test_rows(self, prof) -> int | None:
+        """Test rows it is evaluated on (the first ones of the run's fixed sample): its own
+        ``rows``, else the profile's test rows (``full_budget``) or its ablation rows."""
+        if self.rows:
+            return self.rows
+        return prof.max_test if self.full_budget else prof.ablation_test_rows
 
 
 # ---- the paper's ablation groups -------------------------------------------------------------
@@ -140,12 +139,12 @@ def alpha_sweep(alphas=(0.0, 0.4, 0.7, 1.0)) -> list[Variant]:
     return [Variant(1, f"α = {a:g}", (("alpha", float(a)),)) for a in alphas]
 
 
-def restoration_curve(budgets=(2048, 8192, 16384), users: int = 500, stage: int = 1) -> list[Variant]:
+def restoration_curve(budgets=(2048, 8192, 16384), rows: int = 500, stage: int = 1) -> list[Variant]:
     """How many distillation samples restore a stage: the method's cut of ``stage`` (shared with the
     main run) restored on a seeded sample of each budget of training rows, evaluated on the first
-    ``users`` test users. The budget of the profile's restorations is read off this curve."""
+    ``rows`` test rows. The budget of the profile's restorations is read off this curve."""
     return [Variant(stage, f"{b:,} samples", (("distill_max_train", int(b)),), full_budget=True,
-                    tag=f"stage{stage}_restore{int(b)}", users=users) for b in budgets]
+                    tag=f"stage{stage}_restore{int(b)}", rows=rows) for b in budgets]
 
 
 def lambda_sweep(lambdas=(0.0, 0.4, 0.8, 1.0)) -> list[Variant]:
@@ -206,7 +205,7 @@ def links(run: Run, variant: Variant) -> dict[Path, Path]:
     return out
 
 
-def prepare(run: Run, variant: Variant) -> Run:
+def linked_variant_run(run: Run, variant: Variant) -> Run:
     """Create (or reuse) the variant's folder with its :func:`links` to what exists in the main run;
     returns the variant's run."""
     if variant.stage == 1 and variant.heads in ("global", "global_no_alpha"):
@@ -239,11 +238,11 @@ def cut_head_overlap(run: Run, variants: list[Variant]) -> pd.DataFrame:
 
 def run_variant(run: Run, variant: Variant, progress: bool = False) -> dict:
     """Prune + distil + evaluate one variant (each step resumes); returns its row for the tables."""
-    child = prepare(run, variant)
+    child = linked_variant_run(run, variant)
     for stage in range(variant.stage, variant.last + 1):
         out = getattr(stages, f"stage{stage}")(child, progress)
-    users = min(variant.test_users(run.prof) or 10**9, len(fixed_test_users(run)))
-    res = evaluate_cached(child, f"stage{variant.last}_n{users}", out["distilled_dir"], limit=users, progress=progress)
+    rows = min(variant.test_rows(run.prof) or 10**9, len(fixed_test_rows(run)))
+    res = evaluate_cached(child, f"stage{variant.last}_n{rows}", out["distilled_dir"], limit=rows, progress=progress)
     params = out["surgery"]["params"][f"stage{variant.last}"]
     return {"variant": variant.name(run.prof), "label": variant.label, "stage": variant.stage,
             "heads": variant.heads, **dict(variant.overrides), "result": res,
@@ -258,11 +257,11 @@ def run_group(run: Run, group: str, variants: list[Variant], progress: bool = Fa
     on the same rows. Also written to ``results/ablation_<group>.json`` (for the scorecard)."""
     rows = [run_variant(run, v, progress) for v in variants]
     n = rows[0]["result"].metrics["n"]
-    teacher = first_users(evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress), n)
+    teacher = first_rows(evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress), n)
     table = ablation_table(rows, teacher)
     atomic_write_text(run.result_file(f"ablation_{group}"),
                       json.dumps({"group": group, "test_rows": n, "users": teacher.metrics["users"],
-                                  "max_train": stages.restoration_budget(variants[0].profile(run.prof)),
+                                  "max_train": variants[0].profile(run.prof).distill_samples,
                                   "teacher": {k: teacher.metrics[k] for k in METRICS},
                                   "rows": table.reset_index().to_dict(orient="records")}))
     return table

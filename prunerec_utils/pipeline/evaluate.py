@@ -122,7 +122,7 @@ def with_intervals(per_user: pd.DataFrame, metrics: dict) -> dict:
             "ci95_resamples": "users"}
 
 
-def first_users(res: EvalResult, n: int) -> EvalResult:
+def first_rows(res: EvalResult, n: int) -> EvalResult:
     """The same evaluation restricted to its first ``n`` users (metrics and CIs recomputed)."""
     pu = res.per_user.iloc[:n]
     df = pd.DataFrame({"user_id": pu["user_id"], "item_title": pu["target"]})
@@ -249,7 +249,7 @@ def cached_result(folder: str | Path, name: str, settings: dict) -> EvalResult |
     return None if rec is None else _read_result(folder, name, rec)
 
 
-def fixed_test_users(run) -> pd.DataFrame:
+def fixed_test_rows(run) -> pd.DataFrame:
     """The profile's fixed, seeded sample of test rows — the same users for every model of ``run``."""
     return run.rows("budget", run.prof.max_test, "test")
 
@@ -287,7 +287,7 @@ def evaluate_cached(run, name: str, model_dir: str | Path, length_penalty: float
     prof = run.prof
     model_dir = resolve_model(model_dir)
     lp = prof.length_penalty if length_penalty is None else length_penalty
-    test = fixed_test_users(run)
+    test = fixed_test_rows(run)
     if limit is not None:
         test = test.iloc[:limit]
     settings = evaluation_settings(run, test, lp, exclude_seen, model_identity(model_dir))
@@ -334,7 +334,7 @@ def popularity_cached(run, limit: int | None = None, exclude_seen: bool = False,
                       name: str = "most_popular") -> EvalResult:
     """Most-popular baseline on the same test sample as :func:`evaluate_cached`, stored alike
     (computed again each time: it takes milliseconds)."""
-    test = fixed_test_users(run)
+    test = fixed_test_rows(run)
     test = test.iloc[:limit] if limit else test
     res = most_popular(run.split("train"), test, exclude_seen=exclude_seen)
     save_result(res, run.folder, name, users_settings(run, test, "most_popular", exclude_seen))

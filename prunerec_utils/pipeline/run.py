@@ -80,7 +80,6 @@ class Run:
 
     def stage(self, name: str) -> Path:
         """A finished (trained or distilled) stage folder, or one line naming the notebook that makes it."""
-
         folder = self.model(name)
         if not (folder / SUMMARY).exists():
             notebook = STAGES.get(name, {}).get("notebook")

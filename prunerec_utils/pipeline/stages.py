@@ -21,7 +21,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+from transformers import AutoConfig
 
 from .. import PruneRecError, steps
 from ..assets import load_model, load_tokenizer, resolve_model
@@ -31,12 +33,13 @@ from ..method.heads import HeadImportance, global_ranking, head_importance, rand
 from ..method.hidden import hidden_importance, top_dims
 from ..method.layers import greedy_layer_removal, random_layers
 from ..method.mlp import mlp_scores
-from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, prune_vocab, remove_layers
+from ..method.surgery import (head_dim, param_counts, param_formula, prune_heads, prune_hidden, prune_mlp, prune_vocab,
+                              remove_layers)
 from ..method.training import LeftPadCollator
 from ..method.vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
 from ..prompts import encode_example, prompt_text, target_ids, target_text
 from ..quiet import set_progress
-from .evaluate import evaluate_cached, first_users
+from .evaluate import evaluate_cached, first_rows, retention_table
 from .finetune import SUMMARY, distill, finetune, tokenize_split, training_settings
 from .run import SAMPLES, Run
 
@@ -278,12 +281,6 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
     return run.model_step(f"{source}_vocab", SURGERY, settings, build)
 
 
-def restoration_budget(prof) -> int | None:
-    """Training samples of a distillation: the profile's ``distill_max_train``, else the teacher's
-    ``max_train`` (None: the whole split)."""
-    return prof.distill_max_train or prof.max_train
-
-
 def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = False) -> tuple[Path, dict]:
     """Distil ``student_dir`` from the teacher on a seeded sample of :func:`restoration_budget`
     training rows (the teacher's own when the budgets are equal) → ``models/<out_name>``.
@@ -291,7 +288,7 @@ def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = F
     Stored with the training settings (:func:`prunerec_utils.pipeline.finetune.training_settings`), λ, and
     the identities of the student, the teacher and the data; another of any is refused."""
     prof, tdir = run.prof, run.stage("teacher")
-    budget = restoration_budget(prof)
+    budget = prof.distill_samples
     settings = {**training_settings(prof), "max_train": budget, "kd_lambda": prof.kd_lambda,
                 "student_id": model_identity(student_dir),
                 "teacher_id": model_identity(tdir), "data_id": run.data_id()}
@@ -327,17 +324,53 @@ def stage3(run: Run, progress: bool = False) -> dict:
     return _stage(run, 3, stage3_prune(run, progress), progress)
 
 
-def stage_results(run: Run, label: str, name: str, pruned_users: int = 0, progress: bool = False) -> dict:
-    """Evaluations for a stage's page: the teacher; if ``pruned_users``, the teacher and the
-    undistilled model (``models/<name>_pruned``) on the first users; the distilled model
-    (``models/<name>``) on the full test sample."""
+def first_rows_label(n: int) -> str:
+    """The row label of the teacher restricted to the first ``n`` test rows, as :func:`stage_results` names it."""
+    return f"teacher (first {n})"
 
+
+def undistilled_label(label: str) -> str:
+    """The row label of a stage right after its surgery, before distillation."""
+    return f"{label}, no distillation"
+
+
+def stage_results(run: Run, label: str, name: str, pruned_rows: int = 0, progress: bool = False) -> dict:
+    """Evaluations for a stage's page: the teacher; if ``pruned_rows``, the teacher and the
+    undistilled model (``models/<name>_pruned``) on the first rows (:func:`first_rows_label`,
+    :func:`undistilled_label`); the distilled model (``models/<name>``) on the full test sample."""
     teacher = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
     out = {"teacher": teacher}
-    if pruned_users:
-        n = min(pruned_users, teacher.metrics["n"])
-        out[f"teacher (first {n})"] = first_users(teacher, n)
-        out[f"{label}, no distillation"] = evaluate_cached(run, f"{name}_pruned_n{n}", run.model(f"{name}_pruned"),
-                                                           limit=n, progress=progress)
+    if pruned_rows:
+        n = min(pruned_rows, teacher.metrics["n"])
+        out[first_rows_label(n)] = first_rows(teacher, n)
+        out[undistilled_label(label)] = evaluate_cached(run, f"{name}_pruned_n{n}", run.model(f"{name}_pruned"),
+                                                        limit=n, progress=progress)
     out[label] = evaluate_cached(run, name, run.stage(name), progress=progress)
     return out
+
+
+def stage_retention(results: dict, label: str) -> pd.DataFrame:
+    """Retention (metric / teacher's metric on the same rows) of a stage page's results: every model
+    evaluated on the full test sample against the teacher, and the undistilled ``label`` against the
+    teacher on its first rows (when :func:`stage_results` evaluated it)."""
+    undistilled = undistilled_label(label)
+    first = first_rows_label(results[undistilled].metrics["n"]) if undistilled in results else None
+    full = {k: v for k, v in results.items() if k not in (first, undistilled)}
+    table = retention_table(full, "teacher")
+    if first is not None:
+        part = retention_table({first: results[first], undistilled: results[undistilled]}, first)
+        table = pd.concat([table, part.drop(index=first)])
+    return table
+
+
+def stage_param_counts(run: Run, names: dict[str, str]) -> pd.DataFrame:
+    """Parameter counts (:func:`~prunerec_utils.method.surgery.param_formula`: total, embedding,
+    non-embedding, …) of the run's models, one row per ``{label: model name}``, read from each folder's
+    ``config.json`` (one line naming the folder where it is missing)."""
+    counts = {}
+    for label, name in names.items():
+        folder = run.model(name)
+        if not (folder / "config.json").exists():
+            raise PruneRecError(f"no model at {folder} (no config.json): make {name} first")
+        counts[label] = param_formula(AutoConfig.from_pretrained(folder))
+    return pd.DataFrame(counts).T

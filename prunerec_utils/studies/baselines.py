@@ -2,7 +2,7 @@
 
 Every baseline sees exactly what the LLM recommender sees: one D3 sample per training row (the
 up-to-10 previous item ids → the next item id), model selection on the validation rows, and the
-profile's fixed test users (:func:`prunerec_utils.pipeline.evaluate.fixed_test_users`). Only the item ids
+profile's fixed test users (:func:`prunerec_utils.pipeline.evaluate.fixed_test_rows`). Only the item ids
 are used — never the titles — so these models learn from co-occurrence alone.
 
 The models, their loss and their full ranking live in :mod:`prunerec_utils.studies.id_models`;
@@ -30,7 +30,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from .. import PruneRecError
 from ..data import read_items, sample_rows
 from ..identity import files_identity
-from ..pipeline.evaluate import (EvalResult, _result, cached_result, first_users, fixed_test_users, load_result,
+from ..pipeline.evaluate import (EvalResult, _result, cached_result, first_rows, fixed_test_rows, load_result,
                                  metrics_from_ranks, save_result, users_settings)
 from ..steps import folder_step, read_json
 from .id_models import (EVAL_BATCH, NegativeSamplingCollator, SequentialRecommender, build_model, check_models,
@@ -38,31 +38,14 @@ from .id_models import (EVAL_BATCH, NegativeSamplingCollator, SequentialRecommen
 
 SUMMARY = "summary.json"
 WEIGHTS = "model.safetensors"
-# Per-profile budgets (any other profile gets "default"). train_rows / valid_rows: "all", an int
-# (seeded sample), or "teacher": the very rows the LLM teacher was fine-tuned / validated on (the
-# profile's max_train / max_valid sample). The paper's grid is lr {1e-2, 1e-3, 1e-4} × emb {64, 128, 256}.
-BUDGETS = {
-    "ci": {"lrs": (1e-2,), "embs": (16,), "epochs": 2, "patience": 1, "batch_size": 64, "negatives": 1,
-           "dropout": 0.2, "train_rows": "teacher", "valid_rows": 256},
-    "default": {"lrs": (1e-3, 1e-2), "embs": (64,), "epochs": 20, "patience": 3, "batch_size": 1024,
-                "negatives": 1, "dropout": 0.2, "train_rows": "all", "valid_rows": "all"},
-    "paper": {"lrs": (1e-2, 1e-3, 1e-4), "embs": (64, 128, 256), "epochs": 200, "patience": 10,
-              "batch_size": 1024, "negatives": 1, "dropout": 0.2, "train_rows": "all", "valid_rows": "all"},
-}
+BUDGET_FIELDS = ("lrs", "embs", "epochs", "patience", "batch_size", "negatives", "dropout", "train_rows", "valid_rows")
 
 
-def budgets(prof, **overrides) -> dict:
-    """The profile's baseline budget, with every non-None override taking precedence."""
-    base = dict(BUDGETS.get(prof.name, BUDGETS["default"]))
-    unknown = set(overrides) - set(base)
-    if unknown:
-        raise PruneRecError(f"unknown baseline budget field(s): {', '.join(sorted(unknown))}; "
-                            f"use {', '.join(base)}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    for key, kind in (("lrs", float), ("embs", int)):  # a single value is a one-point list
-        values = base[key] if isinstance(base[key], (list, tuple)) else [base[key]]
-        base[key] = tuple(kind(x) for x in values)
-    return base
+def grid_budget(prof) -> dict:
+    """The grid and training budget of the ID baselines, read from the profile's ``baseline_*`` fields
+    (train_rows / valid_rows: "all", an int (seeded sample), or "teacher": the very rows the LLM teacher was
+    fine-tuned / validated on)."""
+    return {field: getattr(prof, f"baseline_{field}") for field in BUDGET_FIELDS}
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -181,12 +164,12 @@ def _rows(df: pd.DataFrame, rows, teacher_rows: int | None, seed: int) -> pd.Dat
     return sample_rows(df, None if n is None else int(n), seed)
 
 
-def grid_table(run, models=None, progress: bool = True, **overrides) -> pd.DataFrame:
+def grid_table(run, models=None, progress: bool = True) -> pd.DataFrame:
     """One row per (model, lr, emb): validation NDCG@20 / HR@20 of its best epoch, best epoch,
     epochs run, training seconds, parameters, and ``chosen`` (the best configuration per model, first
-    of equals). Trains whatever grid point is not stored yet; ``overrides``: budget fields."""
+    of equals). Trains whatever grid point is not stored yet; the grid is the profile's (:func:`grid_budget`)."""
     prof = run.prof
-    models, budget = check_models(models), budgets(prof, **overrides)
+    models, budget = check_models(models), grid_budget(prof)
     n_items = int(read_items(run.splits)["item_id"].max()) + 1
     train = to_dataset(_rows(run.split("train"), budget["train_rows"], prof.max_train, prof.seed))
     valid = to_dataset(_rows(run.split("valid"), budget["valid_rows"], prof.max_valid, prof.seed))
@@ -227,20 +210,19 @@ def result_name(model: str, exclude_seen: bool = False) -> str:
     return f"baseline_{model}" + ("_exclude_seen" if exclude_seen else "")
 
 
-def baseline_results(run, models=None, progress: bool = True, exclude_seen: bool = False,
-                     **overrides) -> dict[str, EvalResult]:
+def baseline_results(run, models=None, progress: bool = True, exclude_seen: bool = False) -> dict[str, EvalResult]:
     """Train the grid (or read it), keep each model's best configuration by validation NDCG@20,
     and evaluate it on the profile's fixed test users by full ranking over all items.
 
     Results are stored as ``results/baseline_<model>[_exclude_seen].json`` + ``ranks/…csv`` in the
-    run folder and reused when made from the same configuration and users. ``overrides``: any
-    budget field (see :data:`BUDGETS`).
+    run folder and reused when made from the same configuration and rows. The grid is the profile's
+    (:func:`grid_budget`).
     """
     models = check_models(models)
-    table = grid_table(run, models, progress, **overrides)
+    table = grid_table(run, models, progress)
     folder = run.folder
     titles = read_items(run.splits).sort_values("item_id")["item_title"].tolist()
-    test = fixed_test_users(run)
+    test = fixed_test_rows(run)
     out = {}
     for name in models:
         chosen = table[(table["model"] == name) & table["chosen"]].iloc[0]
@@ -273,10 +255,10 @@ def teacher_reference(run, exclude_seen: bool = False) -> EvalResult | None:
     """The LLM teacher's stored evaluation (notebook 01) on the same fixed test users and seen-item
     rule as the baselines, or None where there is none (``teacher`` /
     ``teacher_exclude_seen_n<users>``; a longer evaluation is cut to the same first users)."""
-    test = fixed_test_users(run)
+    test = fixed_test_rows(run)
     name = f"teacher_exclude_seen_n{len(test)}" if exclude_seen else "teacher"
     res = load_result(run.folder, name)
     if res is None or res.metrics.get("exclude_seen", False) != exclude_seen or res.metrics["n"] < len(test):
         return None
     same = res.per_user["user_id"].iloc[:len(test)].tolist() == test["user_id"].tolist()
-    return (res if res.metrics["n"] == len(test) else first_users(res, len(test))) if same else None
+    return (res if res.metrics["n"] == len(test) else first_rows(res, len(test))) if same else None

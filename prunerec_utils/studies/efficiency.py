@@ -42,7 +42,8 @@ from ..assets import load_model, load_tokenizer
 from ..data import get_dataset_config, read_items
 from ..method.beam_search import TensorTrie, constrained_beam_search
 from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, remove_layers
-from ..pipeline.evaluate import DTYPES, TitleTrie, fixed_test_users
+from ..paths import atomic_write_text
+from ..pipeline.evaluate import DTYPES, TitleTrie, fixed_test_rows
 from ..prompts import prompt_ids
 
 
@@ -104,8 +105,6 @@ def measure(model, prompts: list[list[int]], trie=None, num_beams: int = 20, bat
             warmup: int = 1, length_penalty: float = 0.0) -> dict:
     """Latencies (seconds) and, with a ``trie``, recommendation latency and throughput over ``prompts``
     (the search of the run's evaluation: ``num_beams``, ``length_penalty``)."""
-
-
     model.eval()
     device = next(model.parameters()).device
     ids = torch.tensor([prompts[0]], device=device)
@@ -167,8 +166,6 @@ def save_paper_geometry(root: str | Path, seed: int = 0) -> dict[str, Path]:
     ``teacher``; ``stage1`` 7 of 14 heads and hidden 448; ``stage2`` MLP 896; ``stage3`` 8 of 24
     layers. Which heads / dims / neurons / layers go is random: structure, not accuracy, sets the
     speed. Returns ``{stage: folder}``."""
-
-
     cfg = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
                       rope_theta=1e6, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151643)
@@ -274,17 +271,16 @@ def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
 MODELS = ("teacher", "stage1", "stage2", "stage3", "stage3_vocab")
 
 
-def benchmark_run(run, device: str = "cpu", users: int = 8, repeats: int = 5,
+def benchmark_run(run, device: str = "cpu", rows: int = 8, repeats: int = 5,
                   warmup: int = 1, paper: bool = False, models: tuple[str, ...] = MODELS,
                   progress: bool = True) -> dict:
     """Measure every model of a run folder that exists (``models``, in order; the teacher is
-    required), each in its own process, on the first ``users`` of the fixed test sample; with
-    ``paper``, also Qwen2-0.5B's geometry at each stage (random weights, no beam search)."""
-
-
+    required), each in its own process, on the first ``rows`` of the fixed test sample; with
+    ``paper``, also Qwen2-0.5B's geometry at each stage (random weights, no beam search). The record
+    keeps its historical key ``users`` for the number of rows timed."""
     prof, folder = run.prof, run.folder / "models"
     run.stage("teacher")
-    test = fixed_test_users(run).iloc[:users]
+    test = fixed_test_rows(run).iloc[:rows]
     base = {"histories": test["history_item_title"].tolist(), "dataset": run.dataset,
             "titles": read_items(run.splits)["item_title"].tolist(),
             "cutoff_len": prof.cutoff_len, "num_beams": prof.num_beams, "batch": prof.eval_batch,
@@ -301,6 +297,18 @@ def benchmark_run(run, device: str = "cpu", users: int = 8, repeats: int = 5,
             out["results"][name] = measure_in_subprocess(job, device)
     out["device"] = next(iter(out["results"].values()))["device"]
     return out
+
+
+def benchmark_file(run, device: str = "cpu") -> Path:
+    """Where a run keeps its :func:`benchmark_run` on ``device`` (``results/efficiency_<device>.json``)."""
+    return run.result_file(f"efficiency_{device}")
+
+
+def save_benchmark(run, bench: dict, device: str = "cpu") -> Path:
+    """Write ``bench`` (:func:`benchmark_run`) to :func:`benchmark_file`; returns its path."""
+    path = benchmark_file(run, device)
+    atomic_write_text(path, json.dumps(bench, indent=1))
+    return path
 
 
 def tables(bench: dict) -> dict:

@@ -22,7 +22,7 @@ from ..pipeline.stages import surgery_params
 from ..profiles import get_profile
 from . import scorecard as sc
 from .baselines import result_name
-from .efficiency import findings, tables
+from .efficiency import benchmark_file, findings, tables
 from .id_models import MODELS
 
 CHAPTERS = {"00": "00_preprocess", "01": "01_bigrec_finetune", "02": "02_observations", "03": "03_stage1_heads",
@@ -132,9 +132,8 @@ def chapter_sentences(run: Run, card: pd.DataFrame | None = None,
     abl = card[card["section"] == "Ablations"]
     if (abl["verdict"] != sc.NOT_MEASURED).any():
         out["06"] = f"Ablation claims: {_tally_text(abl)}."
-    eff = f / "results" / "efficiency_cpu.json"
+    eff = benchmark_file(run, "cpu")
     if eff.exists():
-
         first = findings(tables(json.loads(eff.read_text()))["run"])
         if first:
             out["07"] = first[0]

@@ -39,27 +39,12 @@ from ..identity import model_identity
 from ..method.surgery import decoder_layers, temporary_layers
 from ..paths import atomic_write_text
 from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
-                                 evaluation_settings, first_users, fixed_test_users, retention_table)
+                                 evaluation_settings, first_rows, fixed_test_rows, retention_table)
 from ..pipeline.run import Run
 from ..pipeline.stages import samples
 
 METHODS = ("wanda", "random")
 SHARES = (0.1, 0.5)  # K of Fig 1a
-# Reduced budgets per profile (any other profile gets "default"): samples for the activation
-# statistics and Wanda's calibration, test users per pruned evaluation, sparsity levels.
-BUDGETS = {
-    "ci": {"samples": 8, "users": 16, "sparsities": (0.3, 0.6)},
-    "default": {"samples": 100, "users": 200, "sparsities": (0.1, 0.3, 0.5, 0.7)},
-}
-
-
-def budgets(prof, samples: int | None = None, users: int | None = None, sparsities=None) -> dict:
-    """The profile's observation budgets, with any non-None argument taking precedence."""
-    base = BUDGETS.get(prof.name, BUDGETS["default"])
-    given = {"samples": samples, "users": users, "sparsities": sparsities}
-    out = {k: base[k] if v is None else v for k, v in given.items()}
-    out["sparsities"] = tuple(float(s) for s in out["sparsities"])
-    return out
 
 
 def sample_batch(run: Run, n: int, tok) -> dict:
@@ -222,20 +207,20 @@ def sparsity_of(model) -> float:
 
 # -- evaluation of the pruned teacher (Fig 1b) -------------------------------------------------
 
-def teacher_on_users(run: Run, users: int = 200, progress: bool = False) -> EvalResult:
-    """The teacher's stored evaluation (notebook 01) restricted to its first ``users`` test rows."""
+def teacher_on_rows(run: Run, rows: int = 200, progress: bool = False) -> EvalResult:
+    """The teacher's stored evaluation (notebook 01) restricted to its first ``rows`` test rows."""
     full = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
-    return first_users(full, min(users, full.metrics["n"]))
+    return first_rows(full, min(rows, full.metrics["n"]))
 
 
-def pruned_result(run: Run, method: str, sparsity: float, samples: int = 100, users: int = 200,
+def pruned_result(run: Run, method: str, sparsity: float, samples: int = 100, rows: int = 200,
                   progress: bool = False) -> EvalResult:
-    """The teacher pruned in memory by ``method`` at ``sparsity``, evaluated on the first ``users``
-    fixed test users; cached as ``results/obs_<method>_s<s>_n<users>.json`` (+ ranks), keyed by
-    the evaluation settings (users, search, precision, the teacher's and the data's identity),
+    """The teacher pruned in memory by ``method`` at ``sparsity``, evaluated on the first ``rows``
+    fixed test rows; cached as ``results/obs_<method>_s<s>_n<rows>.json`` (+ ranks), keyed by
+    the evaluation settings (rows, search, precision, the teacher's and the data's identity),
     the method, the sparsity, the calibration samples and the seed."""
     prof = run.prof
-    test = fixed_test_users(run).iloc[:users]
+    test = fixed_test_rows(run).iloc[:rows]
     name = f"obs_{method}_s{sparsity:g}_n{len(test)}"
     made = {"method": method, "sparsity": sparsity, "calibration_samples": samples if method == "wanda" else None,
             "seed": prof.seed}
@@ -263,12 +248,12 @@ def _row(label: str, sparsity: float, res: EvalResult, teacher: EvalResult) -> d
             "users": res.metrics["users"]}
 
 
-def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100, users: int = 200,
+def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100, rows: int = 200,
                    methods=METHODS, progress: bool = False) -> pd.DataFrame:
     """Fig 1b table: one row per (method, sparsity) plus the unpruned teacher (sparsity 0), with
     HR/NDCG@10/20, their mean, retention per metric and ``retention`` (their mean, the paper's avg;
     NaN where the teacher has no hit on these rows)."""
-    teacher = teacher_on_users(run, users, progress)
+    teacher = teacher_on_rows(run, rows, progress)
     rows = [_row("teacher", 0.0, teacher, teacher)]
     for method in methods:
         for s in tqdm(sparsities, desc=method, unit="level", disable=not progress):
@@ -280,7 +265,6 @@ def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100
 def save_observations(path, mlp_summary: pd.DataFrame, attention_summary: pd.DataFrame, verdict: pd.DataFrame,
                       basis: str) -> None:
     """The findings of notebook 02 as JSON (``results/observations.json``), for the scorecard."""
-
 
     def records(df):
         return df.reset_index().to_dict(orient="records")

@@ -49,6 +49,15 @@ def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFr
     return out
 
 
+def with_shares(frame: pd.DataFrame, reference: str, shares: dict[str, str], digits: int = 1) -> pd.DataFrame:
+    """``frame`` with, for each ``{column: share column}`` of ``shares``, the column as a percentage of the row
+    ``reference`` (e.g. parameters as "% of teacher"), rounded to ``digits``."""
+    out = frame.copy()
+    for column, name in shares.items():
+        out[name] = (100 * out[column] / out.loc[reference, column]).round(digits)
+    return out
+
+
 def table(frame: pd.DataFrame, caption: str, digits: int | dict | None = None) -> None:
     """Display ``caption`` (bold) and directly under it :func:`readable` ``frame``."""
     display(Text(caption, bold=True), readable(frame, digits))
