@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .data import prepare
     from .own_log import log_config, log_files
-    from .pipeline import stages, targets
+    from .pipeline import size_targets, stages
     from .pipeline.run import Run
     from .studies import plots
 
@@ -205,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         raise PruneRecError(f"{source}: no config.json (not a Hugging Face model folder)")
     config = AutoConfig.from_pretrained(source)
     if args.target_share is not None:
-        shapes = targets.from_share(config, args.target_share)
+        shapes = size_targets.from_share(config, args.target_share)
     else:
-        shapes = targets.Shapes(args.keep_heads, args.mlp, args.layers)
-        targets.check(config, shapes)
-    shapes_line = targets.describe(config, shapes)
+        shapes = size_targets.Shapes(args.keep_heads, args.mlp, args.layers)
+        size_targets.check(config, shapes)
+    shapes_line = size_targets.describe(config, shapes)
     print(shapes_line, flush=True)
 
     columns = {"user": args.user_col, "item": args.item_col, "timestamp": args.time_col, "title": args.title_col}

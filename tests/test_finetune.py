@@ -119,8 +119,8 @@ def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml
     out = tmp_path / "ml-100k" / "ci" / "models" / "teacher"
     out.mkdir(parents=True)
     prof = get_profile("ci")
-    settings = {**training_settings(prof), "base_id": model_identity(resolve_model(prof.model)),
-                "data_id": data_identity(splits)}
+    settings = training_settings(prof, base_id=model_identity(resolve_model(prof.model)),
+                                 data_id=data_identity(splits))
     (out / SUMMARY).write_text(json.dumps(record(settings, {"steps": 3})))
     assert train_teacher(Run("ml-100k", prof, tmp_path), progress=False)[1]["steps"] == 3  # same settings: reused
     with pytest.raises(PruneRecError, match="max_train 256 .asked 512."):
@@ -220,3 +220,13 @@ def test_checkpoints_of_another_training_are_not_resumed(tmp_path, capsys):
     (ckpt / "checkpoint-8").mkdir(parents=True)  # checkpoints without a record (older version): not trusted
     (ckpt / "checkpoint-8" / "trainer_state.json").write_text("{}")
     assert complete_checkpoint(ckpt, {"lr": 3e-4}) is None and not (ckpt / "checkpoint-8").exists()
+
+
+def test_training_settings_are_made_in_one_place_and_idempotent():
+    from prunerec_utils.pipeline.finetune import TRAINING_FIELDS, training_settings
+
+    prof = get_profile("ci")
+    once = training_settings(prof, base_id="abc", data_id="def")
+    assert set(once) == set(TRAINING_FIELDS) | {"base_id", "data_id"} and once["max_train"] == prof.max_train
+    assert training_settings(prof, **once) == once  # finetune applies it again to what a caller made: no change
+    assert training_settings(prof, max_train=64)["max_train"] == 64  # a distillation's own budget wins

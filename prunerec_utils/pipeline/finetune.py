@@ -158,7 +158,7 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
     """
     out_dir = Path(out_dir)
     ckpt_dir = out_dir.parent / f"{out_dir.name}.ckpt"
-    full = {**training_settings(prof), **(settings or {})}
+    full = training_settings(prof, **(settings or {}))
     rank, world = process_rank()
 
     def train(tmp: Path) -> dict:
@@ -237,10 +237,12 @@ TRAINING_FIELDS = ("max_train", "max_valid", "epochs", "batch_size", "grad_accum
                    "cutoff_len", "seed", "train_precision", "train_compile")
 
 
-def training_settings(prof: Profile) -> dict:
-    """The profile fields a trained model depends on (stored in its summary's settings). The model
-    itself is identified by content (``base_id``, ``student_id``), not by its name or path."""
-    return {k: getattr(prof, k) for k in TRAINING_FIELDS}
+def training_settings(prof: Profile, **identities) -> dict:
+    """The settings a trained model depends on, as stored in its summary: the profile fields it was trained
+    with (:data:`TRAINING_FIELDS`) and ``identities`` (``base_id``, ``student_id``, ``teacher_id``, ``data_id``,
+    a distillation's ``kd_lambda`` and budget): the model is identified by content, not by its name or path.
+    The one place a profile becomes a training's settings; applying it again to its own output changes nothing."""
+    return {**{k: getattr(prof, k) for k in TRAINING_FIELDS}, **identities}
 
 
 def distill(student, teacher, tokenizer, train_ds, valid_ds, out_dir: str | Path, prof, kd_lambda: float = 0.8,

@@ -55,7 +55,7 @@ def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Pa
     set_progress(progress)
     prof, out = run.prof, run.model(name)
     base = resolve_model(prof.model)
-    settings = {**training_settings(prof), "base_id": model_identity(base), "data_id": run.data_id()}
+    settings = training_settings(prof, base_id=model_identity(base), data_id=run.data_id())
     summary = steps.stored(out / SUMMARY, settings, remove=out)
     if summary is None:
         tok, cfg = load_tokenizer(base), run.cfg
@@ -166,7 +166,7 @@ def surgery_params(pruned_dir: Path, key: str) -> dict | None:
     return steps.read_json(path)["params"][key] if path.exists() else None
 
 
-def samples(run: Run, n: int, purpose: str, tok) -> dict:
+def sample_batch(run: Run, n: int, purpose: str, tok) -> dict:
     """``n`` seeded training samples drawn for ``purpose`` (:data:`prunerec_utils.pipeline.run.SAMPLES`),
     tokenised as prompt + answer and left-padded: input_ids etc. ``[n, T]``."""
     return _collated(tok, run.rows(purpose, n), run.cfg, run.prof.cutoff_len)
@@ -183,7 +183,7 @@ def stage2_prune(run: Run) -> tuple[Path, dict]:
     def build(tmp: Path) -> dict:
         model, tok = load_model(src), load_tokenizer(src)
         t0 = time.time()
-        scores = mlp_scores(model, samples(run, prof.mlp_samples, "mlp", tok),
+        scores = mlp_scores(model, sample_batch(run, prof.mlp_samples, "mlp", tok),
                             prof.mlp_tau_quantile, prof.mlp_variant, seed=prof.seed)
         k = round(prof.mlp_keep_factor * model.config.hidden_size)
         keep = scores.keep(k)
@@ -222,7 +222,7 @@ def stage3_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
         if prof.layer_variant == "random":
             search = random_layers(L, n_remove, prof.seed)
         else:
-            search = greedy_layer_removal(model, samples(run, prof.calibration_samples, "calibration", tok),
+            search = greedy_layer_removal(model, sample_batch(run, prof.calibration_samples, "calibration", tok),
                                           n_remove, progress, prefix=layer_search_prefix(run, settings))
         before = param_counts(model)
         remove_layers(model, search["removed"])
@@ -282,16 +282,15 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
 
 
 def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = False) -> tuple[Path, dict]:
-    """Distil ``student_dir`` from the teacher on a seeded sample of :func:`restoration_budget`
+    """Distil ``student_dir`` from the teacher on a seeded sample of ``prof.distill_samples``
     training rows (the teacher's own when the budgets are equal) → ``models/<out_name>``.
 
     Stored with the training settings (:func:`prunerec_utils.pipeline.finetune.training_settings`), λ, and
     the identities of the student, the teacher and the data; another of any is refused."""
     prof, tdir = run.prof, run.stage("teacher")
     budget = prof.distill_samples
-    settings = {**training_settings(prof), "max_train": budget, "kd_lambda": prof.kd_lambda,
-                "student_id": model_identity(student_dir),
-                "teacher_id": model_identity(tdir), "data_id": run.data_id()}
+    settings = training_settings(prof, max_train=budget, kd_lambda=prof.kd_lambda, student_id=model_identity(student_dir),
+                                 teacher_id=model_identity(tdir), data_id=run.data_id())
 
     out = run.model(out_name)
     summary = steps.stored(out / SUMMARY, settings, remove=out)

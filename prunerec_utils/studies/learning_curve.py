@@ -75,7 +75,7 @@ def run_curve(run, budgets: list[int], out: str | Path, progress: bool = False, 
     prepare(run.dataset, run.splits)
     prof = run.prof
     settings = {"dataset": run.dataset, "profile": prof.name, "data_id": run.data_id(),
-                "hyper": {k: v for k, v in {**training_settings(prof), **{f: getattr(prof, f) for f in CURVE_EVAL}}.items()
+                "hyper": {k: v for k, v in training_settings(prof, **{f: getattr(prof, f) for f in CURVE_EVAL}).items()
                           if k != "max_train"}}
     doc = stored(out, settings, remedy="or choose another --out") or {}
     pop = popularity_cached(run).metrics

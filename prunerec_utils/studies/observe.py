@@ -41,15 +41,10 @@ from ..paths import atomic_write_text
 from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
                                  evaluation_settings, first_rows, fixed_test_rows, retention_table)
 from ..pipeline.run import Run
-from ..pipeline.stages import samples
+from ..pipeline.stages import sample_batch
 
 METHODS = ("wanda", "random")
 SHARES = (0.1, 0.5)  # K of Fig 1a
-
-
-def sample_batch(run: Run, n: int, tok) -> dict:
-    """``n`` seeded training samples (prompt + answer), left-padded: input_ids etc. ``[n, T]``."""
-    return samples(run, n, "observe", tok)
 
 
 # -- activation statistics (Fig 1a, 2, 3) -------------------------------------------------------
@@ -232,7 +227,7 @@ def pruned_result(run: Run, method: str, sparsity: float, samples: int = 100, ro
     model, tok = load_model(tdir), load_tokenizer(tdir)
     if torch.cuda.is_available():
         model = model.cuda()
-    batch = sample_batch(run, samples, tok) if method == "wanda" else None
+    batch = sample_batch(run, samples, "observe", tok) if method == "wanda" else None
     prune(model, method, sparsity, batch, prof.seed)
     measured = sparsity_of(model)
     model = model.to(DTYPES[prof.eval_dtype])

@@ -5,8 +5,8 @@ from transformers import AutoConfig, Qwen2Config
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.method.surgery import param_formula
-from prunerec_utils.pipeline import targets
-from prunerec_utils.pipeline.targets import Shapes
+from prunerec_utils.pipeline import size_targets as targets
+from prunerec_utils.pipeline.size_targets import Shapes
 
 
 def qwen05():
