@@ -32,7 +32,7 @@ import papermill as pm
 from . import PruneRecError, cli
 from .data import get_dataset_config
 from .paths import REPO_ROOT, atomic_write_text, resolve
-from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts, source_cells
+from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts
 from .pipeline.run import Run
 from .profiles import get_profile
 from .studies.export import export_run
@@ -80,18 +80,10 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
             tags.append("hide-cell")
 
 
-def stale_copies(out_dir: Path) -> list[str]:
-    """Names of the executed copies in ``out_dir`` whose cells differ from ``notebooks/`` (or
-    that are missing): they were not re-executed after the notebook changed."""
-    return [src.name for src in notebook_paths()
-            if not (out_dir / src.name).exists() or source_cells(out_dir / src.name) != source_cells(src)]
-
-
 def run_notebook(src: Path, out_dir: Path, params: dict, facts=None) -> float:
     """Execute ``src`` into ``out_dir/<same name>``; returns the wall time in seconds. ``facts``
     (optional, a callable): the run the copy shows (:func:`~prunerec_utils.pipeline.banners.run_facts`),
     recorded in its metadata for the book's banners."""
-
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".running.{src.name}"
     failed = failed_copy(out_dir, src)

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prunerec_utils.assets import load_model, load_tokenizer, tiny_qwen2_dir  # noqa: E402
 from prunerec_utils.data import build_splits  # noqa: E402
-from prunerec_utils.pipeline.finetune import finetune, process_rank, tokenize_split  # noqa: E402
 from prunerec_utils.own_log import load_log, log_config, synthetic_log  # noqa: E402
+from prunerec_utils.pipeline.finetune import finetune, process_rank, tokenize_split  # noqa: E402
 from prunerec_utils.profiles import get_profile  # noqa: E402
 
 ap = argparse.ArgumentParser()

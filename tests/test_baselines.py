@@ -11,14 +11,25 @@ import pytest
 import torch
 
 from prunerec_utils import PruneRecError
+from prunerec_utils.method.metrics import metrics_from_ranks
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.studies import baselines, id_models
 from prunerec_utils.studies.baselines import BaselineConfig, to_dataset
-from prunerec_utils.studies.id_models import (MODELS, build_model, pad_histories, rank_metrics, ranked_items,
-                                              sample_negatives, sampled_bce, target_ranks, top_titles)
+from prunerec_utils.studies.id_models import (MODELS, build_model, pad_histories, ranked_items, sample_negatives,
+                                              sampled_bce, target_ranks, top_titles)
 
 N_ITEMS = 30
+
+
+def rank_metrics(model, df: pd.DataFrame) -> dict:
+    """HR/NDCG@10/20 of ``df``'s next items by full ranking over item ids."""
+    histories, targets = df["history_item_id"].tolist(), torch.tensor(df["item_id"].tolist())
+    batch = id_models.EVAL_BATCH
+    ranks = torch.cat([id_models.target_ranks(s, targets[i * batch:(i + 1) * batch])
+                       for i, s in enumerate(id_models.score_histories(model, histories))])
+    return metrics_from_ranks(ranks.numpy())
+
 
 
 @pytest.fixture(autouse=True, scope="module")

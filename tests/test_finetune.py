@@ -109,8 +109,8 @@ def test_mid_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tiny_model_di
 def test_stored_teacher_with_another_budget_base_or_data_is_refused(tmp_path, ml100k_splits):
     from prunerec_utils import PruneRecError
     from prunerec_utils.assets import resolve_model
-    from prunerec_utils.pipeline.finetune import training_settings
     from prunerec_utils.identity import data_identity, model_identity
+    from prunerec_utils.pipeline.finetune import training_settings
     from prunerec_utils.pipeline.stages import train_teacher
     from prunerec_utils.steps import record
 

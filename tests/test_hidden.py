@@ -3,8 +3,8 @@
 import torch
 
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.method.training import LeftPadCollator
 from prunerec_utils.method.hidden import VARIANTS, hidden_importance, top_dims
+from prunerec_utils.method.training import LeftPadCollator
 from prunerec_utils.prompts import encode_example
 
 

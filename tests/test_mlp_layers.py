@@ -10,13 +10,21 @@ from transformers import AutoModelForCausalLM
 from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.method.training import LeftPadCollator
-from prunerec_utils.method.layers import greedy_layer_removal, perplexity, skipping
+from prunerec_utils.method.layers import greedy_layer_removal, perplexity
 from prunerec_utils.method.mlp import MLPScores, mlp_scores
-from prunerec_utils.method.surgery import decoder_layers, param_counts, param_formula, prune_mlp, remove_layers
+from prunerec_utils.method.surgery import (decoder_layers, param_counts, param_formula, prune_mlp, remove_layers,
+                                           temporary_layers)
+from prunerec_utils.method.training import LeftPadCollator
 from prunerec_utils.prompts import encode_example
 
 IDS = torch.tensor([[5, 17, 3, 44, 9, 61, 2, 8], [7, 7, 30, 12, 50, 1, 90, 4]])
+
+
+def skipping(model, removed):
+    """Temporarily run the decoder without the layers in ``removed`` (indices of the full model)."""
+    gone = set(removed)
+    return temporary_layers(model, [i for i in range(len(model.get_decoder().layers)) if i not in gone])
+
 
 
 def _batch(tokenizer, splits, n=4):

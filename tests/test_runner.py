@@ -1,11 +1,22 @@
 """The papermill driver stops on a failing cell and leaves no complete-looking output."""
 
+from pathlib import Path
+
 import nbformat
 import pytest
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.paths import REPO_ROOT
-from prunerec_utils.runner import notebook_paths, run_notebook, stale_copies
+from prunerec_utils.pipeline.banners import source_cells
+from prunerec_utils.runner import notebook_paths, run_notebook
+
+
+def stale_copies(out_dir: Path) -> list[str]:
+    """Names of the executed copies in ``out_dir`` whose cells differ from ``notebooks/`` (or
+    that are missing): they were not re-executed after the notebook changed."""
+    return [src.name for src in notebook_paths()
+            if not (out_dir / src.name).exists() or source_cells(out_dir / src.name) != source_cells(src)]
+
 
 
 def test_failing_notebook_raises_and_leaves_nothing(tmp_path):

@@ -9,9 +9,19 @@ from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_items, read_split
 from prunerec_utils.method.surgery import param_counts, param_formula, prune_vocab
-from prunerec_utils.method.vocab import (closure, dataset_token_ids, encoding_mismatches, new_item_cost, remap,
+from prunerec_utils.method.vocab import (closure, dataset_token_ids, encoding_mismatches, new_item_cost,
                                          restrict_tokenizer)
 from prunerec_utils.prompts import prompt_text, target_ids, target_text
+
+
+def remap(ids: list[int], old_of_new: torch.Tensor) -> list[int]:
+    """Old ids → new ids (every id must be kept): the pruned vocabulary's ids of a text encoded before."""
+    table = {int(o): n for n, o in enumerate(old_of_new.tolist())}
+    try:
+        return [table[i] for i in ids]
+    except KeyError as exc:
+        raise PruneRecError(f"token id {exc.args[0]} was pruned from the vocabulary") from None
+
 
 
 @pytest.fixture(scope="module")

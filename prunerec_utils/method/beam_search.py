@@ -41,7 +41,6 @@ from transformers import AttentionInterface, DynamicCache
 
 NEG = float("-inf")
 ATTENTION = "prunerec_shared_prompt"  # the attention function the beams' decode steps run through
-PROMPT_CACHES = ("shared", "copied")
 
 
 class TensorTrie:

@@ -19,12 +19,6 @@ from tqdm.auto import tqdm
 from .surgery import temporary_layers
 
 
-def skipping(model, removed):
-    """Temporarily run the decoder without the layers in ``removed`` (indices of the full model)."""
-    gone = set(removed)
-    return temporary_layers(model, [i for i in range(len(model.get_decoder().layers)) if i not in gone])
-
-
 @torch.no_grad()
 def perplexity(model, batch: dict, embeds: torch.Tensor | None = None) -> float:
     """exp(mean next-token cross-entropy) over the real (non-pad) tokens of a left-padded batch;

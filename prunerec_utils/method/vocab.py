@@ -113,15 +113,6 @@ def restrict_tokenizer(tokenizer, keep_ids: list[int]):
     return new, torch.tensor(keep_ids, dtype=torch.long)
 
 
-def remap(ids: list[int], old_of_new: torch.Tensor) -> list[int]:
-    """Old ids → new ids (every id must be kept)."""
-    table = {int(o): n for n, o in enumerate(old_of_new.tolist())}
-    try:
-        return [table[i] for i in ids]
-    except KeyError as exc:
-        raise PruneRecError(f"token id {exc.args[0]} was pruned from the vocabulary") from None
-
-
 def encoding_mismatches(old_tok, new_tok, old_of_new: torch.Tensor, texts: list[str], batch: int = 2048) -> int:
     """How many ``texts`` the restricted tokenizer encodes differently (after renumbering)."""
     table = old_of_new.tolist()

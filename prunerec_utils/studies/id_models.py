@@ -30,13 +30,11 @@ per-batch reduction of the scores to ranks runs in ``preprocess_logits_for_metri
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import PruneRecError
-from ..method.metrics import metrics_from_ranks
 
 MODELS = ("sasrec", "gru4rec", "caser")
 EVAL_BATCH = 512  # users per scoring batch (validation and test)
@@ -277,14 +275,6 @@ def score_histories(model: SequentialRecommender, histories: list[list[int]], ba
     device = next(model.parameters()).device
     for i in range(0, len(histories), batch_size):
         yield model.scores(pad_histories(histories[i:i + batch_size], model.pad, model.max_len).to(device)).cpu()
-
-
-def rank_metrics(model: SequentialRecommender, df: pd.DataFrame) -> dict:
-    """HR/NDCG@10/20 of ``df``'s next items by full ranking over item ids."""
-    histories, targets = df["history_item_id"].tolist(), torch.tensor(df["item_id"].tolist())
-    ranks = torch.cat([target_ranks(s, targets[i * EVAL_BATCH:(i + 1) * EVAL_BATCH])
-                       for i, s in enumerate(score_histories(model, histories))])
-    return metrics_from_ranks(ranks.numpy())
 
 
 # -- training -----------------------------------------------------------------------------------
