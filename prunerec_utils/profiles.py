@@ -135,7 +135,8 @@ class Profile:
         return () if top is None else tuple(sorted({max(1, top // 8), max(1, top // 2), top}))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as they read back from a JSON record (tuples as lists), so a stored profile compares equal."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 CHOICES = {"eval_dtype": ("fp32", "bf16"), "train_precision": ("bf16", "autocast", "fp32"),

@@ -67,3 +67,11 @@ def test_notebooks_pass_budget_overrides_to_the_profile_and_derive_none(path):
     assert not [p for p in params if p.endswith("_users")], f"{path.name}: a parameter counts rows as users"
     derived = re.findall(r".*(?:\bif ci else\b|\bor \(?\d|prof\.\w+ // \d|\bor prof\.\w+).*", body)
     assert not derived, f"{path.name} derives a budget: {derived}"
+
+
+def test_a_profile_reads_back_from_json_unchanged():
+    """A run record stores ``to_dict()`` as JSON: the same profile must compare equal when it is read back
+    (tuple budgets would read back as lists and make every re-run "another run")."""
+    for prof in PROFILES.values():
+        assert json.loads(json.dumps(prof.to_dict())) == prof.to_dict()
+        assert get_profile(prof.name, **{k: v for k, v in prof.to_dict().items() if k != "name"}) == prof
