@@ -147,3 +147,14 @@ def test_formatted_table_reads_as_counts_times_and_ratios():
     col = shown["teacher"]
     assert col["non-embedding params"] == "1,234,567" and col["prefill ms"] == "1,000.0"
     assert col["prefill speed-up"] == "1.00" and col["KV cache ratio"] == "1.00"
+
+
+def test_a_benchmark_is_saved_where_the_findings_read_it(tmp_path):
+    from prunerec_utils.pipeline.run import Run
+    from prunerec_utils.profiles import get_profile
+    from prunerec_utils.studies.efficiency import benchmark_file, save_benchmark
+
+    run = Run("ml-100k", get_profile("ci"), tmp_path)
+    path = save_benchmark(run, {"device": "cpu", "users": 2}, "cpu")
+    assert path == benchmark_file(run, "cpu") == run.folder / "results" / "efficiency_cpu.json"
+    assert json.loads(path.read_text()) == {"device": "cpu", "users": 2}

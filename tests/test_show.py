@@ -30,3 +30,10 @@ def test_parameter_counts_get_thousands_separators_and_other_integers_do_not():
     r = show.readable(f)
     assert list(r["non-embedding params"]) == ["134,515,008", show.MISSING]
     assert list(r["epochs run"]) == [3, 12000]
+
+
+def test_with_shares_adds_percentages_of_the_reference_row():
+    frame = pd.DataFrame({"total": [200, 50], "attention": [40, 10]}, index=["teacher", "stage1"])
+    out = show.with_shares(frame, "teacher", {"total": "total %", "attention": "attention %"}, digits=2)
+    assert out.loc["stage1", "total %"] == 25.0 and out.loc["teacher", "attention %"] == 100.0
+    assert list(out.columns) == ["total", "attention", "total %", "attention %"] and "total %" not in frame

@@ -97,3 +97,34 @@ def test_model_identity_ignores_the_transformers_version_that_saved_it(tmp_path,
     assert model_identity(tmp_path / "m") == before  # re-saved by another release: the same model
     (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "rms_norm_eps": 1e-3}))
     assert model_identity(tmp_path / "m") != before  # another model
+
+
+def _res(hr, n):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(metrics={"hr@10": hr, "hr@20": hr, "ndcg@10": hr / 2, "ndcg@20": hr / 2, "n": n})
+
+
+def test_stage_retention_reads_the_undistilled_row_against_the_teacher_on_its_rows():
+    results = {"teacher": _res(0.2, 48), stages.first_rows_label(16): _res(0.4, 16),
+               stages.undistilled_label("stage II"): _res(0.1, 16), "stage II": _res(0.1, 48),
+               "most popular": _res(0.05, 48)}
+    ret = stages.stage_retention(results, "stage II")
+    assert list(ret.index) == ["teacher", "stage II", "most popular", "stage II, no distillation"]
+    assert ret.loc["stage II", "avg"] == pytest.approx(0.5)  # 0.1 of the teacher's 0.2 on all rows
+    assert ret.loc["stage II, no distillation", "avg"] == pytest.approx(0.25)  # 0.1 of 0.4 on its 16 rows
+    without = stages.stage_retention({k: results[k] for k in ("teacher", "stage II")}, "stage II")
+    assert list(without.index) == ["teacher", "stage II"]  # no evaluation right after surgery: no such row
+
+
+def test_stage_param_counts_read_each_folder_or_name_the_missing_one(tmp_path, tiny_model_dir):
+    import shutil
+
+    from transformers import AutoConfig
+
+    run = Run("ml-100k", get_profile("ci"), tmp_path)
+    shutil.copytree(tiny_model_dir, run.model("teacher"))
+    counts = stages.stage_param_counts(run, {"the teacher": "teacher"})
+    assert counts.loc["the teacher"].to_dict() == param_formula(AutoConfig.from_pretrained(tiny_model_dir))
+    with pytest.raises(PruneRecError, match="no model at .*stage1"):
+        stages.stage_param_counts(run, {"teacher": "teacher", "stage I": "stage1"})
