@@ -18,7 +18,7 @@ def test_readable_hides_missing_cells_and_counter_index():
 
 def test_table_displays_its_caption_then_the_table_in_one_order(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda *objs: shown.extend(objs))
+    monkeypatch.setattr(show, "display", lambda *objs: shown.extend(objs))
     show.table(pd.DataFrame({"x": [1]}, index=["m"]), "Table A <b>")
     show.line("finding → holds")
     assert repr(shown[0]) == "Table A <b>" and "<strong>Table A &lt;b&gt;</strong>" in shown[0]._repr_html_()
