@@ -107,7 +107,7 @@ def smollm2_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, "config.json") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return dest
@@ -129,7 +129,7 @@ def tiny_qwen2_dir(seed: int = 0) -> Path:
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **TINY_QWEN2)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, "config.json") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return dest
