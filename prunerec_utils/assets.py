@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from . import PruneRecError
-from .paths import atomic_dir, models_root, resolve
+from .paths import atomic_dir, cli_path, models_root, resolve
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ def resolve_model(spec: str | Path) -> Path:
         return smollm2_dir()
     if spec.startswith("tiny-qwen2"):
         return tiny_qwen2_dir()
-    for candidate in (resolve(spec), models_root() / Path(spec).name):
+    # a path as typed (from the current folder), then the model cache under its last name
+    for candidate in (cli_path(spec), models_root() / Path(spec).name):
         if candidate.is_dir():
             if not (candidate / "config.json").exists():
                 raise PruneRecError(f"{candidate} is not a Hugging Face model folder (no config.json)")
