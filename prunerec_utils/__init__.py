@@ -27,8 +27,12 @@ class PruneRecError(RuntimeError):
     """A user-facing error: its message is one line that says what to fix."""
 
 
+INTERRUPTED = "interrupted; the same command continues: every finished step is kept"
+
+
 def cli(main):
-    """Decorator for a CLI ``main(argv) -> int``: a :class:`PruneRecError` prints one line, exits 2."""
+    """Decorator for a CLI ``main(argv) -> int``: a :class:`PruneRecError` prints one line, exits 2;
+    Ctrl-C prints one line saying how to continue, exits 130 (the shell's code for an interrupt)."""
 
     @functools.wraps(main)
     def run(argv=None):
@@ -37,5 +41,8 @@ def cli(main):
         except PruneRecError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(INTERRUPTED, file=sys.stderr)
+            return 130
 
     return run

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from . import PruneRecError
-from .paths import atomic_dir, models_root, resolve
+from .paths import atomic_dir, cli_path, models_root, resolve
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def smollm2_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, "config.json") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return dest
@@ -129,7 +129,7 @@ def tiny_qwen2_dir(seed: int = 0) -> Path:
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **TINY_QWEN2)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, "config.json") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return dest
@@ -142,7 +142,8 @@ def resolve_model(spec: str | Path) -> Path:
         return smollm2_dir()
     if spec.startswith("tiny-qwen2"):
         return tiny_qwen2_dir()
-    for candidate in (resolve(spec), models_root() / Path(spec).name):
+    # a path as typed (from the current folder), then the model cache under its last name
+    for candidate in (cli_path(spec), models_root() / Path(spec).name):
         if candidate.is_dir():
             if not (candidate / "config.json").exists():
                 raise PruneRecError(f"{candidate} is not a Hugging Face model folder (no config.json)")

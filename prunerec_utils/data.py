@@ -29,7 +29,7 @@ import pandas as pd
 from . import PruneRecError, cli, loaders
 from .identity import data_identity, files_identity
 from .own_log import load_log, log_files
-from .paths import atomic_dir, resolve
+from .paths import atomic_dir, cli_path, output_dir, resolve
 from .recipe import DatasetConfig, clean_title, get_dataset_config  # noqa: F401 (also read from here)
 from .steps import SETTINGS, record, run_lock, stored
 
@@ -149,7 +149,7 @@ def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None
     CSV files as written (checked when they are reused)."""
 
     out = resolve(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "stats.json") as tmp:
         for name, df in splits.items():
             df = df.copy()
             for c in LIST_COLUMNS:
@@ -232,7 +232,7 @@ def prepare(dataset: str | DatasetConfig, out: str | Path, raw_dir: str | Path |
     raw files (by name and content hash), or split files changed since, make it again after one line. Where
     the raw files are gone, existing splits of the same recipe are used as they are."""
 
-    out = resolve(out)
+    out = output_dir(resolve(out), "stats.json")  # another folder's files are never replaced
     cfg = dataset if isinstance(dataset, DatasetConfig) else get_dataset_config(dataset)
     try:
         raw = [[p.name, files_identity([p])] for p in raw_files(cfg, raw_dir)]  # content, not just the size
@@ -281,11 +281,12 @@ def table1(stats: dict) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.data", description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True, help="ml-100k, ml-1m or amazon-<Category>")
-    ap.add_argument("--out", required=True, help="output folder for train/valid/test.csv and stats.json")
+    ap.add_argument("--out", required=True, help="output folder for train/valid/test.csv and stats.json: new, empty "
+                                                 "or made by this command (relative to the current folder)")
     ap.add_argument("--raw-dir", default=None, help="folder with the Amazon 2018 files (default data/raw)")
     ap.add_argument("--force", action="store_true", help="rebuild even if OUT is complete")
     args = ap.parse_args(argv)
-    stats = prepare(args.dataset, args.out, args.raw_dir, force=args.force)
+    stats = prepare(args.dataset, cli_path(args.out), args.raw_dir and cli_path(args.raw_dir), force=args.force)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}))
     return 0
 

@@ -9,6 +9,7 @@ order, write the next book the user will choose.").
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,12 @@ import numpy as np
 import pandas as pd
 
 from . import PruneRecError
-from .recipe import DatasetConfig
+from .recipe import DatasetConfig, clean_title
 
 LOG_SOURCE = "log"
+MISSING_IDS = ("", "nan", "none", "null", "na", "n/a", "<na>")  # read as "no id", in any case
+EPOCH = pd.Timestamp(0, tz="UTC").as_unit("s")  # dates keep their own resolution (9999-12-31 fits)
+EARLIEST, LATEST = -2_208_988_800, 4_102_444_800  # 1900-01-01 and 2100-01-01, Unix seconds
 FLAGS = {"user": "--user-col", "item": "--item-col", "timestamp": "--time-col", "title": "--title-col"}  # prune CLI
 
 
@@ -58,12 +62,16 @@ def log_files(cfg: LogConfig) -> list[Path]:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if path.stat().st_size == 0:
+        raise PruneRecError(f"{path}: is empty (0 bytes); it needs a header row and one row per interaction")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if parquet:
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
-    except (ValueError, OSError, pd.errors.ParserError, ImportError) as e:
-        raise PruneRecError(f"{path}: cannot be read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name
+        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python", encoding="utf-8-sig")
+    except (ValueError, OSError, pd.errors.ParserError, ImportError, csv.Error) as e:
+        raise PruneRecError(f"{path}: cannot be read as {'Parquet' if parquet else 'CSV'} "
                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
@@ -75,40 +83,126 @@ def _need(df: pd.DataFrame, path: Path, wanted: dict[str, str]) -> None:
                             f"(name yours with {flags})")
 
 
+def _row(values: pd.Series, mask) -> str:
+    """"row N" of the first row where ``mask`` holds (data rows counted from 1, the header not counted)."""
+    first = int(np.flatnonzero(np.asarray(mask))[0])
+    return f"row {first + 1} ({values.iloc[first]!r})"
+
+
+def _ids(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """The id column as text; blank or NaN ids are refused (they would merge strangers into one user or item)."""
+    text = values.astype(str).str.strip()
+    blank = values.isna().to_numpy() | text.str.lower().isin(MISSING_IDS).to_numpy()
+    if blank.any():
+        raise PruneRecError(f"{path}: column {column} is blank or NaN in {int(blank.sum()):,} rows, first at "
+                            f"{_row(values, blank)}; give every interaction an id")
+    return text
+
+
 def _timestamps(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """Unix seconds from numbers or dates."""
+    """Unix seconds from one column of Unix seconds (integers; fractions dropped) or of dates (ISO 8601 or what
+    pandas reads as a date, time zone UTC unless given). One column holds one of the two: mixed columns, values
+    that are neither, and times outside 1900-2100 (milliseconds, say, which read as years far beyond 2100) are
+    refused with the first offending row."""
     num = pd.to_numeric(values, errors="coerce")
-    if num.notna().all():
-        return num.astype("int64")
-    dates = pd.to_datetime(values, errors="coerce", utc=True)
-    bad = values[num.isna() & dates.isna()]
-    if len(bad):
-        raise PruneRecError(f"{path}: column {column} holds {bad.iloc[0]!r}, neither a Unix time nor a date "
-                            f"({len(bad):,} such rows)")
-    return pd.Series((dates.astype("int64") // 10**9).where(num.isna(), num), index=values.index).astype("int64")
+    is_num = num.notna().to_numpy()
+    dates = pd.to_datetime(values.where(~is_num), errors="coerce", utc=True, format="mixed")
+    is_date = dates.notna().to_numpy()
+    neither = ~is_num & ~is_date
+    if neither.any():
+        raise PruneRecError(f"{path}: column {column} holds a value that is neither a Unix time nor a date at "
+                            f"{_row(values, neither)} ({int(neither.sum()):,} such rows)")
+    if is_num.any() and is_date.any():
+        minority, kind = (is_num, "a Unix time") if is_num.sum() <= is_date.sum() else (is_date, "a date")
+        raise PruneRecError(f"{path}: column {column} mixes Unix times and dates; {_row(values, minority)} is "
+                            f"{kind} among {int((~minority).sum()):,} of the other kind: use one format")
+    if is_num.all():
+        seconds = num.to_numpy(dtype="float64")
+    else:
+        seconds = ((dates - EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype="float64")
+    outside = ~((seconds >= EARLIEST) & (seconds < LATEST))
+    if outside.any():
+        hint = " (Unix milliseconds? divide them by 1,000)" if is_num.all() and (seconds[outside] >= LATEST).any() \
+            else ""
+        raise PruneRecError(f"{path}: column {column} holds a time outside 1900-2100 at {_row(values, outside)}"
+                            f"{hint}")
+    return pd.Series(np.floor(seconds).astype("int64"), index=values.index)
+
+
+def _titles(table: pd.DataFrame, ids: pd.Series, column: str, path: Path) -> dict:
+    """``item -> title``; an item given two different titles is refused (which one is right?)."""
+    pairs = pd.DataFrame({"item": ids.to_numpy(), "title": table[column].to_numpy()}).drop_duplicates()
+    counts = pairs["item"].value_counts()
+    if (counts > 1).any():
+        item = counts.index[counts > 1][0]
+        shown = ", ".join(repr(t) for t in pairs.loc[pairs["item"] == item, "title"].head(3))
+        raise PruneRecError(f"{path}: {int((counts > 1).sum()):,} items have more than one title, e.g. item "
+                            f"{item!r}: {shown}; give each item one title")
+    return dict(zip(pairs["item"], pairs["title"]))
+
+
+def check_items(log: pd.DataFrame, titles: dict, path: Path) -> dict:
+    """The titles the recipe can use for the log's items. Refused: no log item with a usable title, and one title
+    naming several items (a recommendation is a title: they could not be told apart, every metric would be
+    wrong). Items without a row in the items file, or whose title the recipe's rule rejects (empty, not text,
+    HTML, over 20 words), are dropped with a printed line: how many and the share of interactions they take."""
+    used = log["item"].drop_duplicates()
+    per_item = log["item"].value_counts()
+    missing = used[~used.isin(list(titles))]
+    clean = {item: clean_title(titles[item]) for item in used if item in titles}
+    unusable = [item for item, t in clean.items() if t is None]
+    for what, items in (("have no row in it", missing.tolist()), ("have no usable title (empty, not text, HTML "
+                                                                   "or over 20 words)", unusable)):
+        if items and len(items) == len(used):
+            raise PruneRecError(f"{path}: none of the log's {len(used):,} items can be used: they {what}, e.g. "
+                                f"{items[0]!r}")
+        if items:
+            share = per_item[items].sum() / len(log)
+            print(f"[own log] {path.name}: {len(items):,} of {len(used):,} items {what}, e.g. {items[0]!r}; "
+                  f"their {100 * share:.1f}% of the interactions are dropped", flush=True)
+    named = pd.Series({item: t for item, t in clean.items() if t is not None})
+    shared = named.index.to_series().groupby(named.to_numpy()).apply(list)
+    shared = shared[shared.map(len) > 1]
+    if len(shared):
+        title, items = shared.index[0], shared.iloc[0]
+        raise PruneRecError(f"{path}: {len(shared):,} titles name more than one item, e.g. {title!r}: "
+                            f"{', '.join(map(repr, items[:3]))}; recommendations are titles, so give each item its "
+                            f"own title")
+    return {item: titles[item] for item in named.index}
 
 
 def load_log(cfg: LogConfig) -> tuple[pd.DataFrame, dict]:
     """``(log, titles)``: the interactions as ``user, item, timestamp`` (strings, strings, Unix
-    seconds) in file order, and every item's title, from the log's title column or the items file."""
+    seconds) in file order, and every item's title, from the log's title column or the items file.
+
+    Refused in one line naming the file: blank ids, times that are not one clear format, conflicting or
+    shared titles (:func:`check_items`). Exact duplicate rows (same user, item and timestamp) are removed with
+    a printed count; the same item again at another time stays, as a second interaction."""
     inter_path, *rest = log_files(cfg)
     inter = _read_table(inter_path)
     roles = {"user": cfg.user_col, "item": cfg.item_col, "timestamp": cfg.time_col}
     if not cfg.items:
         roles["title"] = cfg.title_col
     _need(inter, inter_path, roles)
-    log = pd.DataFrame({"user": inter[cfg.user_col].astype(str), "item": inter[cfg.item_col].astype(str),
+    if inter.empty:
+        raise PruneRecError(f"{inter_path}: no interactions (a header and no rows)")
+    log = pd.DataFrame({"user": _ids(inter[cfg.user_col], inter_path, cfg.user_col),
+                        "item": _ids(inter[cfg.item_col], inter_path, cfg.item_col),
                         "timestamp": _timestamps(inter[cfg.time_col], inter_path, cfg.time_col)})
     if cfg.items:
-        items_path = rest[0]
-        table = _read_table(items_path)
-        _need(table, items_path, {"item": cfg.item_col, "title": cfg.title_col})
-        titles = dict(zip(table[cfg.item_col].astype(str), table[cfg.title_col]))
+        titles_path = rest[0]
+        table = _read_table(titles_path)
+        _need(table, titles_path, {"item": cfg.item_col, "title": cfg.title_col})
+        titles = _titles(table, _ids(table[cfg.item_col], titles_path, cfg.item_col), cfg.title_col, titles_path)
     else:
-        titles = dict(zip(log["item"], inter[cfg.title_col]))
-    if log.empty:
-        raise PruneRecError(f"{inter_path}: no interactions")
-    return log, titles
+        titles_path = inter_path
+        titles = _titles(inter, log["item"], cfg.title_col, inter_path)
+    duplicated = log.duplicated()
+    if duplicated.any():
+        log = log[~duplicated].reset_index(drop=True)
+        print(f"[own log] {inter_path.name}: {int(duplicated.sum()):,} exact duplicate rows (same user, item and "
+              f"timestamp) removed", flush=True)
+    return log, check_items(log, titles, titles_path)
 
 
 def synthetic_log(folder: str | Path, users: int = 200, items: int = 120, per_user: int = 14, seed: int = 0,

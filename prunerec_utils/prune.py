@@ -28,11 +28,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import PruneRecError, cli
-from .assets import resolve_model
+from .assets import load_model, resolve_model
 from .cli_args import positive_int
 from .identity import model_identity
 from .method.metrics import METRICS, detectable_clause, interval_text, retention
-from .paths import atomic_write_text
+from .paths import atomic_write_text, cli_path, output_dir
 from .profiles import get_profile
 from .quiet import set_progress
 from .steps import differences
@@ -94,6 +94,7 @@ def claim_out(out: Path, identity: dict) -> bool:
     settings (continued); another run or other files are refused in one line. True when the
     folder was claimed now (nothing of this run in it yet)."""
 
+    output_dir(out, RECORD)  # a file, a path under a file, an unwritable folder: one line, nothing changed
     rec = out / RECORD
     if rec.exists():
         stored = json.loads(rec.read_text())
@@ -191,19 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     choose_device(args.device)
     # lazy (see the module's imports)
-    import pandas as pd
     from transformers import AutoConfig
 
-    from .data import prepare
     from .own_log import log_config, log_files
-    from .pipeline import size_targets, stages
+    from .pipeline import size_targets
     from .pipeline.run import Run
-    from .studies import plots
 
-    source = Path(args.teacher) if args.teacher else resolve_model(args.model)
+    source = cli_path(args.teacher) if args.teacher else resolve_model(args.model)
     if not (source / "config.json").is_file():
         raise PruneRecError(f"{source}: no config.json (not a Hugging Face model folder)")
-    config = AutoConfig.from_pretrained(source)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:  # config.json that is not JSON, or not a model's
+        raise PruneRecError(f"{source / 'config.json'}: cannot be read as a model configuration "
+                            f"({str(exc).strip().splitlines()[-1][:200]})") from None
     if args.target_share is not None:
         shapes = size_targets.from_share(config, args.target_share)
     else:
@@ -216,24 +218,37 @@ def main(argv: list[str] | None = None) -> int:
     cfg = log_config(args.interactions, args.items, args.category, args.plural, args.verb, args.verb_past, columns)
     log_files(cfg)
     prof = replace(get_profile(args.profile), model=str(source), **shapes.profile_fields(config))
-    out = Path(args.out).resolve()
+    out = cli_path(args.out)
     settings = {"source": "teacher" if args.teacher else "model", "source_id": model_identity(source),
                 "recipe": asdict(cfg), "profile": prof.to_dict(), "shapes": asdict(shapes)}
+    load_model(source)  # weights that do not load are refused now, before --out is claimed for this model
     new = claim_out(out, settings)
     run = Run("log", prof, out / "run", cfg)
     set_progress(True)
 
-    seconds, t0 = {}, time.time()
     try:
-        stats = prepare(cfg, run.splits)
-        if stats["test"] < MIN_TEST:
-            raise PruneRecError(f"{args.interactions}: only {stats['test']} test samples after the {cfg.kcore}-core "
-                                "filter and the 8:1:1 cut; the log is too small to evaluate a recommender")
-    except PruneRecError:
-        if new:  # nothing of this run was made: leave the folder as it was
+        return _prune(args, run, cfg, source, shapes_line, settings, out)
+    except BaseException:
+        if new and not any((run.folder / "models").glob("*")):  # nothing of this run was trained: as it was
             shutil.rmtree(out / "run", ignore_errors=True)
-            (out / RECORD).unlink()
+            (out / RECORD).unlink(missing_ok=True)
         raise
+
+
+def _prune(args, run, cfg, source: Path, shapes_line: str, settings: dict, out: Path) -> int:
+    """Everything after the output folder is claimed: data, teacher, stages, evaluation, report."""
+    # lazy (see the module's imports)
+    import pandas as pd
+
+    from .data import prepare
+    from .pipeline import stages
+    from .studies import plots
+
+    seconds, t0 = {}, time.time()
+    stats = prepare(cfg, run.splits)
+    if stats["test"] < MIN_TEST:
+        raise PruneRecError(f"{args.interactions}: only {stats['test']} test samples after the {cfg.kcore}-core "
+                            "filter and the 8:1:1 cut; the log is too small to evaluate a recommender")
     print(f"data: {stats['users']:,} users, {stats['items']:,} items, {stats['train']:,} / {stats['valid']:,} / "
           f"{stats['test']:,} training / validation / test samples", flush=True)
 

@@ -31,7 +31,7 @@ import papermill as pm
 
 from . import PruneRecError, cli
 from .data import get_dataset_config
-from .paths import REPO_ROOT, atomic_write_text, resolve
+from .paths import REPO_ROOT, atomic_write_text, cli_path, resolve
 from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts
 from .pipeline.run import Run
 from .profiles import get_profile
@@ -197,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     prof = get_profile(args.profile)
     dataset = args.dataset or prof.dataset
     get_dataset_config(dataset)
-    out = resolve(args.out or f"book/{prof.name}/{dataset}")
-    params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": args.runs_root,
+    out = cli_path(args.out) if args.out else resolve(f"book/{prof.name}/{dataset}")  # a flag: from the current folder
+    runs_root = str(cli_path(args.runs_root)) if args.runs_root else None
+    params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": runs_root,
               "progress": False, **extra}
 
-    run = Run(dataset, get_profile(prof.name, seed=args.seed), args.runs_root)
+    run = Run(dataset, get_profile(prof.name, seed=args.seed), runs_root)
     for nb in notebooks:
         print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
         seconds = run_notebook(nb, out, params, facts=lambda: run_facts(run))

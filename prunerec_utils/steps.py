@@ -141,7 +141,7 @@ def folder_step(folder: str | Path, record_name: str, settings: dict, build: Cal
         rec = stored(folder / record_name, settings, on_change, remove=folder, quiet=True)  # made meanwhile?
         if rec is not None:
             return rec
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, record_name) as tmp:
             rec = record(settings, build(tmp))
             (tmp / record_name).write_text(json.dumps(rec, indent=1))
     return rec

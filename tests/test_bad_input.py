@@ -29,3 +29,20 @@ def test_positive_int_type():
                      ("1.5", "is not a whole number"), ("", "is not a whole number")):
         with pytest.raises(argparse.ArgumentTypeError, match=why):
             positive_int(bad)
+
+
+def test_path_flags_are_read_from_the_current_folder(capsys, monkeypatch, tmp_path):
+    """Issue #35: `--splits here` names ./here, as every shell tool would, not a folder of the repository."""
+    from prunerec_utils.pipeline import evaluate
+    from prunerec_utils.runner import main as runner_main
+
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main(["--model", "tiny-qwen2", "--dataset", "ml-100k", "--splits", "here"]) == 2
+    assert str(tmp_path / "here" / "test.csv") in capsys.readouterr().err
+    ran = []
+    monkeypatch.setattr("prunerec_utils.runner.run_notebook", lambda nb, out, params, facts=None: ran.append(
+        (out, params["runs_root"])) or 0.0)
+    monkeypatch.setattr("prunerec_utils.runner.mark", lambda out: {})
+    monkeypatch.setattr("prunerec_utils.runner.findings_markdown", lambda *a: "")
+    assert runner_main(["--profile", "ci", "--notebooks", "00", "--out", "copies", "--runs-root", "runs-here"]) == 0
+    assert ran == [(tmp_path / "copies", str(tmp_path / "runs-here"))]

@@ -95,8 +95,9 @@ def test_sample_rows_is_seeded(ml100k_splits):
     assert a.equals(b) and not a.equals(c) and len(a) == 50
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "prunerec_utils.data", *args], capture_output=True, text=True)
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "prunerec_utils.data", *args], capture_output=True, text=True,
+                          cwd=cwd)
 
 
 def test_cli_writes_d3_columns(tmp_path):
@@ -120,6 +121,43 @@ def test_cli_bad_input_fails_cleanly(tmp_path, args, needle):
     assert proc.returncode != 0
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_out_holding_someone_elses_files_is_refused_and_left_alone(tmp_path):
+    amazon_fixture.write(tmp_path)
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.txt").write_text("two years of work")
+    proc = run_cli("--dataset", "amazon-Fixture", "--raw-dir", str(tmp_path), "--out", str(out))
+    assert proc.returncode == 2 and "chapter1.txt" in proc.stderr and "nothing was changed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert [p.name for p in out.iterdir()] == ["chapter1.txt"]
+    assert (out / "chapter1.txt").read_text() == "two years of work"
+
+
+def test_out_and_raw_dir_are_relative_to_the_current_folder(tmp_path):
+    (tmp_path / "raw").mkdir()
+    amazon_fixture.write(tmp_path / "raw")
+    proc = run_cli("--dataset", "amazon-Fixture", "--raw-dir", "raw", "--out", "splits-here", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "splits-here" / "stats.json").exists()
+    # made by this command: the same command reuses it
+    again = run_cli("--dataset", "amazon-Fixture", "--raw-dir", "raw", "--out", "splits-here", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: p.write_text("x"), "is a file"),
+    (lambda p: (p.parent / "afile").write_text("x"), "is a file"),
+])
+def test_out_that_is_a_file_or_under_a_file_is_one_line(tmp_path, make, needle):
+    amazon_fixture.write(tmp_path)
+    out = tmp_path / "out"
+    make(out)
+    target = out if out.exists() else tmp_path / "afile" / "out"
+    proc = run_cli("--dataset", "amazon-Fixture", "--raw-dir", str(tmp_path), "--out", str(target))
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_empty_or_missing_split_is_a_clear_error(tmp_path):

@@ -126,7 +126,59 @@ def test_bad_input_gets_one_line(tmp_path, tiny_model_dir, capsys):
               "missing.csv", "no such file")
     (tmp_path / "o7").mkdir()
     (tmp_path / "o7" / "notes.txt").write_text("mine")
-    _one_line(capsys, _args(log, items, tmp_path / "o7", tiny_model_dir, *SHAPES), "not empty")
+    _one_line(capsys, _args(log, items, tmp_path / "o7", tiny_model_dir, *SHAPES), "notes.txt", "did not make")
     with pytest.raises(SystemExit):
         prune.parse(_args(log, items, tmp_path / "o8", tiny_model_dir, "--keep-heads", "2"))  # sizes incomplete
     shutil.rmtree(tmp_path / "o7")
+
+
+def _leaves_nothing(out):
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.rglob("*"))
+
+
+def test_output_paths_and_bad_files_are_one_line_and_claim_nothing(tmp_path, tiny_model_dir, capsys):
+    log, items = synthetic_log(tmp_path / "log", users=80, items=48, per_user=10)
+    (tmp_path / "a-file").write_text("x")
+    _one_line(capsys, _args(log, items, tmp_path / "a-file", tiny_model_dir, *SHAPES), "a-file", "is a file")
+    _one_line(capsys, _args(log, items, tmp_path / "a-file" / "out", tiny_model_dir, *SHAPES), "is a file")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    out = tmp_path / "out"
+    _one_line(capsys, _args(empty, items, out, tiny_model_dir, *SHAPES), "empty.csv", "is empty")
+    _leaves_nothing(out)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text("{not json")
+    _one_line(capsys, _args(log, items, out, broken, *SHAPES), "config.json", "cannot be read")
+    _leaves_nothing(out)
+
+
+def test_a_model_that_does_not_load_claims_nothing_and_the_fixed_one_is_taken(tmp_path, tiny_model_dir, capsys,
+                                                                              monkeypatch):
+    log, items = synthetic_log(tmp_path / "log", users=80, items=48, per_user=10)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    weights = model / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # cut off mid-copy
+    out = tmp_path / "out"
+    _one_line(capsys, _args(log, items, out, model, *SHAPES), "cannot load model")
+    _leaves_nothing(out)
+    weights.write_bytes(good)  # fixed: the same --out is taken; stop after the claim (the run itself is tested above)
+    from prunerec_utils import data
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "prepare", stop)
+    assert prune.main(_args(log, items, out, model, *SHAPES)) == 130
+    assert capsys.readouterr().err.strip() == "interrupted; the same command continues: every finished step is kept"
+    _leaves_nothing(out)  # nothing of the run was made yet: the folder is as it was
+
+
+def test_paths_are_relative_to_the_current_folder(tmp_path, tiny_model_dir, monkeypatch):
+    from prunerec_utils.assets import resolve_model
+
+    shutil.copytree(tiny_model_dir, tmp_path / "my-model")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("my-model") == tmp_path / "my-model"

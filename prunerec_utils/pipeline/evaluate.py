@@ -40,7 +40,7 @@ from ..method.beam_search import TensorTrie
 from ..method.metrics import (METRICS, bootstrap_ci, decision, detectable_difference, interval_text, list_diversity,
                               lists_agreement, metrics_from_ranks, paired_bootstrap, rank_of, retention)
 from ..method.title_search import TitleTrie, beam_search_generate, kernel_beams
-from ..paths import atomic_write_text, resolve, unique_temp
+from ..paths import atomic_write_text, cli_path, resolve, unique_temp
 from ..profiles import get_profile
 from ..prompts import prompt_ids
 from ..steps import SETTINGS, read_json, record, run_lock, stored
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = get_profile(args.profile)
     cfg = get_dataset_config(args.dataset)
 
-    splits = resolve(args.splits) if args.splits else splits_dir(args.dataset)
+    splits = cli_path(args.splits) if args.splits else splits_dir(args.dataset)
     df = sample_rows(read_split(splits, args.split), args.limit, prof.seed)
     model = model_for_eval(args.model, args.dtype or prof.eval_dtype)
     tok = load_tokenizer(resolve_model(args.model))
