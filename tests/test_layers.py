@@ -145,3 +145,29 @@ def test_every_module_imports():
 
     for name in modules():
         importlib.import_module(name)
+
+
+def test_every_package_name_a_notebook_uses_exists():
+    """A renamed or moved function fails here in seconds, not minutes into a notebook's execution."""
+    import importlib
+    import json
+
+    missing = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        tree = ast.parse(code)
+        names = {}  # local name -> module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prunerec_utils"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    try:
+                        names[alias.asname or alias.name] = importlib.import_module(full)
+                    except ImportError:
+                        if not hasattr(importlib.import_module(node.module), alias.name):
+                            missing.append(f"{path.name}: {full}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+                if not hasattr(names[node.value.id], node.attr):
+                    missing.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not missing, "\n".join(sorted(set(missing)))
