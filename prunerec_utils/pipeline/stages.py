@@ -255,7 +255,6 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
     """Keep the tokens of the dataset's prompts and titles (+ merge closure, bytes, specials) in the
     distilled ``source`` model → ``models/<source>_vocab``; checks that every prompt and answer
     encodes as before."""
-
     src = run.stage(source)
     settings = {"source": source, "source_id": model_identity(src), "data_id": run.data_id()}
 

@@ -238,7 +238,6 @@ STEPS = ("prefill", "decode", "beam_step", "recommend")  # timed operations, ``<
 def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
     """Speed-ups vs ``reference`` beside their FLOP bounds, memory and size (a DataFrame, one row
     per model). Each model's recommendation FLOPs use its own mean number of search steps."""
-
     def flops(r):
         return flop_costs(SimpleNamespace(**r["config"]), r["prompt_tokens"], num_beams, r.get("search_steps", 0))
 
