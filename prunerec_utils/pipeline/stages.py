@@ -28,6 +28,7 @@ from transformers import AutoConfig
 from .. import PruneRecError, steps
 from ..assets import load_model, load_tokenizer, resolve_model
 from ..data import read_items
+from ..hardware import run_device
 from ..identity import model_identity
 from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
 from ..method.hidden import hidden_importance, top_dims
@@ -101,7 +102,7 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
             scores = ind.mixed if variant == "global" else ind.normalised
             imp = HeadImportance(ind.raw, ind.normalised, ind.mixed, [global_ranking(scores, num_prune)] * L)
         else:
-            model, tok = load_model(tdir), load_tokenizer(tdir)
+            model, tok = scoring_model(tdir), load_tokenizer(tdir)
             rows = run.rows("importance", prof.importance_samples)
             batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], run.cfg,
                                   prof.cutoff_len, quirk_last_padded=kwargs.pop("quirk_last_padded", False))
@@ -114,6 +115,12 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
     return HeadImportance.from_dict(rec), rec
 
 
+def scoring_model(folder: Path):
+    """The model of ``folder`` (fp32) on the run's device (:func:`~prunerec_utils.hardware.run_device`): head,
+    hidden-dimension, MLP and ΔPPL scores run where the training runs; the surgery cuts it there and saves it."""
+    return load_model(folder).to(run_device())
+
+
 def load_config(folder: Path) -> dict:
     return steps.read_json(Path(folder) / "config.json")
 
@@ -124,7 +131,7 @@ def _collated(tok, rows, cfg, cutoff_len: int) -> dict:
 
 
 def _save(model, tok, tmp: Path) -> None:
-    model.save_pretrained(tmp)
+    model.to("cpu").save_pretrained(tmp)  # from the run's device: the GPU's memory is free for the next step
     tok.save_pretrained(tmp)
 
 
@@ -139,7 +146,7 @@ def stage1_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
                 "data_id": run.data_id()}
 
     def build(tmp: Path) -> dict:
-        model, tok = load_model(tdir), load_tokenizer(tdir)
+        model, tok = scoring_model(tdir), load_tokenizer(tdir)
         before = param_counts(model)
         original = {"hidden_size": model.config.hidden_size, "num_attention_heads": model.config.num_attention_heads,
                     "num_key_value_heads": model.config.num_key_value_heads}
@@ -181,7 +188,7 @@ def stage2_prune(run: Run) -> tuple[Path, dict]:
                 "source_id": model_identity(src), "data_id": run.data_id()}
 
     def build(tmp: Path) -> dict:
-        model, tok = load_model(src), load_tokenizer(src)
+        model, tok = scoring_model(src), load_tokenizer(src)
         t0 = time.time()
         scores = mlp_scores(model, sample_batch(run, prof.mlp_samples, "mlp", tok),
                             prof.mlp_tau_quantile, prof.mlp_variant, seed=prof.seed)
@@ -193,8 +200,9 @@ def stage2_prune(run: Run) -> tuple[Path, dict]:
         return {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
                 "keep_factor": prof.mlp_keep_factor, "k": k, "intermediate_before": int(scores.scores.shape[1]),
                 "kept": keep, "tau": scores.tau.tolist(), "scores": scores.scores.tolist(),
-                "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1),
-                                                           torch.tensor([0.5, 0.9, 0.99]), dim=1).T.tolist(),
+                "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1).float(),
+                                                           torch.tensor([0.5, 0.9, 0.99], device=scores.activations.device),
+                                                           dim=1).T.tolist(),
                 "seconds": round(time.time() - t0, 1), "params": {"stage1": before, "stage2": param_counts(model)}}
 
     return run.model_step("stage2_pruned", SURGERY, settings, build)
@@ -215,7 +223,7 @@ def stage3_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
     settings = stage3_settings(run, src)
 
     def build(tmp: Path) -> dict:
-        model, tok = load_model(src), load_tokenizer(src)
+        model, tok = scoring_model(src), load_tokenizer(src)
         L = model.config.num_hidden_layers
         n_remove = min(round(prof.layers_removed_share * L), L - 1)
         t0 = time.time()

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .. import PruneRecError
 from ..assets import load_model, load_tokenizer
+from ..hardware import run_device
 from ..identity import model_identity
 from ..method.surgery import decoder_layers, temporary_layers
 from ..paths import atomic_write_text
@@ -225,8 +226,7 @@ def pruned_result(run: Run, method: str, sparsity: float, samples: int = 100, ro
     if cached is not None:
         return cached
     model, tok = load_model(tdir), load_tokenizer(tdir)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = model.to(run_device())
     batch = sample_batch(run, samples, "observe", tok) if method == "wanda" else None
     prune(model, method, sparsity, batch, prof.seed)
     measured = sparsity_of(model)
