@@ -147,7 +147,6 @@ def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None
     ``stats.json`` is the splits' step record (:mod:`prunerec_utils.steps`): ``settings`` (the
     recipe and the raw files it read), the statistics, and ``splits_id``, the content hash of the
     CSV files as written (checked when they are reused)."""
-
     out = resolve(out)
     with atomic_dir(out, "stats.json") as tmp:
         for name, df in splits.items():
@@ -231,7 +230,6 @@ def prepare(dataset: str | DatasetConfig, out: str | Path, raw_dir: str | Path |
     A cached step whose record is ``stats.json`` (see :func:`write_splits`): another recipe or other
     raw files (by name and content hash), or split files changed since, make it again after one line. Where
     the raw files are gone, existing splits of the same recipe are used as they are."""
-
     out = output_dir(resolve(out), "stats.json")  # another folder's files are never replaced
     cfg = dataset if isinstance(dataset, DatasetConfig) else get_dataset_config(dataset)
     try:

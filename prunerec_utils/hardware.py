@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -55,12 +59,69 @@ def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
 _told: set[str] = set()
 
 
+def run_device() -> str:
+    """Where a run computes: "cuda" when torch sees a GPU, else "cpu" (training, scoring, statistics and
+    evaluation alike; the CPU and GPU share one code path)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@functools.cache
+def device_facts() -> dict:
+    """What a run record names as its machine: the device kind, its model (GPU name, or the CPU's model and
+    core count), the NVIDIA driver and CUDA version where there is a GPU, and torch's version."""
+    facts = {"device": run_device(), "torch": torch.__version__, "cpu": _cpu_model(), "cpu_cores": os.cpu_count(),
+             "arch": platform.machine()}
+    if facts["device"] == "cuda":
+        facts.update(gpu=torch.cuda.get_device_name(0), gpus=torch.cuda.device_count(), cuda=torch.version.cuda,
+                     driver=_nvidia_driver())
+    return facts
+
+
+def device_name(facts: dict | None = None) -> str:
+    """The machine in words: "NVIDIA H200 (driver 580.159.04, CUDA 13.0), torch 2.11.0" or
+    "2 CPU cores (Intel(R) Xeon(R) Processor, x86_64), torch 2.13.0"."""
+    f = facts or device_facts()
+    if f["device"] == "cuda":
+        return f"{f['gpu']} (driver {f.get('driver') or 'unknown'}, CUDA {f.get('cuda')}), torch {f['torch']}"
+    return f"{f['cpu_cores']} CPU cores ({f['cpu']}, {f['arch']}), torch {f['torch']}"
+
+
 def for_this_machine(prof, device: str | torch.device | None = None):
     """``prof`` as this machine can run it: where bf16 is not fast (see :func:`bf16_is_fast`), its
     ``train_precision`` ("bf16" or "autocast") and ``eval_dtype`` ("bf16") become "fp32", with one
     printed line per process. ``device``: None = CUDA when present, else the CPU."""
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = run_device()
+    on_device = prof.on_device(str(torch.device(device).type))
+    if on_device is not prof:
+        said = f"{prof.name}:{device}"
+        if said not in _told:
+            _told.add(said)
+            print(f"[prunerec] on {device}: profile {prof.name!r} trains {on_device.batch_size} x {on_device.grad_accum} "
+                  f"per step (effective batch {on_device.effective_batch}, as everywhere), "
+                  f"{on_device.eval_batch} rows per beam-search call, "
+                  f"{'compiled' if on_device.train_compile else 'uncompiled'}, no mid-epoch checkpoints",
+                  file=sys.stderr, flush=True)
+        prof = on_device
     changes = {}
     if prof.train_precision != "fp32":
         changes["train_precision"] = "fp32"

@@ -211,7 +211,6 @@ def synthetic_log(folder: str | Path, users: int = 200, items: int = 120, per_us
     into six genres with their own title words, each user mostly reads one genre, in
     title-number order. Writes ``interactions.csv`` (user, item, timestamp) and ``items.csv``
     (item, title) into ``folder``; returns both paths."""
-
     rng = np.random.default_rng(seed)
     genres = ["Mystery", "Garden", "Space", "Cooking", "History", "Sailing"]
     nouns = ["Secret", "Road", "Light", "House", "River", "Letter", "Winter", "Harbor", "Map", "Song"]

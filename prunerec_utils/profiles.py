@@ -63,6 +63,10 @@ class Profile:
     layers_removed_share: float = 2 / 3  # paper: 16 of 24
     calibration_samples: int = 16  # prompt + answer samples for the ΔPPL search
     layer_variant: str = "ppl"  # greedy ΔPPL (eq. 12), or "random" (the random structured baseline)
+    # On a GPU only throughput changes (:meth:`Profile.on_device`): the effective batch and every budget stay
+    cuda_batch_size: int | None = None  # per-device batch on CUDA (accumulation keeps the effective batch); None: same
+    cuda_eval_batch: int | None = None  # rows per constrained-beam-search call on CUDA; None: eval_batch
+    cuda_compile: bool | None = None  # torch.compile on CUDA; None: train_compile
     # Evaluation rows per purpose: the first rows of the run's fixed test sample (never more than max_test)
     pruned_eval_rows: int = 300  # each stage right after surgery, before distillation (03-05); 0 skips
     restoration_rows: int = 500  # each point of the restoration curve (03)
@@ -109,6 +113,25 @@ class Profile:
     @property
     def effective_batch(self) -> int:
         return self.batch_size * self.grad_accum
+
+    def on_device(self, device: str) -> "Profile":
+        """The profile as it runs on ``device`` ("cpu" or "cuda"). On CUDA the per-device batch, the rows per
+        beam-search call and compilation take their ``cuda_*`` values, accumulation keeps the effective batch,
+        and no checkpoint is saved mid-epoch (a run is minutes long there); the science (effective batch,
+        learning rate, every budget) is the same on both."""
+        if device != "cuda":
+            return self
+        changes = {"save_steps": 0}
+        if self.cuda_batch_size:
+            if self.effective_batch % self.cuda_batch_size:
+                raise PruneRecError(f"profile {self.name!r}: cuda_batch_size {self.cuda_batch_size} does not divide "
+                                    f"the effective batch {self.effective_batch}")
+            changes.update(batch_size=self.cuda_batch_size, grad_accum=self.effective_batch // self.cuda_batch_size)
+        if self.cuda_eval_batch:
+            changes["eval_batch"] = self.cuda_eval_batch
+        if self.cuda_compile is not None:
+            changes["train_compile"] = self.cuda_compile
+        return replace(self, **changes)
 
     @property
     def distill_samples(self) -> int | None:
@@ -166,6 +189,9 @@ PROFILES: dict[str, Profile] = {
         num_beams=20, eval_batch=8, train_precision="bf16", train_attention="eager", train_compile=True,
         kept_heads=5,
         ablation_max_train=512, ablation_rows=200, save_steps=32,
+        # H200 calibration: 512 rows per call is the evaluator's fastest (85 rows/s fp32); compiling recompiled
+        # per sequence length there, so the GPU trains uncompiled until it is shown to pay
+        cuda_batch_size=16, cuda_eval_batch=512, cuda_compile=False,
     ),
     "paper": Profile(
         name="paper", model="Qwen/Qwen2-0.5B", dataset="amazon-Video_Games",
@@ -174,6 +200,7 @@ PROFILES: dict[str, Profile] = {
         num_beams=20, eval_batch=16, train_precision="bf16", train_compile=True, kept_heads=7,
         ablation_max_train=20000, ablation_rows=2000, save_steps=200,
         baseline_lrs=(1e-2, 1e-3, 1e-4), baseline_embs=(64, 128, 256), baseline_epochs=200, baseline_patience=10,
+        cuda_batch_size=32, cuda_eval_batch=512,
     ),
 }
 

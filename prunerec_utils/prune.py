@@ -93,7 +93,6 @@ def claim_out(out: Path, identity: dict) -> bool:
     """Make ``out`` this command's folder: new or empty, or holding a run of the same inputs and
     settings (continued); another run or other files are refused in one line. True when the
     folder was claimed now (nothing of this run in it yet)."""
-
     output_dir(out, RECORD)  # a file, a path under a file, an unwritable folder: one line, nothing changed
     rec = out / RECORD
     if rec.exists():

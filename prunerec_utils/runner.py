@@ -17,8 +17,6 @@ import argparse
 import ast
 import difflib
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -31,6 +29,7 @@ import papermill as pm
 
 from . import PruneRecError, cli
 from .data import get_dataset_config
+from .hardware import device_facts, device_name
 from .paths import REPO_ROOT, atomic_write_text, cli_path, resolve
 from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts
 from .pipeline.run import Run
@@ -67,7 +66,7 @@ def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
     text = (f"```{{note}}\nExecuted by `prunerec_utils.runner` with profile **{params['profile']}** on "
             f"**{params['dataset']}** (seed {params['seed']}), commit `{commit}`, "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, wall time of this execution "
-            f"**{seconds / 60:.1f} min** on {os.cpu_count()} CPU cores ({platform.machine()}). Stages found "
+            f"**{seconds / 60:.1f} min** on {device_name()}. Stages found "
             f"complete in the run folder are reused; their own compute times are printed below.\n```")
     cell = nbformat.v4.new_markdown_cell(text)
     cell.metadata["tags"] = [RECORD_TAG]
@@ -104,8 +103,7 @@ def run_notebook(src: Path, out_dir: Path, params: dict, facts=None) -> float:
     seconds = time.time() - t0
     nb = nbformat.read(tmp, as_version=4)
     _record_cell(nb, params, seconds, git_commit())
-    if facts is not None:
-        nb.metadata["prunerec"] = {"run": facts()}
+    nb.metadata["prunerec"] = {"device": device_facts(), **({"run": facts()} if facts is not None else {})}
     nbformat.write(nb, tmp)
     tmp.replace(out_dir / src.name)
     failed.unlink(missing_ok=True)  # an earlier failure's copy is stale now

@@ -230,3 +230,16 @@ def test_training_settings_are_made_in_one_place_and_idempotent():
     assert set(once) == set(TRAINING_FIELDS) | {"base_id", "data_id"} and once["max_train"] == prof.max_train
     assert training_settings(prof, **once) == once  # finetune applies it again to what a caller made: no change
     assert training_settings(prof, max_train=64)["max_train"] == 64  # a distillation's own budget wins
+
+
+def test_two_trainings_of_the_same_settings_give_the_same_model(tiny_model_dir, tokenizer, tiny_data, tmp_path):
+    """Seeded and deterministic: a step re-derived on a fresh machine (another shard) is the same model, by
+    content hash, so shards that each train the teacher agree on it."""
+    from prunerec_utils.identity import model_identity
+
+    train, valid = tiny_data
+    prof = get_profile("ci", epochs=1, batch_size=8, lr=3e-3)
+    first = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "a", prof, progress=False)
+    second = finetune(load_model(tiny_model_dir), tokenizer, train, valid, tmp_path / "b", prof, progress=False)
+    assert model_identity(tmp_path / "a") == model_identity(tmp_path / "b")
+    assert first["best_eval_loss"] == second["best_eval_loss"]

@@ -40,3 +40,23 @@ def test_an_fp32_profile_measures_nothing(monkeypatch, tmp_path):
 
 def test_the_probe_measures_positive_throughputs():
     assert hardware.matmul_gflops(torch.float32, n=64) > 0 and hardware.matmul_gflops(torch.bfloat16, n=64) > 0
+
+
+def test_a_run_on_cuda_says_what_changed_and_keeps_the_effective_batch(monkeypatch, capsys):
+    from prunerec_utils import hardware
+    from prunerec_utils.profiles import get_profile
+
+    monkeypatch.setattr(hardware, "bf16_is_fast", lambda device="cpu": True)
+    prof = hardware.for_this_machine(get_profile("default"), device="cuda")
+    assert (prof.batch_size, prof.grad_accum, prof.eval_batch, prof.save_steps) == (16, 1, 512, 0)
+    assert "effective batch 16" in capsys.readouterr().err
+    assert hardware.for_this_machine(get_profile("default"), device="cpu").batch_size == 8
+
+
+def test_the_machine_is_named_with_torch_and_its_cores():
+    from prunerec_utils import hardware
+
+    facts = hardware.device_facts()
+    assert facts["torch"] == torch.__version__ and facts["device"] in ("cpu", "cuda")
+    words = hardware.device_name()
+    assert torch.__version__ in words and ("CPU cores" in words or facts.get("gpu", "?") in words)

@@ -75,3 +75,18 @@ def test_a_profile_reads_back_from_json_unchanged():
     for prof in PROFILES.values():
         assert json.loads(json.dumps(prof.to_dict())) == prof.to_dict()
         assert get_profile(prof.name, **{k: v for k, v in prof.to_dict().items() if k != "name"}) == prof
+
+
+def test_on_a_gpu_only_throughput_changes():
+    for name in ("default", "paper"):
+        cpu = get_profile(name)
+        gpu = cpu.on_device("cuda")
+        assert gpu.effective_batch == cpu.effective_batch and gpu.lr == cpu.lr and gpu.max_train == cpu.max_train
+        assert gpu.save_steps == 0 and gpu.eval_batch == 512
+        budgets = {k: v for k, v in cpu.to_dict().items()
+                   if k not in ("batch_size", "grad_accum", "eval_batch", "save_steps", "train_compile")}
+        assert {k: gpu.to_dict()[k] for k in budgets} == budgets
+    assert get_profile("default").on_device("cuda").train_compile is False
+    assert get_profile("default").on_device("cpu") == get_profile("default")
+    with pytest.raises(PruneRecError, match="does not divide the effective batch 16"):
+        get_profile("default", cuda_batch_size=5).on_device("cuda")

@@ -128,3 +128,41 @@ def test_stage_param_counts_read_each_folder_or_name_the_missing_one(tmp_path, t
     assert counts.loc["the teacher"].to_dict() == param_formula(AutoConfig.from_pretrained(tiny_model_dir))
     with pytest.raises(PruneRecError, match="no model at .*stage1"):
         stages.stage_param_counts(run, {"teacher": "teacher", "stage I": "stage1"})
+
+
+def test_ensure_makes_a_missing_stage_and_what_it_needs_in_a_fresh_run_folder(tmp_path, monkeypatch, capsys):
+    """A shard that starts at chapter 04 in a fresh run folder: Stage II's input (Stage I) is made, which
+    first makes the teacher; a stage the folder has is read back without work."""
+    from prunerec_utils.pipeline.finetune import SUMMARY
+
+    run = Run("ml-100k", get_profile("ci"), tmp_path)
+    made = []
+
+    def maker(name, needs=None):
+        def make(run, progress=False):
+            if needs:
+                stages.ensure(run, needs, progress)
+            made.append(name)
+            run.model(name).mkdir(parents=True)
+            (run.model(name) / SUMMARY).write_text("{}")
+        return make
+
+    monkeypatch.setitem(stages.MAKERS, "teacher", maker("teacher"))
+    monkeypatch.setitem(stages.MAKERS, "stage1", maker("stage1", "teacher"))
+    assert stages.ensure(run, "stage1") == run.model("stage1") and made == ["teacher", "stage1"]
+    assert "no stage1 in" in capsys.readouterr().out
+    assert stages.ensure(run, "stage1") == run.model("stage1") and made == ["teacher", "stage1"]  # no work now
+    with pytest.raises(PruneRecError, match="no stage3_vocab model"):
+        stages.ensure(run, "stage3_vocab")  # not a stage ensure makes: the one-line error of Run.stage
+
+
+def test_notebooks_and_studies_reach_stages_through_ensure():
+    """Every page and study that needs a stage makes it where it is missing (shards), none only looks it up."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*sorted((root / "notebooks").glob("*.ipynb")), *sorted((root / "prunerec_utils").rglob("*.py"))]
+    lookups = [f"{f.relative_to(root)}" for f in files if f.name not in ("run.py", "stages.py")
+               and re.search(r"\brun\.stage\(", f.read_text())]
+    assert not lookups, lookups

@@ -115,7 +115,6 @@ def detectable_difference(lo: float, hi: float, level: float = 0.95, power: floa
     """The smallest true difference a paired comparison with 95% interval [lo, hi] would find
     significant with probability ``power`` (two-sided, normal approximation): the interval's
     standard error, (hi − lo) / (2·z₀.₉₇₅), times z₀.₉₇₅ + z_power (1.96 + 0.84 = 2.80)."""
-
     z = NormalDist().inv_cdf(0.5 + level / 2)
     return (hi - lo) / (2 * z) * (z + NormalDist().inv_cdf(power))
 

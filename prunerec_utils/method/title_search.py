@@ -63,7 +63,6 @@ def beam_search_generate(model, tokenizer, prompts: list[list[int]], trie: Title
 
     extra = {}
     if share_prompt:  # prefill the prompt once per user, then copy its cache to the beams
-
         cache = DynamicCache(config=model.config)
         model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
               position_ids=(mask[:, :-1].cumsum(-1) - 1).clamp(min=0), cache=cache,

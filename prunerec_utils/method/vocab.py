@@ -62,7 +62,6 @@ def dataset_token_ids(tokenizer, prompts: list[str], answers: list[list[int]], b
 def closure(tokenizer, ids: set[int]) -> list[int]:
     """Sorted old ids to keep: ``ids``, every token a merge chain builds them from, the byte
     alphabet and all added/special tokens."""
-
     spec = _spec(tokenizer)
     vocab: dict[str, int] = spec["model"]["vocab"]
     inverse = {i: t for t, i in vocab.items()}

@@ -187,12 +187,12 @@ def links(run: Run, variant: Variant) -> dict[Path, Path]:
     nothing (a full-budget point equal to the main run). A linked output is still a cached step: the variant's own settings are
     checked against its record before it is reused."""
     v, child = variant.effective(run.prof), variant_run(run, variant)
-    out = {child.splits: run.splits, child.model("teacher"): run.stage("teacher")}
+    out = {child.splits: run.splits, child.model("teacher"): stages.ensure(run, "teacher")}
     if v.full_budget and not v.overrides and v.heads == "greedy":  # the main run's own stage, restored alike
         out[child.model(f"stage{v.stage}")] = run.model(f"stage{v.stage}")
     source = STAGES[f"stage{v.stage}"]["source"]
     if source != "teacher":
-        out[child.model(source)] = run.stage(source)
+        out[child.model(source)] = stages.ensure(run, source)
         if v.stage == 3:
             out[child.folder / "results" / stages.LAYER_SEARCH] = run.model("stage3_pruned") / stages.SURGERY
         return out
@@ -257,7 +257,7 @@ def run_group(run: Run, group: str, variants: list[Variant], progress: bool = Fa
     on the same rows. Also written to ``results/ablation_<group>.json`` (for the scorecard)."""
     rows = [run_variant(run, v, progress) for v in variants]
     n = rows[0]["result"].metrics["n"]
-    teacher = first_rows(evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress), n)
+    teacher = first_rows(evaluate_cached(run, "teacher", stages.ensure(run, "teacher"), progress=progress), n)
     table = ablation_table(rows, teacher)
     atomic_write_text(run.result_file(f"ablation_{group}"),
                       json.dumps({"group": group, "test_rows": n, "users": teacher.metrics["users"],

@@ -49,7 +49,6 @@ def run_facts(run) -> dict:
     """The run a chapter shows, from its run folder: the teacher's training samples, the test rows
     and users of its evaluation, and the paired HR@20 verdict against most popular (``{}`` where
     the teacher is not evaluated yet). Recorded by the runner in each executed copy."""
-
     teacher, popular = load_result(run.folder, "teacher"), load_result(run.folder, "most_popular")
     summary = run.model("teacher") / SUMMARY
     facts = {"teacher_samples": json.loads(summary.read_text())["train_samples"]} if summary.exists() else {}

@@ -208,7 +208,6 @@ def most_popular(train: pd.DataFrame, df: pd.DataFrame, k: int = 20, exclude_see
 def save_result(res: EvalResult, folder: str | Path, name: str, settings: dict) -> None:
     """``ranks/<name>.csv`` (per-user ranks), then ``results/<name>.json`` (the step's record:
     ``settings`` and the metrics) in a run folder; the JSON, written last, marks it complete."""
-
     folder = resolve(folder)
     rfile = folder / "ranks" / f"{name}.csv"
     (folder / "results" / f"{name}.json").unlink(missing_ok=True)  # never old metrics beside new ranks
@@ -243,7 +242,6 @@ def load_result(folder: str | Path, name: str) -> EvalResult | None:
 def cached_result(folder: str | Path, name: str, settings: dict) -> EvalResult | None:
     """The stored evaluation ``name`` if it was made with ``settings`` (else None, after one line
     saying what changed: the caller evaluates again)."""
-
     folder = resolve(folder)
     rec = stored(folder / "results" / f"{name}.json", settings, on_change="rebuild")
     return None if rec is None else _read_result(folder, name, rec)

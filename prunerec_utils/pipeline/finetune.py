@@ -104,6 +104,10 @@ def training_args(out_dir: Path, prof: Profile, progress: bool, **extra) -> Trai
         metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2,
         logging_steps=extra.pop("logging_steps", 5), report_to="none", seed=prof.seed, data_seed=prof.seed,
         bf16=prof.train_precision == "autocast", torch_compile=prof.train_compile, use_cpu=not use_cuda,
+        # on CUDA: deterministic algorithms, cuBLAS workspace and cuDNN settings (Trainer's ``full_determinism``),
+        # so the same step re-derived on a fresh machine of the same kind has the same content hash; the CPU's
+        # kernels are deterministic already (tests/test_finetune.py trains twice and compares the hashes)
+        full_determinism=use_cuda,
         disable_tqdm=not progress,
         remove_unused_columns=False, dataloader_num_workers=0, prediction_loss_only=True, **extra,
     )

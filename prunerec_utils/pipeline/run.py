@@ -47,13 +47,11 @@ class Run:
     config: object = None  # the dataset's recipe (a DatasetConfig); None: the named dataset's
 
     def __post_init__(self):  # the profile as this machine runs it (bf16 only where it is fast)
-
         object.__setattr__(self, "prof", for_this_machine(self.prof))
 
     @cached_property
     def cfg(self):
         """The dataset's :class:`~prunerec_utils.data.DatasetConfig` (prompt words, recipe)."""
-
         return self.config if self.config is not None else get_dataset_config(self.dataset)
 
     @cached_property
@@ -91,7 +89,6 @@ class Run:
 
     def data_id(self) -> str:
         """Content hash of the splits (:func:`prunerec_utils.identity.data_identity`)."""
-
         return data_identity(self.splits)
 
     def split(self, name: str):
@@ -99,7 +96,6 @@ class Run:
 
     def rows(self, purpose: str, n: int | None, split: str = "train"):
         """The seeded sample of ``n`` rows of ``split`` drawn for ``purpose`` (see :data:`SAMPLES`)."""
-
         if purpose not in SAMPLES:
             raise PruneRecError(f"unknown sample {purpose!r}; one of {', '.join(SAMPLES)}")
         return sample_rows(self.split(split), n, self.prof.seed + SAMPLES[purpose])

@@ -27,7 +27,8 @@ from transformers import AutoConfig
 
 from .. import PruneRecError, steps
 from ..assets import load_model, load_tokenizer, resolve_model
-from ..data import read_items
+from ..data import prepare, read_items
+from ..hardware import run_device
 from ..identity import model_identity
 from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
 from ..method.hidden import hidden_importance, top_dims
@@ -48,11 +49,13 @@ LAYER_SEARCH = "layer_search.json"  # a ΔPPL search to continue (see layer_sear
 
 
 def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Path, dict]:
-    """Notebook 01 in one call: sample the profile's budget, tokenise, fine-tune, save ``models/<name>``.
+    """Notebook 01 in one call: the splits (notebook 00) where the run folder has none, then sample the profile's
+    budget, tokenise, fine-tune, save ``models/<name>``.
     Returns the teacher folder and its training summary. Re-running resumes or skips; a stored
     teacher trained with other settings, from another base model or on other data is refused.
     """
     set_progress(progress)
+    prepare(run.cfg, run.splits)  # the splits first (a cached step: read back in a run folder that has them)
     prof, out = run.prof, run.model(name)
     base = resolve_model(prof.model)
     settings = training_settings(prof, base_id=model_identity(base), data_id=run.data_id())
@@ -80,7 +83,7 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
     variant = prof.head_variant if greedy else "independent"
     default = {"greedy": "stage1_heads", "independent": "stage1_heads_independent"}.get(variant, "stage1_heads")
     name = name or (default if alpha == prof.alpha else f"{default}_alpha{alpha:g}")
-    tdir = run.stage("teacher")
+    tdir = ensure(run, "teacher", progress)
     settings = {"head_variant": variant, "alpha": alpha, "epsilon": prof.epsilon, "samples": prof.importance_samples,
                 "kept_heads": prof.kept_heads, "seed": prof.seed, "cutoff_len": prof.cutoff_len,
                 "quirk_last_padded": kwargs.get("quirk_last_padded", False),
@@ -101,7 +104,7 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
             scores = ind.mixed if variant == "global" else ind.normalised
             imp = HeadImportance(ind.raw, ind.normalised, ind.mixed, [global_ranking(scores, num_prune)] * L)
         else:
-            model, tok = load_model(tdir), load_tokenizer(tdir)
+            model, tok = scoring_model(tdir), load_tokenizer(tdir)
             rows = run.rows("importance", prof.importance_samples)
             batch = scoring_batch(tok, rows["history_item_title"], rows["item_title"], run.cfg,
                                   prof.cutoff_len, quirk_last_padded=kwargs.pop("quirk_last_padded", False))
@@ -114,6 +117,12 @@ def head_scores(run: Run, alpha: float | None = None, name: str | None = None, p
     return HeadImportance.from_dict(rec), rec
 
 
+def scoring_model(folder: Path):
+    """The model of ``folder`` (fp32) on the run's device (:func:`~prunerec_utils.hardware.run_device`): head,
+    hidden-dimension, MLP and ΔPPL scores run where the training runs; the surgery cuts it there and saves it."""
+    return load_model(folder).to(run_device())
+
+
 def load_config(folder: Path) -> dict:
     return steps.read_json(Path(folder) / "config.json")
 
@@ -124,7 +133,7 @@ def _collated(tok, rows, cfg, cutoff_len: int) -> dict:
 
 
 def _save(model, tok, tmp: Path) -> None:
-    model.save_pretrained(tmp)
+    model.to("cpu").save_pretrained(tmp)  # from the run's device: the GPU's memory is free for the next step
     tok.save_pretrained(tmp)
 
 
@@ -132,14 +141,14 @@ def stage1_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
     """Heads then hidden dimensions cut from the teacher → ``models/stage1_pruned`` (not distilled)."""
     prof = run.prof
     imp, head_rec = head_scores(run, progress=progress)
-    tdir = run.stage("teacher")
+    tdir = ensure(run, "teacher", progress)
     settings = {"kept_heads": head_rec["kept"], "hidden_variant": prof.hidden_variant,
                 "samples": prof.importance_samples,
                 "seed": prof.seed, "cutoff_len": prof.cutoff_len, "source_id": model_identity(tdir),
                 "data_id": run.data_id()}
 
     def build(tmp: Path) -> dict:
-        model, tok = load_model(tdir), load_tokenizer(tdir)
+        model, tok = scoring_model(tdir), load_tokenizer(tdir)
         before = param_counts(model)
         original = {"hidden_size": model.config.hidden_size, "num_attention_heads": model.config.num_attention_heads,
                     "num_key_value_heads": model.config.num_key_value_heads}
@@ -175,13 +184,13 @@ def sample_batch(run: Run, n: int, purpose: str, tok) -> dict:
 def stage2_prune(run: Run) -> tuple[Path, dict]:
     """MLP neurons of the distilled Stage I model → ``models/stage2_pruned`` (eq. 8-11)."""
     prof = run.prof
-    src = run.stage("stage1")
+    src = ensure(run, "stage1")
     settings = {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
                 "keep_factor": prof.mlp_keep_factor, "seed": prof.seed, "cutoff_len": prof.cutoff_len,
                 "source_id": model_identity(src), "data_id": run.data_id()}
 
     def build(tmp: Path) -> dict:
-        model, tok = load_model(src), load_tokenizer(src)
+        model, tok = scoring_model(src), load_tokenizer(src)
         t0 = time.time()
         scores = mlp_scores(model, sample_batch(run, prof.mlp_samples, "mlp", tok),
                             prof.mlp_tau_quantile, prof.mlp_variant, seed=prof.seed)
@@ -193,8 +202,9 @@ def stage2_prune(run: Run) -> tuple[Path, dict]:
         return {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
                 "keep_factor": prof.mlp_keep_factor, "k": k, "intermediate_before": int(scores.scores.shape[1]),
                 "kept": keep, "tau": scores.tau.tolist(), "scores": scores.scores.tolist(),
-                "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1),
-                                                           torch.tensor([0.5, 0.9, 0.99]), dim=1).T.tolist(),
+                "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1).float(),
+                                                           torch.tensor([0.5, 0.9, 0.99], device=scores.activations.device),
+                                                           dim=1).T.tolist(),
                 "seconds": round(time.time() - t0, 1), "params": {"stage1": before, "stage2": param_counts(model)}}
 
     return run.model_step("stage2_pruned", SURGERY, settings, build)
@@ -211,11 +221,11 @@ def stage3_prune(run: Run, progress: bool = False) -> tuple[Path, dict]:
     """Greedy ΔPPL layer removal on the distilled Stage II model → ``models/stage3_pruned`` (eq. 12);
     ``prof.layer_variant = "random"`` removes seeded random layers instead (a baseline)."""
     prof = run.prof
-    src = run.stage("stage2")
+    src = ensure(run, "stage2", progress)
     settings = stage3_settings(run, src)
 
     def build(tmp: Path) -> dict:
-        model, tok = load_model(src), load_tokenizer(src)
+        model, tok = scoring_model(src), load_tokenizer(src)
         L = model.config.num_hidden_layers
         n_remove = min(round(prof.layers_removed_share * L), L - 1)
         t0 = time.time()
@@ -255,8 +265,7 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
     """Keep the tokens of the dataset's prompts and titles (+ merge closure, bytes, specials) in the
     distilled ``source`` model → ``models/<source>_vocab``; checks that every prompt and answer
     encodes as before."""
-
-    src = run.stage(source)
+    src = ensure(run, source, progress)
     settings = {"source": source, "source_id": model_identity(src), "data_id": run.data_id()}
 
     def build(tmp: Path) -> dict:
@@ -287,7 +296,7 @@ def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = F
 
     Stored with the training settings (:func:`prunerec_utils.pipeline.finetune.training_settings`), λ, and
     the identities of the student, the teacher and the data; another of any is refused."""
-    prof, tdir = run.prof, run.stage("teacher")
+    prof, tdir = run.prof, ensure(run, "teacher", progress)
     budget = prof.distill_samples
     settings = training_settings(prof, max_train=budget, kd_lambda=prof.kd_lambda, student_id=model_identity(student_dir),
                                  teacher_id=model_identity(tdir), data_id=run.data_id())
@@ -306,6 +315,16 @@ def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = F
 def _stage(run: Run, number: int, pruned: tuple[Path, dict], progress: bool) -> dict:
     final, summary = distill_stage(run, pruned[0], f"stage{number}", progress)
     return {"pruned_dir": pruned[0], "surgery": pruned[1], "distilled_dir": final, "distill": summary}
+
+
+def ensure(run: Run, name: str, progress: bool = False) -> Path:
+    """The finished stage ``name`` ("teacher", "stage1", "stage2", "stage3") of the run, made here first where
+    the run folder lacks it, with the splits and every stage it needs (each a cached step, so what exists is
+    read back): a shard that starts at chapter 04 in a fresh run folder trains the teacher and Stage I itself."""
+    if not (run.model(name) / SUMMARY).exists() and name in MAKERS:
+        print(f"[stages] no {name} in {run.folder}: making it here (and what it needs)", flush=True)
+        MAKERS[name](run, progress)
+    return run.stage(name)
 
 
 def stage1(run: Run, progress: bool = False) -> dict:
@@ -337,14 +356,14 @@ def stage_results(run: Run, label: str, name: str, pruned_rows: int = 0, progres
     """Evaluations for a stage's page: the teacher; if ``pruned_rows``, the teacher and the
     undistilled model (``models/<name>_pruned``) on the first rows (:func:`first_rows_label`,
     :func:`undistilled_label`); the distilled model (``models/<name>``) on the full test sample."""
-    teacher = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
+    teacher = evaluate_cached(run, "teacher", ensure(run, "teacher", progress), progress=progress)
     out = {"teacher": teacher}
     if pruned_rows:
         n = min(pruned_rows, teacher.metrics["n"])
         out[first_rows_label(n)] = first_rows(teacher, n)
         out[undistilled_label(label)] = evaluate_cached(run, f"{name}_pruned_n{n}", run.model(f"{name}_pruned"),
                                                         limit=n, progress=progress)
-    out[label] = evaluate_cached(run, name, run.stage(name), progress=progress)
+    out[label] = evaluate_cached(run, name, ensure(run, name, progress), progress=progress)
     return out
 
 
@@ -373,3 +392,6 @@ def stage_param_counts(run: Run, names: dict[str, str]) -> pd.DataFrame:
             raise PruneRecError(f"no model at {folder} (no config.json): make {name} first")
         counts[label] = param_formula(AutoConfig.from_pretrained(folder))
     return pd.DataFrame(counts).T
+
+
+MAKERS = {"teacher": train_teacher, "stage1": stage1, "stage2": stage2, "stage3": stage3}  # what :func:`ensure` runs

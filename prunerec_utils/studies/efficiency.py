@@ -44,6 +44,7 @@ from ..method.beam_search import TensorTrie, constrained_beam_search
 from ..method.surgery import head_dim, param_counts, prune_heads, prune_hidden, prune_mlp, remove_layers
 from ..paths import atomic_write_text
 from ..pipeline.evaluate import DTYPES, TitleTrie, fixed_test_rows
+from ..pipeline.stages import ensure
 from ..prompts import prompt_ids
 
 
@@ -238,7 +239,6 @@ STEPS = ("prefill", "decode", "beam_step", "recommend")  # timed operations, ``<
 def ratio_table(results: dict[str, dict], reference: str, num_beams: int):
     """Speed-ups vs ``reference`` beside their FLOP bounds, memory and size (a DataFrame, one row
     per model). Each model's recommendation FLOPs use its own mean number of search steps."""
-
     def flops(r):
         return flop_costs(SimpleNamespace(**r["config"]), r["prompt_tokens"], num_beams, r.get("search_steps", 0))
 
@@ -279,7 +279,7 @@ def benchmark_run(run, device: str = "cpu", rows: int = 8, repeats: int = 5,
     ``paper``, also Qwen2-0.5B's geometry at each stage (random weights, no beam search). The record
     keeps its historical key ``users`` for the number of rows timed."""
     prof, folder = run.prof, run.folder / "models"
-    run.stage("teacher")
+    ensure(run, "teacher")
     test = fixed_test_rows(run).iloc[:rows]
     base = {"histories": test["history_item_title"].tolist(), "dataset": run.dataset,
             "titles": read_items(run.splits)["item_title"].tolist(),

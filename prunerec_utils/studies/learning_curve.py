@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -25,11 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .. import cli
 from ..cli_args import positive_int
 from ..data import prepare
+from ..hardware import device_name
 from ..paths import atomic_write_text, resolve
 from ..pipeline.evaluate import evaluate_cached, popularity_cached
 from ..pipeline.finetune import training_settings
@@ -39,14 +37,6 @@ from ..profiles import get_profile
 from ..steps import record, stored
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
-
-
-def device_name() -> str:
-    """What ran it, in words: the CUDA device name, else the CPU architecture and core count."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-
-    return f"CPU {platform.machine()} x{os.cpu_count()}"
 
 
 def curve_point(run, samples: int, progress: bool = False, drop_model: bool = False) -> dict:

@@ -45,9 +45,9 @@ def layers_for(config, target_non_embedding: int) -> int:
 
 def slmrec_prune(run: Run) -> tuple[Path, dict]:
     """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``."""
-    final = run.stage("stage3")  # notebook 05 must have run
+    final = stages.ensure(run, "stage3")  # made here (Stages I-III) where notebook 05 has not run
     target = stages.surgery_params(final.parent / "stage3_pruned", "stage3")["non_embedding"]
-    tdir = run.stage("teacher")
+    tdir = stages.ensure(run, "teacher")
 
     def build(tmp: Path) -> dict:
         model, tok = load_model(tdir), load_tokenizer(tdir)
@@ -102,7 +102,6 @@ def table2(rows: dict[str, tuple[EvalResult, int | None]], teacher: str = "teach
 def stored_rows(run: Run) -> dict[str, tuple[EvalResult, int | None]]:
     """Every Table 2 row whose evaluation is stored in the run folder (nothing is computed):
     teacher, ours (Stage III), SLMRec-style, random structured, the ID baselines, most popular."""
-
     def non_embedding(r: Run, pruned: str, key: str) -> int | None:
         params = stages.surgery_params(r.model(pruned), key)
         return params and params["non_embedding"]

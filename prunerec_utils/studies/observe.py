@@ -35,13 +35,14 @@ from tqdm.auto import tqdm
 
 from .. import PruneRecError
 from ..assets import load_model, load_tokenizer
+from ..hardware import run_device
 from ..identity import model_identity
 from ..method.surgery import decoder_layers, temporary_layers
 from ..paths import atomic_write_text
 from ..pipeline.evaluate import (DTYPES, METRICS, EvalResult, cached_result, evaluate_cached, evaluate_resumable,
                                  evaluation_settings, first_rows, fixed_test_rows, retention_table)
 from ..pipeline.run import Run
-from ..pipeline.stages import sample_batch
+from ..pipeline.stages import ensure, sample_batch
 
 METHODS = ("wanda", "random")
 SHARES = (0.1, 0.5)  # K of Fig 1a
@@ -204,7 +205,7 @@ def sparsity_of(model) -> float:
 
 def teacher_on_rows(run: Run, rows: int = 200, progress: bool = False) -> EvalResult:
     """The teacher's stored evaluation (notebook 01) restricted to its first ``rows`` test rows."""
-    full = evaluate_cached(run, "teacher", run.stage("teacher"), progress=progress)
+    full = evaluate_cached(run, "teacher", ensure(run, "teacher"), progress=progress)
     return first_rows(full, min(rows, full.metrics["n"]))
 
 
@@ -219,14 +220,13 @@ def pruned_result(run: Run, method: str, sparsity: float, samples: int = 100, ro
     name = f"obs_{method}_s{sparsity:g}_n{len(test)}"
     made = {"method": method, "sparsity": sparsity, "calibration_samples": samples if method == "wanda" else None,
             "seed": prof.seed}
-    tdir = run.stage("teacher")
+    tdir = ensure(run, "teacher")
     settings = {**evaluation_settings(run, test, prof.length_penalty, False, model_identity(tdir)), **made}
     cached = cached_result(run.folder, name, settings)
     if cached is not None:
         return cached
     model, tok = load_model(tdir), load_tokenizer(tdir)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model = model.to(run_device())
     batch = sample_batch(run, samples, "observe", tok) if method == "wanda" else None
     prune(model, method, sparsity, batch, prof.seed)
     measured = sparsity_of(model)

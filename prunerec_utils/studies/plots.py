@@ -175,7 +175,6 @@ def learning_curve(table: pd.DataFrame, popular: dict, path=None, own: dict | No
 def head_heatmaps(records: dict[str, dict], path=None):
     """Per record (label → ``stage1_heads`` record): layers × heads of the ranking score (eq. 6),
     pruned heads crossed out."""
-
     fig, axes = _panels(len(records), height=5.0)
     for ax, (label, rec) in zip(axes, records.items()):
         mixed = np.array(rec["mixed"])
@@ -210,7 +209,6 @@ def hidden_importance_curve(importance: list[float], kept: list[int], path=None)
 def mlp_thresholds(rec: dict, path=None):
     """Stage II: per layer, quantiles of |up_proj| at the last token and the chosen τ; and the
     distribution of the counts S(d) with the number kept."""
-
     q = np.array(rec["abs_activation_quantiles"])  # [L, 3]
     layers = np.arange(len(q))
     fig, (a, b) = _panels(2, height=3.4)
@@ -304,7 +302,6 @@ def sorted_magnitudes(curves: dict[str, dict], what: str, path=None, ks=(0.1, 0.
     """Fig 2-3: per-unit mean |activation| sorted high → low, one panel per layer, one line per
     model (``curves``: label → :func:`prunerec_utils.studies.observe.sorted_units`); the top-K% cut of each
     model is marked on its curve and as a vertical line."""
-
     layers = list(next(iter(curves.values())))
     fig, axes = _panels(len(layers), height=3.0)
     for ax, layer in zip(axes, layers):

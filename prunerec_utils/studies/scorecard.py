@@ -146,7 +146,6 @@ def retention_gate(teacher, popular) -> str | None:
 def comparison_rows(run) -> list[dict]:
     """PruneRec's final model against both pruned-LLM baselines and the ID baselines (paired, NDCG@20),
     from the Table 2 rows stored in the run folder (:func:`prunerec_utils.studies.llm_baselines.stored_rows`)."""
-
     rows = {label: res for label, (res, _) in stored_rows(run).items()}
     ours = rows.get("PruneRec (ours)")
     others = [("SLMRec-style layer-only pruning", "SLMRec-style"),
