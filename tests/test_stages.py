@@ -18,10 +18,8 @@ def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_spl
     (tmp_path / "ml-100k").mkdir()
     (tmp_path / "ml-100k" / "splits").symlink_to(ml100k_splits)
     prof = get_profile("ci", max_train=64, max_valid=16, epochs=1, importance_samples=3)
-    with pytest.raises(PruneRecError, match="notebook 01"):
-        stages.stage1(Run("ml-100k", prof, tmp_path))
-    train_teacher(Run("ml-100k", prof, tmp_path), progress=False)
-    out = stages.stage1(Run("ml-100k", prof, tmp_path))
+    out = stages.stage1(Run("ml-100k", prof, tmp_path))  # a fresh run folder: Stage I makes the teacher first
+    assert (tmp_path / "ml-100k" / "ci" / "models" / "teacher" / "training_summary.json").exists()
     rec = out["surgery"]
     assert all(len(k) == prof.kept_heads for k in rec["kept_heads"]) and len(rec["hidden_dims"]) == 32
     for folder in (out["pruned_dir"], out["distilled_dir"]):
@@ -31,8 +29,6 @@ def test_stages_prune_distil_resume_and_stay_stock_loadable(tmp_path, ml100k_spl
     assert rec["params"]["stage1"]["non_embedding"] < rec["params"]["teacher"]["non_embedding"] / 2
     heads = json.loads((tmp_path / "ml-100k" / "ci" / "results" / "stage1_heads.json").read_text())
     assert heads["kept"] == rec["kept_heads"] and torch.tensor(heads["raw"]).shape == (4, 4)
-    with pytest.raises(PruneRecError, match="notebook 04"):
-        stages.stage3(Run("ml-100k", prof, tmp_path))
     s2 = stages.stage2(Run("ml-100k", prof, tmp_path))
     assert s2["surgery"]["k"] == 64 and len(s2["surgery"]["tau"]) == 4
     s3 = stages.stage3(Run("ml-100k", prof, tmp_path))
@@ -166,3 +162,10 @@ def test_notebooks_and_studies_reach_stages_through_ensure():
     lookups = [f"{f.relative_to(root)}" for f in files if f.name not in ("run.py", "stages.py")
                and re.search(r"\brun\.stage\(", f.read_text())]
     assert not lookups, lookups
+
+
+def test_a_teacher_in_a_fresh_runs_root_makes_the_splits_first(tmp_path):
+    run = Run("ml-100k", get_profile("ci", max_train=16, max_valid=8, epochs=1), tmp_path)
+    folder, summary = train_teacher(run, progress=False)
+    assert (run.splits / "stats.json").exists() and summary["train_samples"] == 16
+    assert (folder / "training_summary.json").exists()

@@ -55,7 +55,8 @@ def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Pa
     teacher trained with other settings, from another base model or on other data is refused.
     """
     set_progress(progress)
-    prepare(run.cfg, run.splits)  # the splits first (a cached step: read back in a run folder that has them)
+    if not (run.splits / "stats.json").exists():  # a fresh run folder (a shard): the splits first
+        prepare(run.cfg, run.splits)
     prof, out = run.prof, run.model(name)
     base = resolve_model(prof.model)
     settings = training_settings(prof, base_id=model_identity(base), data_id=run.data_id())
