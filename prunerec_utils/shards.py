@@ -38,7 +38,7 @@ from .paths import atomic_write_text, cli_path, output_dir
 from .pipeline.run import Run
 from .profiles import get_profile
 from .runner import git_commit
-from .steps import SETTINGS, differences
+from .steps import SETTINGS
 
 MANIFEST = "shard.json"
 MODEL_RECORDS = ("training_summary.json", "surgery.json", "checkpoints.json", "config.json", "generation_config.json")
