@@ -25,10 +25,13 @@ bytes (their records were compared above; a figure or ranks file of equal settin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 from . import PruneRecError, cli
@@ -99,6 +102,43 @@ def pack(run: Run, copies: Path, out: Path) -> dict:
         manifest["files"][rel] = _sha256(dest)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))  # last: a shard without it is incomplete
     return manifest
+
+
+ARCHIVES = (".tar", ".tgz", ".tar.gz")  # a shard as one file (a GPU machine may send back only a few files)
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.endswith(ARCHIVES)
+
+
+def pack_archive(run: Run, copies: Path, archive: Path) -> dict:
+    """:func:`pack` into one tar file (gzip-compressed for ``.tgz`` / ``.tar.gz``), written atomically."""
+    if archive.exists():
+        raise PruneRecError(f"{archive}: exists; choose a new file name for the shard")
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = pack(run, copies, Path(tmp) / "shard")
+        part = archive.with_name(f".{archive.name}.packing")
+        with tarfile.open(part, "w:gz" if archive.name.endswith((".tgz", ".gz")) else "w") as tar:
+            tar.add(Path(tmp) / "shard", arcname="shard")
+        part.replace(archive)
+    return manifest
+
+
+@contextlib.contextmanager
+def opened(path: Path):
+    """A shard folder for ``path``: the folder itself, or an archive unpacked into a temporary folder."""
+    if not is_archive(path):
+        yield path
+        return
+    if not path.is_file():
+        raise PruneRecError(f"{path}: no such shard archive")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with tarfile.open(path) as tar:
+                tar.extractall(tmp, filter="data")  # no absolute paths, links or devices out of the archive
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise PruneRecError(f"{path}: not a readable shard archive ({exc})") from None
+        yield Path(tmp) / "shard"
 
 
 def read_shard(folder: Path) -> dict:
@@ -212,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="default")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--copies", required=True, help="the folder the runner wrote the executed chapters to")
-    p.add_argument("--out", required=True, help="the shard folder (new or empty)")
+    p.add_argument("--out", required=True, help="the shard: a new or empty folder, or one file ending .tar / .tgz")
     m = sub.add_parser("merge", help="shards → one run folder and one book folder")
     m.add_argument("shards", nargs="+")
     m.add_argument("--runs-root", required=True, help="the destination runs root")
@@ -220,14 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "pack":
         run = Run(args.dataset, get_profile(args.profile), str(cli_path(args.runs_root)))
-        man = pack(run, cli_path(args.copies), cli_path(args.out))
+        out = cli_path(args.out)
+        man = (pack_archive if is_archive(out) else pack)(run, cli_path(args.copies), out)
         print(f"packed chapters {', '.join(man['chapters'])}: {len(man['files'])} files, models "
               f"{', '.join(n.split('/')[-1] for n in man['models']) or 'none'} -> {args.out}")
         return 0
-    shards = [cli_path(s) for s in args.shards]
-    first = read_shard(shards[0])
-    run = Run(first["dataset"], get_profile(first["profile"]), str(cli_path(args.runs_root)))
-    written = merge(shards, run.folder, cli_path(args.copies))
+    with contextlib.ExitStack() as stack:
+        shards = [stack.enter_context(opened(cli_path(s))) for s in args.shards]
+        first = read_shard(shards[0])
+        run = Run(first["dataset"], get_profile(first["profile"]), str(cli_path(args.runs_root)))
+        written = merge(shards, run.folder, cli_path(args.copies))
     print(f"merged {len(shards)} shards into {run.folder} and {args.copies}: {written} files written; the book's "
           f"findings: python -m prunerec_utils.studies.findings --profile {first['profile']} --dataset {first['dataset']} "
           f"--out {args.copies}/findings.md")

@@ -101,3 +101,22 @@ def test_pack_refuses_a_folder_without_chapters_or_a_foreign_out(tmp_path, capsy
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(PruneRecError, match="notes.txt"):
         shards.pack(run, tmp_path / "copies", tmp_path / "mine")
+
+
+def test_a_shard_travels_as_one_archive_and_a_broken_archive_is_one_line(tmp_path, capsys):
+    a = _shard(tmp_path, "a", ["01"])
+    run = Run("ml-100k", get_profile("ci"), tmp_path / "a" / "runs")
+    archive = tmp_path / "shard-01.tgz"
+    assert shards.main(["pack", "--runs-root", str(run.base), "--profile", "ci", "--dataset", "ml-100k",
+                        "--copies", str(tmp_path / "a" / "copies"), "--out", str(archive)]) == 0
+    b = _shard(tmp_path, "b", ["03"])
+    book = tmp_path / "book"
+    assert shards.main(["merge", str(archive), str(b), "--runs-root", str(tmp_path / "dest"),
+                        "--copies", str(book)]) == 0
+    assert sorted(p.name for p in book.iterdir()) == ["01_chapter.ipynb", "03_chapter.ipynb"]
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(archive.read_bytes()[:200])
+    _refused(capsys, ["merge", str(cut), "--runs-root", str(tmp_path / "d2"), "--copies", str(tmp_path / "b2")],
+             "cut.tgz")
+    assert not (tmp_path / "d2").exists()
+    assert a.exists()
