@@ -16,7 +16,9 @@ record) and both identities — where two shards (or a shard and the destination
 share (teacher, stages, splits) or on a record's settings; a chapter executed in two shards is refused too.
 Only after every check passes is anything written: the run records go into the destination run folder, the
 chapters into the destination book folder. Files that exist there already are never overwritten with other
-bytes (their records were compared above; a figure or ranks file of equal settings keeps the first copy).
+bytes (their records were compared above; a figure or ranks file of equal settings keeps the first copy). The
+records of a model go to ``shard_models/<name>/`` (its weights did not travel: the merged run folder never
+claims a model it cannot load).
 
     python -m prunerec_utils.shards pack --runs-root R --profile default --dataset ml-100k --copies O --out SHARD
     python -m prunerec_utils.shards merge SHARD_A SHARD_B --runs-root runs --copies book/default/ml-100k
@@ -178,6 +180,21 @@ def _settings(path: Path) -> dict | None:
     return rec.get(SETTINGS) if isinstance(rec, dict) and isinstance(rec.get(SETTINGS), dict) else None
 
 
+SHARD_MODELS = "shard_models"  # where a merged run keeps the records of models whose weights stayed on the shard
+IDENTITIES = "identities.json"  # in SHARD_MODELS: the identity of every model and of the splits merged so far
+
+
+def _destination(rel: str) -> str:
+    """Where a shard's run file goes in the merged run folder. A model's records go to ``shard_models/<name>/``,
+    not ``models/<name>/``: the weights did not travel, and a record there would make the run folder claim a
+    model it cannot load (the export reads both places)."""
+    parts = rel.split("/")
+    if "models" in parts:
+        i = parts.index("models")
+        return "/".join(parts[:i] + [SHARD_MODELS] + parts[i + 1:])
+    return rel
+
+
 def plan(shards: list[Path], run_folder: Path, copies: Path) -> dict[Path, Path]:
     """``{destination: source}`` of every file the merge writes, after every check (see the module docstring)."""
     manifests = {folder: read_shard(folder) for folder in shards}
@@ -190,6 +207,9 @@ def plan(shards: list[Path], run_folder: Path, copies: Path) -> dict[Path, Path]
     seen: dict[str, tuple[str, str]] = {}
     if (run_folder / "models").exists():
         seen.update({k: (v, str(run_folder)) for k, v in _models(run_folder).items()})
+    merged = run_folder / SHARD_MODELS / IDENTITIES  # what earlier merges brought
+    if merged.exists():
+        seen.update({k: (v, f"an earlier merge ({merged})") for k, v in json.loads(merged.read_text()).items()})
     for folder, m in manifests.items():
         for name, ident in {**m["models"], "splits": m["splits"]}.items():
             if name in seen and seen[name][0] != ident:
@@ -212,7 +232,7 @@ def plan(shards: list[Path], run_folder: Path, copies: Path) -> dict[Path, Path]
                 continue
             if rel.startswith("run/splits/"):
                 continue  # the splits are compared by identity above and re-made from the raw files where needed
-            dest = run_folder / rel[len("run/"):]
+            dest = run_folder / _destination(rel[len("run/"):])
             other = writes.get(dest, dest if dest.exists() else None)
             if other is None:
                 writes[dest] = src
@@ -227,8 +247,15 @@ def plan(shards: list[Path], run_folder: Path, copies: Path) -> dict[Path, Path]
 
 
 def merge(shards: list[Path], run_folder: Path, copies: Path) -> int:
-    """Merge ``shards`` into ``run_folder`` and ``copies`` (see :func:`plan`); returns the files written."""
+    """Merge ``shards`` into ``run_folder`` and ``copies`` (see :func:`plan`); returns the files written. The
+    identities of the models and splits the shards made are kept (``shard_models/identities.json``), so a
+    later merge into the same run is checked against them too."""
     writes = plan(shards, run_folder, copies)
+    identities_path = run_folder / SHARD_MODELS / IDENTITIES
+    identities = json.loads(identities_path.read_text()) if identities_path.exists() else {}
+    for folder in shards:
+        m = json.loads((folder / MANIFEST).read_text())
+        identities.update({**m["models"], "splits": m["splits"]})
     written = 0
     for dest, src in sorted(writes.items()):
         if dest.exists() and dest.read_bytes() == src.read_bytes():
@@ -240,6 +267,8 @@ def merge(shards: list[Path], run_folder: Path, copies: Path) -> int:
         shutil.copyfile(src, tmp)
         tmp.replace(dest)
         written += 1
+    identities_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(identities_path, json.dumps(identities, indent=1, sort_keys=True))
     return written
 
 

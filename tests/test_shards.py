@@ -47,7 +47,8 @@ def test_packed_shards_merge_into_one_run_and_one_book(tmp_path):
     assert shards.main(["merge", str(a), str(b), "--runs-root", str(tmp_path / "dest"), "--copies", str(book)]) == 0
     assert sorted(p.name for p in book.iterdir()) == ["01_chapter.ipynb", "03_chapter.ipynb", "04_chapter.ipynb"]
     assert sorted(p.name for p in (dest.folder / "results").iterdir()) == ["stage1.json", "teacher.json"]
-    assert (dest.folder / "models" / "teacher" / "training_summary.json").exists()
+    assert (dest.folder / "shard_models" / "teacher" / "training_summary.json").exists()
+    assert not (dest.folder / "models").exists()  # no record of a model whose weights stayed behind
 
 
 def _refused(capsys, args, *words):
@@ -120,3 +121,12 @@ def test_a_shard_travels_as_one_archive_and_a_broken_archive_is_one_line(tmp_pat
              "cut.tgz")
     assert not (tmp_path / "d2").exists()
     assert a.exists()
+
+
+def test_a_later_merge_is_checked_against_what_earlier_merges_brought(tmp_path, capsys):
+    a = _shard(tmp_path, "a", ["01"])
+    c = _shard(tmp_path, "c", ["03"], teacher_weights=b"other weights")
+    dest, book = str(tmp_path / "dest"), str(tmp_path / "book")
+    assert shards.main(["merge", str(a), "--runs-root", dest, "--copies", book]) == 0
+    _refused(capsys, ["merge", str(c), "--runs-root", dest, "--copies", book], "models/teacher", "an earlier merge")
+    assert sorted(p.name for p in (tmp_path / "book").iterdir()) == ["01_chapter.ipynb"]
