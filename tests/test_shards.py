@@ -9,6 +9,7 @@ from prunerec_utils import PruneRecError, shards
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.steps import SETTINGS
+from tests.cli_checks import one_line_error
 
 
 def _shard(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",), setting="a"):
@@ -52,11 +53,7 @@ def test_packed_shards_merge_into_one_run_and_one_book(tmp_path):
 
 
 def _refused(capsys, args, *words):
-    assert shards.main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
+    return one_line_error(shards.main, capsys, args, *words)
 
 
 def test_shards_that_made_another_teacher_are_refused_and_nothing_is_merged(tmp_path, capsys):
