@@ -13,8 +13,8 @@ Three layers, each a subpackage:
 Below them: ``steps`` (the one cached-step primitive), ``profiles`` (one dataclass of sizes),
 ``recipe`` (which dataset is which, the title rule), ``loaders`` and ``own_log`` (raw files to a log),
 ``data`` (D3 recipe, CLI), ``prompts``, ``assets`` (offline models and data), ``identity`` (content
-hashes), ``paths``. Above them: ``runner`` (the notebooks over a run; writes the book's findings) and
-``prune`` (the CLI that prunes a user's own model).
+hashes), ``paths``. Above them: ``runner`` (the notebooks over a run; writes the book's findings),
+``shards`` (chapters run apart, packed and merged) and ``prune`` (the CLI that prunes a user's own model).
 """
 
 import functools

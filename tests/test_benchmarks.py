@@ -154,3 +154,26 @@ def test_gpu_calibration_measures_every_section_and_keeps_a_cut_run(tmp_path, ml
                            "--rows", str(rows), "--model", "tiny-qwen2", "--random-init", "--sections", "train,scoring",
                            "--json", str(out), "--deadline", "0"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and json.loads(out.read_text())["scoring"] == {"skipped": "deadline"}
+
+
+def test_gpu_plan_costs_every_chapter_and_packs_windows_that_rederive_what_they_need():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_plan
+    finally:
+        sys.path.pop(0)
+    from prunerec_utils.profiles import get_profile
+
+    prof = get_profile("ci")
+    steps = gpu_plan.plan_steps(prof, train_rate=100.0, eval_rate=50.0)
+    assert sorted({s.chapter for s in steps}) == [f"{i:02d}" for i in range(1, 10)]
+    assert steps[0].seconds == pytest.approx(prof.max_train * prof.epochs / 100.0)  # the teacher at the measured rate
+    stage3 = next(s for s in steps if s.what.startswith("stage3"))
+    stage1 = next(s for s in steps if s.what.startswith("stage1"))
+    assert stage3.seconds < stage1.seconds  # a smaller student distils faster
+    one = [gpu_plan.Step("01", "teacher", 100.0), gpu_plan.Step("04", "stage2", 50.0, ("teacher", "stage1"))]
+    upstream = {"teacher": 100.0, "stage1": 30.0, "stage2": 0.0, "stage3": 0.0}
+    assert gpu_plan.windows(one, upstream, budget_s=1000) == [
+        {"chapters": ["01", "04"], "seconds": 180.0, "rederive": ["stage1"]}]  # the teacher is made in the window
+    apart = gpu_plan.windows(one, upstream, budget_s=150)
+    assert [w["chapters"] for w in apart] == [["01"], ["04"]] and apart[1]["rederive"] == ["teacher", "stage1"]

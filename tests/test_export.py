@@ -39,3 +39,13 @@ def test_every_evaluation_is_exported_with_ranks_that_give_its_metrics(tmp_path)
         assert all(abs(again[k] - doc[k]) < 1e-12 for k in ("hr@10", "hr@20", "ndcg@10", "ndcg@20"))
         assert doc["settings"] == {"users": 6} and len(doc["ranks"]["user_id"]) == 6
     assert json.loads((tmp_path / "out" / "surgery" / "stage1_pruned.json").read_text())["kept_heads"] == [[0, 1]]
+
+
+def test_the_records_of_models_trained_on_a_shard_are_exported_too(tmp_path):
+    run = Run("ml-100k", get_profile("ci"), tmp_path / "runs")
+    records = run.folder / "shard_models" / "teacher"
+    records.mkdir(parents=True)
+    (records / "training_summary.json").write_text(json.dumps({"settings": {"seed": 42}, "steps": 3}))
+    counts = export_run(run, tmp_path / "out")
+    assert counts["training"] == 1
+    assert json.loads((tmp_path / "out" / "training" / "teacher.json").read_text())["steps"] == 3

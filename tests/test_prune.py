@@ -9,6 +9,7 @@ import pytest
 
 from prunerec_utils import prune
 from prunerec_utils.own_log import synthetic_log
+from tests.cli_checks import one_line_error
 
 SHAPES = ["--keep-heads", "2", "--mlp", "64", "--layers", "2"]
 
@@ -92,12 +93,7 @@ def test_an_output_folder_of_another_run_is_refused(pruned, tiny_model_dir, caps
 
 
 def _one_line(capsys, args, *words):
-    assert prune.main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
-    return err
+    return one_line_error(prune.main, capsys, args, *words)
 
 
 def test_bad_input_gets_one_line(tmp_path, tiny_model_dir, capsys):

@@ -68,7 +68,8 @@ def export_run(run: Run, out: str | Path) -> dict[str, int]:
             export_evaluation(folder, name, target)
             counts["evaluations"] += 1
         for kind, record in (("surgery", "surgery.json"), ("training", "training_summary.json")):
-            for path in sorted((folder / "models").glob(f"*/{record}")):
+            # models/ of a run folder, and shard_models/: the records of models trained on a shard (prunerec_utils.shards)
+            for path in sorted([*(folder / "models").glob(f"*/{record}"), *(folder / "shard_models").glob(f"*/{record}")]):
                 if path.parent.is_symlink():
                     continue  # a linked model belongs to the run it links to
                 target = out / kind / f"{prefix}{path.parent.name}.json"

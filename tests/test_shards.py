@@ -1,0 +1,129 @@
+"""Shards (prunerec_utils.shards): chapters run apart, packed without weights, merged into one run only
+where they agree on every model they share; a bad shard is one line and nothing is merged."""
+
+import json
+
+import pytest
+
+from prunerec_utils import PruneRecError, shards
+from prunerec_utils.pipeline.run import Run
+from prunerec_utils.profiles import get_profile
+from prunerec_utils.steps import SETTINGS
+from tests.cli_checks import one_line_error
+
+
+def _shard(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",), setting="a"):
+    """A run folder as a shard leaves it (tiny fake files), its executed chapters, and the packed shard."""
+    run = Run("ml-100k", get_profile("ci"), tmp_path / name / "runs")
+    run.splits.mkdir(parents=True)
+    (run.splits / "train.csv").write_text("user_id\n1\n")
+    teacher = run.model("teacher")
+    teacher.mkdir(parents=True)
+    (teacher / "config.json").write_text('{"model_type": "qwen2"}')
+    (teacher / "model.safetensors").write_bytes(teacher_weights)
+    (teacher / "training_summary.json").write_text(json.dumps({SETTINGS: {"seed": 42}, "steps": 3}))
+    (run.folder / "results").mkdir()
+    (run.folder / "ranks").mkdir()
+    for r in results:
+        (run.folder / "results" / f"{r}.json").write_text(json.dumps({SETTINGS: {"rows": 48, "x": setting},
+                                                                      "hr@20": 0.1}))
+        (run.folder / "ranks" / f"{r}.csv").write_text("user_id,target,rank\n1,2,3\n")
+    copies = tmp_path / name / "copies"
+    copies.mkdir()
+    for c in chapters:
+        (copies / f"{c}_chapter.ipynb").write_text(json.dumps({"cells": [], "chapter": c}))
+    out = tmp_path / name / "shard"
+    shards.pack(run, copies, out)
+    return out
+
+
+def test_packed_shards_merge_into_one_run_and_one_book(tmp_path):
+    a = _shard(tmp_path, "a", ["01"])
+    b = _shard(tmp_path, "b", ["03", "04"], results=("teacher", "stage1"))
+    manifest = json.loads((a / shards.MANIFEST).read_text())
+    assert "run/models/teacher/model.safetensors" not in manifest["files"]  # never weights
+    assert manifest["chapters"] == ["01"] and set(manifest["models"]) == {"models/teacher"}
+    dest = Run("ml-100k", get_profile("ci"), tmp_path / "dest")
+    book = tmp_path / "book"
+    assert shards.main(["merge", str(a), str(b), "--runs-root", str(tmp_path / "dest"), "--copies", str(book)]) == 0
+    assert sorted(p.name for p in book.iterdir()) == ["01_chapter.ipynb", "03_chapter.ipynb", "04_chapter.ipynb"]
+    assert sorted(p.name for p in (dest.folder / "results").iterdir()) == ["stage1.json", "teacher.json"]
+    assert (dest.folder / "shard_models" / "teacher" / "training_summary.json").exists()
+    assert not (dest.folder / "models").exists()  # no record of a model whose weights stayed behind
+
+
+def _refused(capsys, args, *words):
+    return one_line_error(shards.main, capsys, args, *words)
+
+
+def test_shards_that_made_another_teacher_are_refused_and_nothing_is_merged(tmp_path, capsys):
+    a = _shard(tmp_path, "a", ["01"])
+    c = _shard(tmp_path, "c", ["03"], teacher_weights=b"other weights")
+    ids = [json.loads((s / shards.MANIFEST).read_text())["models"]["models/teacher"] for s in (a, c)]
+    dest = tmp_path / "dest"
+    _refused(capsys, ["merge", str(a), str(c), "--runs-root", str(dest), "--copies", str(tmp_path / "book")],
+             "models/teacher", ids[0], ids[1], "merge nothing")
+    assert not dest.exists() and not (tmp_path / "book").exists()
+
+
+def test_records_of_other_settings_or_a_chapter_twice_are_refused(tmp_path, capsys):
+    a = _shard(tmp_path, "a", ["01"])
+    d = _shard(tmp_path, "d", ["03"], setting="b")
+    e = _shard(tmp_path, "e", ["01"])
+    dest, book = str(tmp_path / "dest"), str(tmp_path / "book")
+    _refused(capsys, ["merge", str(a), str(d), "--runs-root", dest, "--copies", book],
+             "results/teacher.json", "x 'a' in", "'b' in")
+    _refused(capsys, ["merge", str(a), str(e), "--runs-root", dest, "--copies", book],
+             "chapter 01_chapter.ipynb was executed in two shards")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda s: (s / "run" / "results" / "teacher.json").write_text("{}"), "differs from its checksum"),
+    (lambda s: (s / "book" / "01_chapter.ipynb").unlink(), "01_chapter.ipynb is missing"),
+    (lambda s: (s / shards.MANIFEST).unlink(), "not a shard"),
+])
+def test_a_damaged_shard_is_one_line(tmp_path, capsys, damage, needle):
+    a = _shard(tmp_path, "a", ["01"])
+    damage(a)
+    _refused(capsys, ["merge", str(a), "--runs-root", str(tmp_path / "dest"), "--copies", str(tmp_path / "book")],
+             needle)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_pack_refuses_a_folder_without_chapters_or_a_foreign_out(tmp_path, capsys):
+    run = Run("ml-100k", get_profile("ci"), tmp_path / "runs")
+    (tmp_path / "copies").mkdir()
+    with pytest.raises(PruneRecError, match="no executed chapter"):
+        shards.pack(run, tmp_path / "copies", tmp_path / "shard")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(PruneRecError, match="notes.txt"):
+        shards.pack(run, tmp_path / "copies", tmp_path / "mine")
+
+
+def test_a_shard_travels_as_one_archive_and_a_broken_archive_is_one_line(tmp_path, capsys):
+    a = _shard(tmp_path, "a", ["01"])
+    run = Run("ml-100k", get_profile("ci"), tmp_path / "a" / "runs")
+    archive = tmp_path / "shard-01.tgz"
+    assert shards.main(["pack", "--runs-root", str(run.base), "--profile", "ci", "--dataset", "ml-100k",
+                        "--copies", str(tmp_path / "a" / "copies"), "--out", str(archive)]) == 0
+    b = _shard(tmp_path, "b", ["03"])
+    book = tmp_path / "book"
+    assert shards.main(["merge", str(archive), str(b), "--runs-root", str(tmp_path / "dest"),
+                        "--copies", str(book)]) == 0
+    assert sorted(p.name for p in book.iterdir()) == ["01_chapter.ipynb", "03_chapter.ipynb"]
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(archive.read_bytes()[:200])
+    _refused(capsys, ["merge", str(cut), "--runs-root", str(tmp_path / "d2"), "--copies", str(tmp_path / "b2")],
+             "cut.tgz")
+    assert not (tmp_path / "d2").exists()
+    assert a.exists()
+
+
+def test_a_later_merge_is_checked_against_what_earlier_merges_brought(tmp_path, capsys):
+    a = _shard(tmp_path, "a", ["01"])
+    c = _shard(tmp_path, "c", ["03"], teacher_weights=b"other weights")
+    dest, book = str(tmp_path / "dest"), str(tmp_path / "book")
+    assert shards.main(["merge", str(a), "--runs-root", dest, "--copies", book]) == 0
+    _refused(capsys, ["merge", str(c), "--runs-root", dest, "--copies", book], "models/teacher", "an earlier merge")
+    assert sorted(p.name for p in (tmp_path / "book").iterdir()) == ["01_chapter.ipynb"]
