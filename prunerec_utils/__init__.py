@@ -14,7 +14,8 @@ Below them: ``steps`` (the one cached-step primitive), ``profiles`` (one datacla
 ``recipe`` (which dataset is which, the title rule), ``loaders`` and ``own_log`` (raw files to a log),
 ``data`` (D3 recipe, CLI), ``prompts``, ``assets`` (offline models and data), ``identity`` (content
 hashes), ``paths``. Above them: ``runner`` (the notebooks over a run; writes the book's findings),
-``shards`` (chapters run apart, packed and merged) and ``prune`` (the CLI that prunes a user's own model).
+``shards`` (chapters run apart, packed and merged), ``bundle`` (what an offline machine lacks, in checked
+parts) and ``prune`` (the CLI that prunes a user's own model).
 """
 
 import functools

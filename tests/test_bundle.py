@@ -63,3 +63,15 @@ def test_a_bundle_carries_the_code_and_the_given_wheels_and_unpacks_with_coreuti
         and "part-000" in bad.stderr and not (tmp_path / "t2").exists()
     one_line_error(bundle.main, capsys, ["build", "--have", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")],
                    "nope.txt", "pip freeze")
+
+
+def test_a_wheel_that_does_not_install_stops_the_unpacking(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "broken-0.1-py3-none-any.whl").write_bytes(b"not a zip")
+    have = tmp_path / "have.txt"
+    have.write_text("")
+    out = tmp_path / "bundle"
+    bundle.build(out, bundle.read_have(have), "3.12", ["any"], 56, wheels=wheels)
+    done = subprocess.run(["bash", str(out / "unpack.sh"), str(tmp_path / "target")], capture_output=True, text=True)
+    assert done.returncode == 3 and "a carried wheel does not install" in done.stderr
