@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from . import PruneRecError, cli
+from .identity import file_sha256
 from .paths import REPO_ROOT, atomic_write_text, cli_path, output_dir
 
 MANIFEST = "bundle.json"
@@ -68,14 +69,6 @@ def missing(wanted: dict[str, str | None], have: dict[str, str | None],
             (name not in have or (name in exact and pin is not None and have[name] != pin))}
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cut(whole: Path, out: Path, part_bytes: int) -> list[dict]:
     """``whole`` cut into ``out/part-000``, ``part-001``, … of at most ``part_bytes``; their sizes and SHA-256."""
     parts = []
@@ -97,14 +90,14 @@ def join(folder: Path, into: Path) -> Path:
         p = folder / part["name"]
         if not p.is_file():
             raise PruneRecError(f"{folder}: part {part['name']} is missing")
-        if p.stat().st_size != part["bytes"] or sha256(p) != part["sha256"]:
+        if p.stat().st_size != part["bytes"] or file_sha256(p) != part["sha256"]:
             raise PruneRecError(f"{folder}: part {part['name']} is truncated or altered (size or SHA-256 differs)")
     into.mkdir(parents=True, exist_ok=True)
     whole = into / "bundle.tar"
     with open(whole, "wb") as out:
         for part in manifest["parts"]:
             out.write((folder / part["name"]).read_bytes())
-    if sha256(whole) != manifest["sha256"]:
+    if file_sha256(whole) != manifest["sha256"]:
         whole.unlink()
         raise PruneRecError(f"{folder}: the joined parts differ from the bundle that was cut (SHA-256)")
     return whole
@@ -206,7 +199,7 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
             old.unlink()
         parts = cut(whole, out, int(part_mib * 2**20))
         manifest = {"python": python, "platforms": platforms, "missing": need, "wheels": [w.name for w in carried],
-                    "bytes": whole.stat().st_size, "sha256": sha256(whole), "parts": parts}
+                    "bytes": whole.stat().st_size, "sha256": file_sha256(whole), "parts": parts}
     (out / "unpack.sh").write_text(UNPACK)
     (out / "unpack.sh").chmod(0o755)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))  # last: without it the bundle is incomplete

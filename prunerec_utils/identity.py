@@ -74,3 +74,12 @@ def files_identity(files: list[Path]) -> str:
                     h.update(chunk)
         _memo[stamp] = h.hexdigest()[:16]
     return _memo[stamp]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of one file's bytes, in full (the checksum a shard or a bundle part travels with)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import shutil
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from . import PruneRecError, cli
 from .hardware import device_facts
-from .identity import data_identity, model_identity
+from .identity import data_identity, file_sha256, model_identity
 from .paths import atomic_write_text, cli_path, output_dir
 from .pipeline.run import Run
 from .profiles import get_profile
@@ -48,14 +47,6 @@ from .steps import SETTINGS
 MANIFEST = "shard.json"
 MODEL_RECORDS = ("training_summary.json", "surgery.json", "checkpoints.json", "config.json", "generation_config.json")
 RUN_FOLDERS = ("results", "ranks", "figures")  # copied whole (small files: JSON, CSV, PNG)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _run_files(folder: Path) -> list[Path]:
@@ -101,7 +92,7 @@ def pack(run: Run, copies: Path, out: Path) -> dict:
         dest = out / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-        manifest["files"][rel] = _sha256(dest)
+        manifest["files"][rel] = file_sha256(dest)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))  # last: a shard without it is incomplete
     return manifest
 
@@ -156,7 +147,7 @@ def read_shard(folder: Path) -> dict:
         f = folder / rel
         if not f.is_file():
             raise PruneRecError(f"{folder}: {rel} is missing")
-        if _sha256(f) != digest:
+        if file_sha256(f) != digest:
             raise PruneRecError(f"{folder}: {rel} differs from its checksum (truncated or altered)")
     return manifest
 

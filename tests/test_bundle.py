@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from prunerec_utils import PruneRecError, bundle
+from prunerec_utils.identity import file_sha256
 from tests.cli_checks import one_line_error
 
 
@@ -28,7 +29,7 @@ def test_parts_join_back_bit_for_bit_and_a_bad_part_is_refused(tmp_path):
     out.mkdir()
     parts = bundle.cut(whole, out, 100_000)
     assert [p["bytes"] for p in parts] == [100_000, 100_000, 56_000]
-    (out / bundle.MANIFEST).write_text(json.dumps({"parts": parts, "sha256": bundle.sha256(whole)}))
+    (out / bundle.MANIFEST).write_text(json.dumps({"parts": parts, "sha256": file_sha256(whole)}))
     assert bundle.join(out, tmp_path / "j").read_bytes() == whole.read_bytes()
     (out / "part-001").write_bytes((out / "part-001").read_bytes()[:-1])
     with pytest.raises(PruneRecError, match="part part-001 is truncated or altered"):
