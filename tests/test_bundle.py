@@ -4,6 +4,7 @@ join back bit for bit; a missing, truncated or altered part is one line and a no
 import json
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -39,9 +40,19 @@ def test_parts_join_back_bit_for_bit_and_a_bad_part_is_refused(tmp_path):
         bundle.join(out, tmp_path / "j3")
 
 
-def test_a_bundle_carries_the_code_and_the_given_wheels_and_unpacks_with_coreutils(tmp_path, capsys):
+def _carried(tmp_path, have: dict) -> Path:
+    """Stand-in wheels of everything the target lacks (installable, no code): a complete bundle's wheels."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
+    wanted = {**bundle.requirements(bundle.REPO_ROOT / "requirements.txt"),
+              **bundle.requirements(bundle.REPO_ROOT / "requirements-assets.txt")}
+    for name, pin in bundle.missing(wanted, have).items():
+        bundle.stand_in_wheel(wheels, name, pin or "1.0")
+    return wheels
+
+
+def test_a_bundle_carries_the_code_and_the_given_wheels_and_unpacks_with_coreutils(tmp_path, capsys):
+    wheels = _carried(tmp_path, {"torch": "2.11.0", "transformers": "5.24.0"})
     have = tmp_path / "have.txt"
     have.write_text("torch==2.11.0\ntransformers==5.24.0\n")
     out = tmp_path / "bundle"
@@ -67,12 +78,29 @@ def test_a_bundle_carries_the_code_and_the_given_wheels_and_unpacks_with_coreuti
 
 
 def test_a_wheel_that_does_not_install_stops_the_unpacking(tmp_path):
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    (wheels / "broken-0.1-py3-none-any.whl").write_bytes(b"not a zip")
+    wheels = _carried(tmp_path, {})
+    (wheels / "other-0.1-cp39-cp39-win_amd64.whl").write_bytes((wheels / next(iter(
+        p.name for p in wheels.glob("*.whl")))).read_bytes())  # for another platform: it will not install here
     have = tmp_path / "have.txt"
     have.write_text("")
     out = tmp_path / "bundle"
     bundle.build(out, bundle.read_have(have), "3.12", ["any"], 56, wheels=wheels)
     done = subprocess.run(["bash", str(out / "unpack.sh"), str(tmp_path / "target")], capture_output=True, text=True)
     assert done.returncode == 3 and "a carried wheel does not install" in done.stderr
+
+
+def test_pip_s_resolver_says_whether_the_bundle_is_complete_for_its_target(tmp_path):
+    have = {"torch": "2.11.0", "numpy": "2.5.2", "pandas": "3.0.6", "matplotlib": "3.10.8", "seaborn": "0.13.2",
+            "safetensors": "0.8.0", "tqdm": "4.67.1", "accelerate": "1.15.0"}
+    wanted = {**bundle.requirements(bundle.REPO_ROOT / "requirements.txt"),
+              **bundle.requirements(bundle.REPO_ROOT / "requirements-assets.txt")}
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name, pin in bundle.missing(wanted, have).items():
+        requires = ("nbformat>=5.2",) if name == "papermill" else ()
+        bundle.stand_in_wheel(wheels, name, pin or "1.0", requires)
+    platforms = ["manylinux_2_28_x86_64"]
+    with pytest.raises(PruneRecError, match="incomplete for its target.*nbformat"):
+        bundle.check(wheels, have, "3.12", platforms)  # papermill needs nbformat: neither carried nor there
+    bundle.stand_in_wheel(wheels, "nbformat", "5.10.4")
+    bundle.check(wheels, have, "3.12", platforms)  # now every requirement resolves
