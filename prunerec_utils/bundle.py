@@ -4,7 +4,7 @@ to run a shard, in parts of a given size with checksums.
     python -m prunerec_utils.bundle build --have target.txt --python 3.12 --platform manylinux_2_28_x86_64 \\
         --part-mib 56 --out bundle/
 
-``--have`` lists what the target already has, one ``name==version`` per line (``pip freeze`` there). The bundle
+``--have`` lists what the target already has, one ``name==version`` per line (``pip freeze --all`` there: pip and setuptools count). The bundle
 holds the code (the files git tracks), and the wheels of every requirement the target lacks (:func:`missing`: a
 project it does not have, or has at another version where the results depend on it), for the target's Python and
 platform, resolved by pip itself with the target's versions as constraints (so a dependency
@@ -31,7 +31,7 @@ import zipfile
 from pathlib import Path
 
 from . import PruneRecError, cli
-from .identity import file_sha256
+from .identity import BUNDLED_COMMIT, code_commit, file_sha256
 from .paths import REPO_ROOT, atomic_write_text, cli_path, output_dir
 
 MANIFEST = "bundle.json"
@@ -195,9 +195,13 @@ UNPACK = """#!/usr/bin/env bash
 # Check and join the parts of this bundle, then unpack it into DEST (default ./prunerec): the code, and
 # the carried wheels installed into DEST/site (a private folder: nothing of the machine's Python changes).
 # Needs coreutils, tar and python3 with pip. A missing, truncated or altered part stops it with one line.
+#   unpack.sh DEST                          unpack only
+#   unpack.sh DEST --notebooks 03 04 --archive OUT/shard-03-04.tgz [--profile default ...]
+#                                           then run that shard and pack its results (prunerec_utils.shards run)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dest=${1:-prunerec}
+shift || true
 python3 - "$here" <<'PY'
 import hashlib, json, sys
 from pathlib import Path
@@ -215,7 +219,12 @@ if ls "$dest"/wheels/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$dest/site" "$dest"/wheels/*.whl \\
     || { echo "error: a carried wheel does not install on this machine" >&2; exit 3; }
 fi
-echo "unpacked into $dest: run shards with PYTHONPATH=$dest/site:$dest python3 -m prunerec_utils.runner ..."
+export PYTHONPATH="$(cd "$dest" && pwd)/site:$(cd "$dest" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+if [ $# -eq 0 ]; then
+  echo "unpacked into $dest: run a shard with PYTHONPATH=$PYTHONPATH python3 -m prunerec_utils.shards run ..."
+  exit 0
+fi
+exec python3 -m prunerec_utils.shards run "$@"
 """
 
 
@@ -232,6 +241,7 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
         if name in NO_DEPS:
             no_deps |= set(reqs)
     need = missing(wanted, have)
+    commit = code_commit()  # the executed copies made on the target name it
     with tempfile.TemporaryDirectory() as tmp:
         wheel_dir = Path(tmp) / "wheels"
         wheel_dir.mkdir()
@@ -245,13 +255,14 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
             for wheel in carried:
                 tar.add(wheel, arcname=f"wheels/{wheel.name}")
             listing = json.dumps({"missing": need, "wheels": [w.name for w in carried]}, indent=1).encode()
-            info = tarfile.TarInfo("wheels/carried.json")
-            info.size = len(listing)
-            tar.addfile(info, io.BytesIO(listing))
+            for name, data in (("wheels/carried.json", listing), (BUNDLED_COMMIT, f"{commit}\n".encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
         for old in out.glob("part-*"):
             old.unlink()
         parts = cut(whole, out, int(part_mib * 2**20))
-        manifest = {"python": python, "platforms": platforms, "missing": need, "wheels": [w.name for w in carried],
+        manifest = {"commit": commit, "python": python, "platforms": platforms, "missing": need, "wheels": [w.name for w in carried],
                     "bytes": whole.stat().st_size, "sha256": file_sha256(whole), "parts": parts}
     (out / "unpack.sh").write_text(UNPACK)
     (out / "unpack.sh").chmod(0o755)
@@ -262,7 +273,7 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
 def read_have(path: Path) -> dict[str, str | None]:
     """A target's package list (``pip freeze``, or ``name==version`` lines); one line naming the file if unreadable."""
     if not path.is_file():
-        raise PruneRecError(f"{path}: no such file (write it on the target with `python3 -m pip freeze > {path.name}`)")
+        raise PruneRecError(f"{path}: no such file (write it on the target with `python3 -m pip freeze --all > {path.name}`)")
     return requirements(path)
 
 
@@ -271,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.bundle", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="code + the wheels the target lacks, in checked parts")
-    b.add_argument("--have", required=True, help="the target's `pip freeze`")
+    b.add_argument("--have", required=True, help="the target's `pip freeze --all`")
     b.add_argument("--python", default="3.12", help="the target's Python version")
     b.add_argument("--platform", action="append", default=None,
                    help="the target's wheel platform tags (default: manylinux x86_64)")

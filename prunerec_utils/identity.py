@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from . import PruneRecError
-from .paths import resolve
+from .paths import REPO_ROOT, resolve
 
 MODEL_FILES = ("config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
                "vocab*", "merges*", "special_tokens_map.json", "added_tokens.json", "chat_template*")
@@ -83,3 +84,24 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+BUNDLED_COMMIT = "COMMIT"  # in a tree unpacked from an offline bundle: the commit its code was taken from
+
+
+def code_commit() -> str:
+    """The commit of this code (short SHA, ``+local-changes`` where tracked files differ from it; executed copies
+    in ``book/`` and ``tests/notebooks`` are outputs, not code). In a tree unpacked from an offline bundle (no git
+    repository of its own) the commit the bundle was built from; ``unknown`` where neither says."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() == REPO_ROOT.resolve():
+            dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)book",
+                        ":(exclude)tests/notebooks")
+            return git("rev-parse", "--short", "HEAD") + ("+local-changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    stamp = REPO_ROOT / BUNDLED_COMMIT
+    return f"{stamp.read_text().strip()} (offline bundle)" if stamp.is_file() else "unknown"

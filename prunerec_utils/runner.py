@@ -18,7 +18,6 @@ import ast
 import difflib
 import json
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ import papermill as pm
 from . import PruneRecError, cli
 from .data import get_dataset_config
 from .hardware import device_facts, device_name
+from .identity import code_commit
 from .paths import REPO_ROOT, atomic_write_text, cli_path, resolve
 from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts
 from .pipeline.run import Run
@@ -47,19 +47,6 @@ def notebook_paths(selection: list[str] | None = None) -> list[Path]:
         if missing:
             raise PruneRecError(f"no notebook numbered {', '.join(sorted(missing))} in {NOTEBOOKS}")
     return found
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        # Executed copies are outputs of this very run: their changes do not make the code dirty.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)book", ":(exclude)tests/notebooks"], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("+local-changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _record_cell(nb, params: dict, seconds: float, commit: str) -> None:
@@ -102,7 +89,7 @@ def run_notebook(src: Path, out_dir: Path, params: dict, facts=None) -> float:
         raise
     seconds = time.time() - t0
     nb = nbformat.read(tmp, as_version=4)
-    _record_cell(nb, params, seconds, git_commit())
+    _record_cell(nb, params, seconds, code_commit())
     nb.metadata["prunerec"] = {"device": device_facts(), **({"run": facts()} if facts is not None else {})}
     nbformat.write(nb, tmp)
     tmp.replace(out_dir / src.name)
@@ -173,6 +160,39 @@ def check_params(params: dict, notebooks: list[Path]) -> None:
                                 f"{hint}")
 
 
+def execute(profile: str, dataset: str | None = None, selection: list[str] | None = None, out: Path | None = None,
+            runs_root: Path | None = None, seed: int = 42, param_pairs: list[str] = ()) -> Run:
+    """Execute the selected notebooks (all by default) for one dataset × profile into ``out`` (default
+    ``book/<profile>/<dataset>``), in the run folder under ``runs_root``; returns that run. Parameters are
+    checked before anything runs. Where ``out`` is the book's own folder, its findings and results files follow."""
+    extra = parse_params(list(param_pairs))
+    notebooks = notebook_paths(selection)
+    check_params(extra, notebooks)  # before anything runs
+    prof = get_profile(profile)
+    dataset = dataset or prof.dataset
+    get_dataset_config(dataset)
+    out = Path(out) if out is not None else resolve(f"book/{prof.name}/{dataset}")
+    runs_root = str(runs_root) if runs_root is not None else None
+    params = {"dataset": dataset, "profile": prof.name, "seed": seed, "runs_root": runs_root,
+              "progress": False, **extra}
+
+    run = Run(dataset, get_profile(prof.name, seed=seed), runs_root)
+    for nb in notebooks:
+        print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
+        seconds = run_notebook(nb, out, params, facts=lambda: run_facts(run))
+        print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
+    book = REPO_ROOT / "book"
+    if out.is_relative_to(book):  # a book's chapters: its introduction includes what the run found
+        marked = [n[:2] for n, m in mark(out).items() if m]
+        print(f"[runner] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
+        atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
+        print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
+        if out == book / prof.name / dataset:  # the book's own run: its results files beside it
+            counts = export_run(run, REPO_ROOT / "results" / prof.name / dataset)
+            print(f"[runner] results -> results/{prof.name}/{dataset}: {counts}", flush=True)
+    return run
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.runner", description=__doc__.split("\n")[0])
@@ -189,31 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                          "observe_sparsities=[0.1,0.3], note='\"a b\"'), true/false/null are JSON too, any other "
                          "value is text (train_rows=all)")
     args = ap.parse_args(argv)
-    extra = parse_params(args.param)
-    notebooks = notebook_paths(args.notebooks)
-    check_params(extra, notebooks)  # before anything runs
-    prof = get_profile(args.profile)
-    dataset = args.dataset or prof.dataset
-    get_dataset_config(dataset)
-    out = cli_path(args.out) if args.out else resolve(f"book/{prof.name}/{dataset}")  # a flag: from the current folder
-    runs_root = str(cli_path(args.runs_root)) if args.runs_root else None
-    params = {"dataset": dataset, "profile": prof.name, "seed": args.seed, "runs_root": runs_root,
-              "progress": False, **extra}
-
-    run = Run(dataset, get_profile(prof.name, seed=args.seed), runs_root)
-    for nb in notebooks:
-        print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
-        seconds = run_notebook(nb, out, params, facts=lambda: run_facts(run))
-        print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
-    book = REPO_ROOT / "book"
-    if out.is_relative_to(book):  # a book's chapters: its introduction includes what the run found
-        marked = [n[:2] for n, m in mark(out).items() if m]
-        print(f"[runner] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
-        atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
-        print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
-        if out == book / prof.name / dataset:  # the book's own run: its results files beside it
-            counts = export_run(run, REPO_ROOT / "results" / prof.name / dataset)
-            print(f"[runner] results -> results/{prof.name}/{dataset}: {counts}", flush=True)
+    out = cli_path(args.out) if args.out else None  # a flag: from the current folder
+    execute(args.profile, args.dataset, args.notebooks, out, cli_path(args.runs_root) if args.runs_root else None,
+            args.seed, args.param)
     return 0
 
 

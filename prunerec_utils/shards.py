@@ -20,6 +20,7 @@ bytes (their records were compared above; a figure or ranks file of equal settin
 records of a model go to ``shard_models/<name>/`` (its weights did not travel: the merged run folder never
 claims a model it cannot load).
 
+    python -m prunerec_utils.shards run --notebooks 03 04 --profile default --archive shard-03-04.tgz   # run + pack
     python -m prunerec_utils.shards pack --runs-root R --profile default --dataset ml-100k --copies O --out SHARD
     python -m prunerec_utils.shards merge SHARD_A SHARD_B --runs-root runs --copies book/default/ml-100k
 """
@@ -37,11 +38,10 @@ from pathlib import Path
 
 from . import PruneRecError, cli
 from .hardware import device_facts
-from .identity import data_identity, file_sha256, model_identity
+from .identity import code_commit, data_identity, file_sha256, model_identity
 from .paths import atomic_write_text, cli_path, output_dir
 from .pipeline.run import Run
 from .profiles import get_profile
-from .runner import git_commit
 from .steps import SETTINGS
 
 MANIFEST = "shard.json"
@@ -86,7 +86,7 @@ def pack(run: Run, copies: Path, out: Path) -> dict:
     for name in chapters:  # (findings.md is written again from the merged run, not carried)
         files[f"book/{name}"] = copies / name
     manifest = {"dataset": run.dataset, "profile": run.prof.name, "chapters": [c[:2] for c in chapters],
-                "device": device_facts(), "commit": git_commit(), "models": _models(run.folder),
+                "device": device_facts(), "commit": code_commit(), "models": _models(run.folder),
                 "splits": data_identity(run.splits), "files": {}}
     for rel, src in files.items():
         dest = out / rel
@@ -263,6 +263,30 @@ def merge(shards: list[Path], run_folder: Path, copies: Path) -> int:
     return written
 
 
+def run_shard(profile: str, dataset: str | None, notebooks: list[str], archive: Path, runs_root: Path | None = None,
+              seed: int = 42, params: list[str] = (), max_mib: float = 16.0) -> dict:
+    """Execute ``notebooks`` in the run folder under ``runs_root`` (every upstream step they need is made or
+    reused there, :func:`prunerec_utils.pipeline.stages.ensure`) and pack them into ``archive``: one file of at
+    most ``max_mib`` MiB, what a machine that sends back only a few small files returns. A run folder kept between
+    commands serves the next shard too. Refused before anything runs: an archive name that exists or is not
+    ``.tar``/``.tgz``; refused after: an archive over ``max_mib`` (kept, the line names its size)."""
+    from .runner import execute  # lazy: papermill and the notebook stack load only where a shard runs
+
+    if not is_archive(archive):
+        raise PruneRecError(f"{archive}: a shard archive ends with {' or '.join(ARCHIVES)}")
+    if archive.exists():
+        raise PruneRecError(f"{archive}: exists; choose a new file name for the shard")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shard-chapters-") as copies:
+        run = execute(profile, dataset, notebooks, Path(copies), runs_root, seed, params)
+        manifest = pack_archive(run, Path(copies), archive)
+    size = archive.stat().st_size / 2**20
+    if size > max_mib:
+        raise PruneRecError(f"{archive}: {size:.1f} MiB, over --max-mib {max_mib:g} (it would not travel); run fewer "
+                            "chapters per shard")
+    return manifest
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.shards", description=__doc__.split("\n")[0])
@@ -273,11 +297,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--copies", required=True, help="the folder the runner wrote the executed chapters to")
     p.add_argument("--out", required=True, help="the shard: a new or empty folder, or one file ending .tar / .tgz")
+    r = sub.add_parser("run", help="execute chapters in a run folder and pack them into one archive (a target's "
+                                   "command; upstream steps are made or reused)")
+    r.add_argument("--notebooks", nargs="+", required=True, help="the chapters, e.g. 03 04")
+    r.add_argument("--archive", required=True, help="the shard to write: a new file ending .tar or .tgz")
+    r.add_argument("--profile", default="default")
+    r.add_argument("--dataset", default=None, help="default: the profile's dataset")
+    r.add_argument("--runs-root", default=None, help="run folders (default runs/ or $PRUNEREC_RUNS); keep it "
+                                                    "between shards on one machine to reuse their steps")
+    r.add_argument("--seed", type=int, default=42)
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="as the runner's --param")
+    r.add_argument("--max-mib", type=float, default=16.0, help="largest archive that may travel back, MiB")
     m = sub.add_parser("merge", help="shards → one run folder and one book folder")
     m.add_argument("shards", nargs="+")
     m.add_argument("--runs-root", required=True, help="the destination runs root")
     m.add_argument("--copies", required=True, help="the destination folder of executed chapters")
     args = ap.parse_args(argv)
+    if args.command == "run":
+        man = run_shard(args.profile, args.dataset, args.notebooks, cli_path(args.archive),
+                        cli_path(args.runs_root) if args.runs_root else None, args.seed, args.param, args.max_mib)
+        print(f"shard of chapters {', '.join(man['chapters'])} ({man['profile']}, {man['dataset']}): "
+              f"{len(man['files'])} files, models {', '.join(n.split('/')[-1] for n in man['models']) or 'none'} "
+              f"-> {args.archive}")
+        return 0
     if args.command == "pack":
         run = Run(args.dataset, get_profile(args.profile), str(cli_path(args.runs_root)))
         out = cli_path(args.out)

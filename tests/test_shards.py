@@ -2,18 +2,19 @@
 where they agree on every model they share; a bad shard is one line and nothing is merged."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from prunerec_utils import PruneRecError, shards
+from prunerec_utils import PruneRecError, runner, shards
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.steps import SETTINGS
 from tests.cli_checks import one_line_error
 
 
-def _shard(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",), setting="a"):
-    """A run folder as a shard leaves it (tiny fake files), its executed chapters, and the packed shard."""
+def _made(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",), setting="a", copies=None):
+    """A run folder as a shard leaves it (tiny fake files) and its executed chapters in ``copies``."""
     run = Run("ml-100k", get_profile("ci"), tmp_path / name / "runs")
     run.splits.mkdir(parents=True)
     (run.splits / "train.csv").write_text("user_id\n1\n")
@@ -28,10 +29,16 @@ def _shard(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",)
         (run.folder / "results" / f"{r}.json").write_text(json.dumps({SETTINGS: {"rows": 48, "x": setting},
                                                                       "hr@20": 0.1}))
         (run.folder / "ranks" / f"{r}.csv").write_text("user_id,target,rank\n1,2,3\n")
-    copies = tmp_path / name / "copies"
-    copies.mkdir()
+    copies = Path(copies or tmp_path / name / "copies")
+    copies.mkdir(exist_ok=True)
     for c in chapters:
         (copies / f"{c}_chapter.ipynb").write_text(json.dumps({"cells": [], "chapter": c}))
+    return run, copies
+
+
+def _shard(tmp_path, name, chapters, **made):
+    """:func:`_made`, packed into ``<name>/shard``."""
+    run, copies = _made(tmp_path, name, chapters, **made)
     out = tmp_path / name / "shard"
     shards.pack(run, copies, out)
     return out
@@ -127,3 +134,26 @@ def test_a_later_merge_is_checked_against_what_earlier_merges_brought(tmp_path, 
     assert shards.main(["merge", str(a), "--runs-root", dest, "--copies", book]) == 0
     _refused(capsys, ["merge", str(c), "--runs-root", dest, "--copies", book], "models/teacher", "an earlier merge")
     assert sorted(p.name for p in (tmp_path / "book").iterdir()) == ["01_chapter.ipynb"]
+
+
+def test_a_shard_run_refuses_its_archive_name_before_anything_runs(tmp_path, capsys, monkeypatch):
+    ran = []
+    monkeypatch.setattr(runner, "execute", lambda *args: ran.append(args))
+    (tmp_path / "old.tgz").write_bytes(b"an earlier shard")
+    for name, words in (("shard.zip", ".tar or .tgz"), ("old.tgz", "exists")):
+        _refused(capsys, ["run", "--notebooks", "03", "--archive", str(tmp_path / name)], name, words)
+    assert not ran
+
+
+def test_a_shard_run_packs_what_it_executed_and_refuses_an_archive_too_big_to_travel(tmp_path, capsys, monkeypatch):
+    def execute(profile, dataset, notebooks, out, runs_root, seed, params):  # the runner, as far as a shard sees it
+        assert (profile, notebooks, params) == ("ci", ["03"], ["observe_rows=8"])
+        return _made(tmp_path, f"run{len(list(tmp_path.glob('run*')))}", notebooks, copies=out)[0]
+
+    monkeypatch.setattr(runner, "execute", execute)
+    args = ["run", "--profile", "ci", "--notebooks", "03", "--param", "observe_rows=8", "--archive"]
+    assert shards.main([*args, str(tmp_path / "back" / "s.tgz")]) == 0
+    with shards.opened(tmp_path / "back" / "s.tgz") as folder:
+        assert shards.read_shard(folder)["chapters"] == ["03"]
+    _refused(capsys, [*args, str(tmp_path / "big.tgz"), "--max-mib", "0.0001"], "big.tgz", "MiB, over --max-mib",
+             "fewer chapters")
