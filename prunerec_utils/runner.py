@@ -30,12 +30,11 @@ from . import PruneRecError, cli
 from .data import get_dataset_config
 from .hardware import device_facts, device_name
 from .identity import code_commit
-from .paths import REPO_ROOT, atomic_write_text, cli_path, resolve
-from .pipeline.banners import NOTEBOOKS, RECORD_TAG, mark, run_facts
+from .paths import cli_path, resolve
+from .pipeline.banners import NOTEBOOKS, RECORD_TAG, run_facts
 from .pipeline.run import Run
 from .profiles import get_profile
-from .studies.export import export_run
-from .studies.findings import findings_markdown
+from .studies.publish import publish
 
 
 def notebook_paths(selection: list[str] | None = None) -> list[Path]:
@@ -164,7 +163,8 @@ def execute(profile: str, dataset: str | None = None, selection: list[str] | Non
             runs_root: Path | None = None, seed: int = 42, param_pairs: list[str] = ()) -> Run:
     """Execute the selected notebooks (all by default) for one dataset × profile into ``out`` (default
     ``book/<profile>/<dataset>``), in the run folder under ``runs_root``; returns that run. Parameters are
-    checked before anything runs. Where ``out`` is the book's own folder, its findings and results files follow."""
+    checked before anything runs. In a book folder, banners and findings follow, and for the book's own run its
+    results files (:func:`~prunerec_utils.studies.publish.publish`)."""
     extra = parse_params(list(param_pairs))
     notebooks = notebook_paths(selection)
     check_params(extra, notebooks)  # before anything runs
@@ -181,15 +181,7 @@ def execute(profile: str, dataset: str | None = None, selection: list[str] | Non
         print(f"[runner] {nb.name} ({prof.name}, {dataset}) ...", flush=True)
         seconds = run_notebook(nb, out, params, facts=lambda: run_facts(run))
         print(f"[runner] {nb.name} done in {seconds / 60:.1f} min -> {out / nb.name}", flush=True)
-    book = REPO_ROOT / "book"
-    if out.is_relative_to(book):  # a book's chapters: its introduction includes what the run found
-        marked = [n[:2] for n, m in mark(out).items() if m]
-        print(f"[runner] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
-        atomic_write_text(out / "findings.md", findings_markdown(run, str(out.relative_to(book)), out))
-        print(f"[runner] findings -> {out / 'findings.md'}", flush=True)
-        if out == book / prof.name / dataset:  # the book's own run: its results files beside it
-            counts = export_run(run, REPO_ROOT / "results" / prof.name / dataset)
-            print(f"[runner] results -> results/{prof.name}/{dataset}: {counts}", flush=True)
+    publish(run, out)
     return run
 
 

@@ -15,7 +15,8 @@ A shard is a chapter subset run in its own run folder (``python -m prunerec_util
 record) and both identities — where two shards (or a shard and the destination) disagree on a model they
 share (teacher, stages, splits) or on a record's settings; a chapter executed in two shards is refused too.
 Only after every check passes is anything written: the run records go into the destination run folder, the
-chapters into the destination book folder. Files that exist there already are never overwritten with other
+chapters into the destination book folder; a book folder then gets its banners, findings and (the book's own
+run) ``results/`` files, as after the runner. Files that exist there already are never overwritten with other
 bytes (their records were compared above; a figure or ranks file of equal settings keeps the first copy). The
 records of a model go to ``shard_models/<name>/`` (its weights did not travel: the merged run folder never
 claims a model it cannot load).
@@ -43,6 +44,7 @@ from .paths import atomic_write_text, cli_path, output_dir
 from .pipeline.run import Run
 from .profiles import get_profile
 from .steps import SETTINGS
+from .studies.publish import publish
 
 MANIFEST = "shard.json"
 MODEL_RECORDS = ("training_summary.json", "surgery.json", "checkpoints.json", "config.json", "generation_config.json")
@@ -332,9 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         first = read_shard(shards[0])
         run = Run(first["dataset"], get_profile(first["profile"]), str(cli_path(args.runs_root)))
         written = merge(shards, run.folder, cli_path(args.copies))
-    print(f"merged {len(shards)} shards into {run.folder} and {args.copies}: {written} files written; the book's "
-          f"findings: python -m prunerec_utils.studies.findings --profile {first['profile']} --dataset {first['dataset']} "
-          f"--out {args.copies}/findings.md")
+    print(f"merged {len(shards)} shards into {run.folder} and {args.copies}: {written} files written")
+    publish(run, cli_path(args.copies))  # a book folder: banners, findings, and the book's own run's results/
     return 0
 
 

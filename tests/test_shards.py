@@ -26,8 +26,9 @@ def _made(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",),
     (run.folder / "results").mkdir()
     (run.folder / "ranks").mkdir()
     for r in results:
+        metrics = {"n": 48, "users": 35, "hr@10": 0.05, "ndcg@10": 0.02, "hr@20": 0.1, "ndcg@20": 0.03}
         (run.folder / "results" / f"{r}.json").write_text(json.dumps({SETTINGS: {"rows": 48, "x": setting},
-                                                                      "hr@20": 0.1}))
+                                                                      **metrics}))
         (run.folder / "ranks" / f"{r}.csv").write_text("user_id,target,rank\n1,2,3\n")
     copies = Path(copies or tmp_path / name / "copies")
     copies.mkdir(exist_ok=True)
@@ -157,3 +158,18 @@ def test_a_shard_run_packs_what_it_executed_and_refuses_an_archive_too_big_to_tr
         assert shards.read_shard(folder)["chapters"] == ["03"]
     _refused(capsys, [*args, str(tmp_path / "big.tgz"), "--max-mib", "0.0001"], "big.tgz", "MiB, over --max-mib",
              "fewer chapters")
+
+
+def test_a_merge_into_the_book_s_own_folder_writes_its_findings_and_results(tmp_path, monkeypatch):
+    from prunerec_utils.studies import publish
+
+    monkeypatch.setattr(publish, "REPO_ROOT", tmp_path)  # this test's repository: book/ and results/ under tmp
+    a = _shard(tmp_path, "a", ["01"])
+    book = tmp_path / "book" / "ci" / "ml-100k"
+    assert shards.main(["merge", str(a), "--runs-root", str(tmp_path / "dest"), "--copies", str(book)]) == 0
+    assert "What this run found" in (book / "findings.md").read_text()
+    assert (tmp_path / "results" / "ci" / "ml-100k").is_dir()
+    elsewhere = tmp_path / "copies-elsewhere"  # not a book folder: chapters only
+    assert shards.main(["merge", str(_shard(tmp_path, "b", ["03"])), "--runs-root", str(tmp_path / "d2"),
+                        "--copies", str(elsewhere)]) == 0
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["03_chapter.ipynb"]
