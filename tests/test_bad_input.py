@@ -42,7 +42,5 @@ def test_path_flags_are_read_from_the_current_folder(capsys, monkeypatch, tmp_pa
     ran = []
     monkeypatch.setattr("prunerec_utils.runner.run_notebook", lambda nb, out, params, facts=None: ran.append(
         (out, params["runs_root"])) or 0.0)
-    monkeypatch.setattr("prunerec_utils.runner.mark", lambda out: {})
-    monkeypatch.setattr("prunerec_utils.runner.findings_markdown", lambda *a: "")
     assert runner_main(["--profile", "ci", "--notebooks", "00", "--out", "copies", "--runs-root", "runs-here"]) == 0
     assert ran == [(tmp_path / "copies", str(tmp_path / "runs-here"))]
