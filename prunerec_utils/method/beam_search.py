@@ -37,6 +37,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface, DynamicCache
 
 NEG = float("-inf")
@@ -240,8 +241,8 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
     run_score[:, 0] = 0.0
     run_node = torch.zeros(U, B, dtype=torch.long, device=device)
     run_seq = torch.zeros(U, B, 0, dtype=torch.long, device=device)
-    fin_score = torch.full((U, B), NEG, device=device)
-    fin_seq: list[list[tuple[int, ...]]] = [[()] * B for _ in range(U)]
+    fin_score = torch.full((U, B), NEG, device=device)  # each user's finished hypotheses, best first
+    fin_seq = torch.full((U, B, tt.depth), -1, dtype=torch.long, device=device)  # their answer ids, -1 after the end
     n_fin = torch.zeros(U, dtype=torch.long, device=device)
 
     with beams.decoding():
@@ -266,16 +267,14 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
             new_fin = torch.where(done_now, top_score / (gen_len ** length_penalty), NEG)
             seq_cand = torch.cat([run_seq.gather(1, src_beam[..., None].expand(-1, -1, run_seq.shape[2])),
                                   top_tok[..., None]], dim=2)  # [A, K, step+1]
-            for a, u in enumerate(active.tolist()):
-                cols = done_now[a].nonzero().flatten().tolist()
-                if not cols:
-                    continue
-                merged = torch.cat([fin_score[u], new_fin[a, cols]])
-                keep = merged.topk(B).indices.tolist()
-                seqs = fin_seq[u] + [tuple(seq_cand[a, c].tolist()) for c in cols]
-                fin_seq[u] = [seqs[k] for k in keep]
-                fin_score[u] = merged[keep]
-                n_fin[u] = int((fin_score[u] > NEG).sum())
+            # the B best of each user's finished hypotheses and this step's, all users in one stable sort (no
+            # per-user host loop: on a GPU that loop, not the model, set the pace)
+            merged = torch.cat([fin_score[active], new_fin], 1)  # [A, B + K]
+            keep = merged.sort(dim=1, descending=True, stable=True).indices[:, :B]  # [A, B]
+            seqs = torch.cat([fin_seq[active], F.pad(seq_cand, (0, tt.depth - step - 1), value=-1)], 1)
+            fin_score[active] = merged.gather(1, keep)
+            fin_seq[active] = seqs.gather(1, keep[..., None].expand(-1, -1, tt.depth))
+            n_fin[active] = (fin_score[active] > NEG).sum(1)
             # running beams: best B non-EOS continuations
             keep_score = torch.where(hits | ~real, NEG, top_score)
             next_score, pick = keep_score.topk(B, dim=1)  # [A, B]
@@ -291,7 +290,8 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
             active = active[still]
             logits = beams.step(rows, still.nonzero().flatten(), sel_tok)
             logprobs = torch.log_softmax(logits, -1, dtype=torch.float32)
-    order = fin_score.argsort(dim=1, descending=True, stable=True)
+    order = fin_score.argsort(dim=1, descending=True, stable=True).tolist()
+    scores, seqs = fin_score.tolist(), fin_seq.tolist()  # one copy to the host per call
     # Unfilled slots (the search ran out of real continuations, e.g. under a ban) are dropped.
-    return [[(fin_seq[u][k], float(fin_score[u, k])) for k in order[u].tolist() if fin_score[u, k] > NEG]
+    return [[(tuple(t for t in seqs[u][k] if t >= 0), scores[u][k]) for k in order[u] if scores[u][k] > NEG]
             for u in range(U)]
