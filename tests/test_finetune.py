@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_split, sample_rows
-from prunerec_utils.method.training import LeftPadCollator, response_loss, validation_loss
+from prunerec_utils.method.training import RESPONSE_WIDTH, LeftPadCollator, response_loss, validation_loss
 from prunerec_utils.pipeline.finetune import CHECKPOINTS, SUMMARY, finetune, tokenize_split
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
@@ -31,6 +31,20 @@ def test_collator_left_pads_and_derives_positions():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
     assert batch["labels"].tolist() == [[IGNORE, 6, 7], [IGNORE, IGNORE, 8]]
     assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+def test_the_trainer_s_batches_carry_the_response_width_as_a_host_int(tiny_model, tokenizer, tiny_data):
+    feats = [tiny_data[0][i] for i in range(4)]
+    plain = LeftPadCollator(tokenizer.pad_token_id)(feats)
+    counted = LeftPadCollator(tokenizer.pad_token_id, count_response=True)(feats)
+    assert RESPONSE_WIDTH not in plain  # scoring batches hold tensors only
+    labelled = (plain["labels"] != IGNORE).any(0).nonzero().flatten().tolist()
+    width = counted[RESPONSE_WIDTH]
+    assert type(width) is int and width == plain["labels"].shape[1] - labelled[0] + 1
+    with torch.no_grad():
+        assert torch.equal(response_loss(tiny_model, counted), response_loss(tiny_model, plain))
+    nothing = LeftPadCollator(0, count_response=True)([{"input_ids": [5], "attention_mask": [1], "labels": [IGNORE]}])
+    assert RESPONSE_WIDTH not in nothing
 
 
 def test_response_loss_equals_full_logit_loss(tiny_model, tokenizer, tiny_data):

@@ -20,10 +20,14 @@ from ..prompts import IGNORE
 
 
 class LeftPadCollator:
-    """Left-pads a batch; labels padded with IGNORE; position ids from the attention mask."""
+    """Left-pads a batch; labels padded with IGNORE; position ids from the attention mask. With
+    ``count_response=True`` (the Trainer's batches) also ``response_width``, a Python int: the positions
+    :func:`response_logits` keeps, counted here on the host so that a training step on a GPU never waits for the
+    device to read it back."""
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, count_response: bool = False):
         self.pad = pad_token_id
+        self.count_response = count_response
 
     def __call__(self, features: list[dict]) -> dict:
         width = max(len(f["input_ids"]) for f in features)
@@ -35,7 +39,19 @@ class LeftPadCollator:
             out["labels"].append([IGNORE] * gap + list(f["labels"]))
         batch = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
         batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        if self.count_response and bool((batch["labels"] != IGNORE).any()):
+            batch[RESPONSE_WIDTH] = response_width(batch["labels"])
         return batch
+
+
+RESPONSE_WIDTH = "response_width"  # batch key: how many last positions the LM head runs on
+
+
+def response_width(labels: torch.Tensor) -> int:
+    """Positions the LM head keeps for left-padded ``labels`` [B, L]: from the one predicting the first label
+    of any row to the end (logits[:, t] predicts token t+1)."""
+    labelled = (labels != IGNORE).any(0).nonzero()
+    return labels.shape[1] - int(labelled.min()) + 1  # +1: the position predicting the first label
 
 
 def response_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,8 +61,7 @@ def response_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     the LM head runs on the last ``keep`` hidden states only.
     """
     labels = inputs["labels"]
-    labelled = (labels != IGNORE).any(0).nonzero()
-    keep = labels.shape[1] - int(labelled.min()) + 1  # +1: the position predicting the first label
+    keep = inputs.get(RESPONSE_WIDTH) or response_width(labels)  # the collator's count saves a device sync
     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                    position_ids=inputs.get("position_ids"), logits_to_keep=keep).logits
     target = labels[:, -keep + 1:] if keep > 1 else labels[:, :0]

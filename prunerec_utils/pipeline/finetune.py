@@ -169,7 +169,8 @@ def finetune(model, tokenizer, train_ds: Dataset, valid_ds: Dataset, out_dir: st
         torch.manual_seed(prof.seed)
         trainer = trainer_cls(model=model, args=training_args(ckpt_dir, prof, progress, **extra),
                               train_dataset=train_ds, eval_dataset=valid_ds,
-                              data_collator=LeftPadCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                              data_collator=LeftPadCollator(tokenizer.pad_token_id, count_response=True),
+                              processing_class=tokenizer,
                               **prepare_precision(model, prof))
         trainer.remove_callback(PrinterCallback)  # log dicts go to log_history, not stdout
         if prof.save_steps:
