@@ -7,6 +7,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   /tmp/cal/whl/*.whl
 export PYTHONPATH=/tmp/cal/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PRUNEREC_MODELS=/tmp/cal/skeleton CUBLAS_WORKSPACE_CONFIG=:4096:8
+python3 -m pip freeze --all > $OUT/device-freeze.txt  # the bundle's --have list (prunerec_utils.bundle)
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu,memory.used --format=csv | tee $OUT/nvidia_smi.txt
 set -o pipefail
 python3 benchmarks/gpu_calibration.py measure --rows /tmp/cal/rows.json --sections ${SECTIONS:-versions,train} \
