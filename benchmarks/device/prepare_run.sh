@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Here (CPU), before a GPU window of the reference run: the offline bundle for the device, one part per call.
+#   benchmarks/device/prepare_run.sh [HAVE]    HAVE: the device's `pip freeze --all`
+#                                              (default benchmarks/device/device-freeze.txt, else h200-have.txt)
+# Writes .gpu-run/call1/part-000, .gpu-run/call2/part-001, ... (each call carries one folder: the tree,
+# ~6.5 MiB, travels too, so a part is at most 56 MiB), and bundle.json + unpack.sh beside the last part.
+# On the device, each call but the last:   mkdir -p /tmp/b && cp .gpu-run/callN/* /tmp/b/
+# and the last (it checks every part, installs the wheels into /tmp/p/site, runs the shard, packs it):
+#   cp .gpu-run/callN/* /tmp/b/ && bash /tmp/b/unpack.sh /tmp/p --notebooks 01 02 03 --profile default \
+#       --archive $OUT/shard-01-03.tgz --runs-root /tmp/runs
+# Later shards on the same warm machine: PYTHONPATH=/tmp/p/site:/tmp/p python3 -m prunerec_utils.shards run ...
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+HAVE=${1:-benchmarks/device/device-freeze.txt}
+[ -f "$HAVE" ] || HAVE=benchmarks/device/h200-have.txt
+grep -qx "/.gpu-run/" .git/info/exclude 2>/dev/null || echo "/.gpu-run/" >> .git/info/exclude
+rm -rf .gpu-run && mkdir -p .gpu-run
+$PY -m prunerec_utils.bundle build --have "$HAVE" --python 3.12 --part-mib 56 --out .gpu-run/bundle
+n=0
+for part in .gpu-run/bundle/part-*; do
+  n=$((n + 1)); mkdir -p .gpu-run/call$n && mv "$part" .gpu-run/call$n/
+done
+mv .gpu-run/bundle/bundle.json .gpu-run/bundle/unpack.sh .gpu-run/call$n/ && rmdir .gpu-run/bundle
+du -sh .gpu-run/call*
