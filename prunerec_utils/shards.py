@@ -106,10 +106,17 @@ def is_archive(path: Path) -> bool:
     return path.name.endswith(ARCHIVES)
 
 
-def pack_archive(run: Run, copies: Path, archive: Path) -> dict:
-    """:func:`pack` into one tar file (gzip-compressed for ``.tgz`` / ``.tar.gz``), written atomically."""
+def refuse_unusable_archive(archive: Path) -> None:
+    """One line where ``archive`` cannot be a new shard archive: another suffix, or a file already there."""
+    if not is_archive(archive):
+        raise PruneRecError(f"{archive}: a shard archive ends with {' or '.join(ARCHIVES)}")
     if archive.exists():
         raise PruneRecError(f"{archive}: exists; choose a new file name for the shard")
+
+
+def pack_archive(run: Run, copies: Path, archive: Path) -> dict:
+    """:func:`pack` into one tar file (gzip-compressed for ``.tgz`` / ``.tar.gz``), written atomically."""
+    refuse_unusable_archive(archive)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = pack(run, copies, Path(tmp) / "shard")
         part = archive.with_name(f".{archive.name}.packing")
@@ -274,10 +281,7 @@ def run_shard(profile: str, dataset: str | None, notebooks: list[str], archive: 
     ``.tar``/``.tgz``; refused after: an archive over ``max_mib`` (kept, the line names its size)."""
     from .runner import execute  # lazy: papermill and the notebook stack load only where a shard runs
 
-    if not is_archive(archive):
-        raise PruneRecError(f"{archive}: a shard archive ends with {' or '.join(ARCHIVES)}")
-    if archive.exists():
-        raise PruneRecError(f"{archive}: exists; choose a new file name for the shard")
+    refuse_unusable_archive(archive)  # before anything runs
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="shard-chapters-") as copies:
         run = execute(profile, dataset, notebooks, Path(copies), runs_root, seed, params)

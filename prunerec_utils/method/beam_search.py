@@ -272,9 +272,10 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
             merged = torch.cat([fin_score[active], new_fin], 1)  # [A, B + K]
             keep = merged.sort(dim=1, descending=True, stable=True).indices[:, :B]  # [A, B]
             seqs = torch.cat([fin_seq[active], F.pad(seq_cand, (0, tt.depth - step - 1), value=-1)], 1)
-            fin_score[active] = merged.gather(1, keep)
+            kept = merged.gather(1, keep)
+            fin_score[active] = kept
             fin_seq[active] = seqs.gather(1, keep[..., None].expand(-1, -1, tt.depth))
-            n_fin[active] = (fin_score[active] > NEG).sum(1)
+            n_fin[active] = (kept > NEG).sum(1)
             # running beams: best B non-EOS continuations
             keep_score = torch.where(hits | ~real, NEG, top_score)
             next_score, pick = keep_score.topk(B, dim=1)  # [A, B]
@@ -291,7 +292,7 @@ def constrained_beam_search(model, prompts: list[list[int]], trie, num_beams: in
             logits = beams.step(rows, still.nonzero().flatten(), sel_tok)
             logprobs = torch.log_softmax(logits, -1, dtype=torch.float32)
     order = fin_score.argsort(dim=1, descending=True, stable=True).tolist()
-    scores, seqs = fin_score.tolist(), fin_seq.tolist()  # one copy to the host per call
+    scores, answers = fin_score.tolist(), fin_seq.tolist()  # one copy to the host per call
     # Unfilled slots (the search ran out of real continuations, e.g. under a ban) are dropped.
-    return [[(tuple(t for t in seqs[u][k] if t >= 0), scores[u][k]) for k in order[u] if scores[u][k] > NEG]
+    return [[(tuple(t for t in answers[u][k] if t >= 0), scores[u][k]) for k in order[u] if scores[u][k] > NEG]
             for u in range(U)]
