@@ -83,3 +83,22 @@ def test_cli_refuses_non_positive_numbers_before_any_work(tmp_path, capsys, monk
     assert exc.value.code == 2 and calls == []
     assert err[-1].startswith(f"python -m prunerec_utils.studies.learning_curve: error: argument {flag}:")
     assert "is not positive" in err[-1]
+
+
+def test_cli_hands_the_step_seed_and_rows_to_the_profile(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(lc, "run_curve", lambda run, *a, **k: seen.append(run.prof))
+    out = str(tmp_path / "c.json")
+    assert lc.main(["--profile", "default", "--samples", "32", "--out", out]) == 0
+    assert lc.main(["--profile", "default", "--samples", "32", "--out", out, "--train-precision", "autocast",
+                    "--no-compile", "--seed", "7", "--max-test", "300"]) == 0
+    default, arm = seen
+    assert (default.train_precision, default.train_compile, default.seed) == ("bf16", True, 42)
+    assert (arm.train_precision, arm.train_compile, arm.seed, arm.max_test) == ("autocast", False, 7, 300)
+    assert arm.max_train == default.max_train and arm.effective_batch == default.effective_batch
+
+
+def test_cli_refuses_an_unknown_training_step(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lc.main(["--profile", "ci", "--samples", "32", "--out", str(tmp_path / "c.json"), "--train-precision", "fp16"])
+    assert exc.value.code == 2 and "argument --train-precision: invalid choice: 'fp16'" in capsys.readouterr().err

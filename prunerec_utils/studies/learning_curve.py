@@ -10,6 +10,15 @@ every budget, so a cut-off run keeps what it finished)::
 
 Budgets already in ``--out`` are skipped; models live in ``runs/<ds>/<profile>/models/teacher_n<N>``
 (``--drop-models`` deletes each after its evaluation).
+
+An A/B of two training steps on the same samples (same seeded subset, same test rows) is two curves, each
+arm in its own run folder and file, e.g. the CPU's step against the autocast step::
+
+    PRUNEREC_RUNS=runs/ab-bf16 python -m prunerec_utils.studies.learning_curve --profile default \
+        --samples 8192 --max-test 500 --out results/learning_curve/ml-100k-default-cpu-bf16.json
+    PRUNEREC_RUNS=runs/ab-autocast python -m prunerec_utils.studies.learning_curve --profile default \
+        --samples 8192 --max-test 500 --train-precision autocast --no-compile \
+        --out results/learning_curve/ml-100k-default-cpu-autocast.json
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from ..pipeline.evaluate import evaluate_cached, popularity_cached
 from ..pipeline.finetune import training_settings
 from ..pipeline.run import Run
 from ..pipeline.stages import train_teacher
-from ..profiles import get_profile
+from ..profiles import CHOICES, get_profile
 from ..steps import record, stored
 
 METRICS = ("hr@10", "hr@20", "ndcg@10", "ndcg@20", "distinct_top10", "modal_top1_share", "n")
@@ -117,10 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-batch", type=positive_int, default=None, help="test rows per beam-search call (GPU: larger)")
     ap.add_argument("--batch-size", type=positive_int, default=None, help="per-device batch (keep the effective batch)")
     ap.add_argument("--grad-accum", type=positive_int, default=None)
+    ap.add_argument("--max-test", type=positive_int, default=None, help="test rows evaluated (default: the profile's)")
+    ap.add_argument("--seed", type=int, default=None, help="training seed (default: the profile's)")
+    # the training step, for an A/B of two steps on the same samples (each arm in its own --out and PRUNEREC_RUNS)
+    ap.add_argument("--train-precision", choices=CHOICES["train_precision"], default=None,
+                    help="training step (default: the profile's)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, dest="train_compile",
+                    help="torch.compile the model being trained (default: the profile's)")
     ap.add_argument("--drop-models", action="store_true", help="delete each teacher after its evaluation")
     args = ap.parse_args(argv)
-    prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size,
-                       grad_accum=args.grad_accum)
+    prof = get_profile(args.profile, eval_batch=args.eval_batch, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                       max_test=args.max_test, seed=args.seed, train_precision=args.train_precision,
+                       train_compile=args.train_compile)
     run_curve(Run(args.dataset or prof.dataset, prof), args.samples, args.out, progress=sys.stderr.isatty(),
               drop_models=args.drop_models)
     return 0
