@@ -82,6 +82,20 @@ def test_a_difference_the_row_bootstrap_calls_significant_is_not_decided_over_us
     assert decision(-0.03, -0.01, "teacher", "most popular") == "teacher behind most popular"
 
 
+def test_a_share_contrast_is_the_paired_hit_rate_when_the_flags_are_hits():
+    """share_contrast over 0/1 flags is the same user-resampled statistic as a paired metric: with the hit@10
+    flags of two models it gives contrast_bootstrap's HR@10 difference and interval (same draws)."""
+    from prunerec_utils.method.metrics import paired_bootstrap, share_contrast
+
+    ranks_b, ids = clustered()
+    ranks_a = [0 if 50 <= i < 100 else r for i, r in enumerate(ranks_b)]
+    hits = [[0 <= r < 10 for r in ranks] for ranks in (ranks_a, ranks_b)]
+    assert share_contrast(hits, (1, -1), ids) == pytest.approx(paired_bootstrap(ranks_a, ranks_b, ids)["hr@10"])
+    assert share_contrast([[1, 1, 0, 0]], (1,), ["a", "a", "b", "b"], n_boot=300) == (0.5, 0.0, 1.0)
+    with pytest.raises(PruneRecError, match="one flag per row of every model"):
+        share_contrast([[1, 0], [1]], (1, -1), ["a", "b"])
+
+
 def test_most_popular_ranks_by_training_frequency():
     train = pd.DataFrame({"item_title": ["a", "b", "b", "c", "c", "c"]})
     test = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_title": ["c", "a", "z"]})

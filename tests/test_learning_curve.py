@@ -1,10 +1,12 @@
 """Learning curve: rows per budget, resume by budget, verdict against most-popular."""
 
 import json
+from collections import Counter
 
 import pytest
 
 from prunerec_utils import PruneRecError
+from prunerec_utils.method.metrics import metrics_from_ranks
 from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.studies import learning_curve as lc
@@ -54,6 +56,10 @@ def test_curve_point_fine_tunes_and_evaluates_the_budget(tmp_path, ml100k_splits
     row = lc.curve_point(Run("ml-100k", prof, tmp_path), 32, drop_model=True)
     assert row["samples"] == 32 and row["steps"] == 2 and row["n"] == 8  # 32 samples / batch 16, 1 epoch
     assert 0 <= row["ci95"]["hr@20"][0] <= row["hr@20"] <= row["ci95"]["hr@20"][1]
+    ranks = row["ranks"]  # the point can be recomputed from its file: per-row ranks, user ids, top-1 titles
+    assert len(ranks["user_id"]) == len(ranks["rank"]) == len(ranks["top1"]) == 8
+    assert metrics_from_ranks(ranks["rank"])["hr@20"] == row["hr@20"] and all(ranks["top1"])
+    assert max(Counter(ranks["top1"]).values()) / 8 == row["modal_top1_share"]
     assert not (tmp_path / "ml-100k" / "ci" / "models" / "teacher_n32").exists()
     assert (tmp_path / "ml-100k" / "ci" / "results" / "teacher_n32.json").exists()
 
@@ -102,3 +108,35 @@ def test_cli_refuses_an_unknown_training_step(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         lc.main(["--profile", "ci", "--samples", "32", "--out", str(tmp_path / "c.json"), "--train-precision", "fp16"])
     assert exc.value.code == 2 and "argument --train-precision: invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def _arm(precision, ranks, top1, loss=1.0, **hyper):
+    users = [f"u{i // 4}" for i in range(len(ranks))]
+    return {"settings": {"data_id": "d", "hyper": {"lr": 3e-4, "seed": 42, "train_precision": precision, **hyper}},
+            "rows": [{"samples": 64, "hr@20": sum(0 <= r < 20 for r in ranks) / len(ranks), "ndcg@20": 0.1,
+                      "best_eval_loss": loss, "ranks": {"user_id": users, "rank": ranks, "top1": top1}}]}
+
+
+def test_step_ab_pairs_the_arms_on_the_same_rows():
+    n = 80  # 20 users of 4 rows
+    a = _arm("bf16", [0] * n, ["Fargo"] * 60 + [f"t{i}" for i in range(20)], loss=1.3)
+    b = _arm("autocast", [0] * 40 + [-1] * 40, [f"t{i}" for i in range(n)], loss=1.2)
+    table = lc.step_ab(a, b, 64, labels=("bf16", "autocast"))
+    assert table.loc["hr@20", "bf16"] == 1.0 and table.loc["hr@20", "autocast"] == 0.5
+    assert table.loc["hr@20", "verdict"] == "bf16 ahead of autocast" and table.loc["hr@20", "users"] == 20
+    share = table.loc["modal top-1 share"]
+    assert (share["bf16"], share["autocast"], share["difference"]) == (0.75, 0.0125, 0.7375)
+    assert share["verdict"] == "bf16 more concentrated than autocast" and share["rows"] == n
+    assert table.loc["validation loss", "difference"] == pytest.approx(0.1)
+
+
+def test_step_ab_refuses_arms_that_differ_in_more_than_the_step():
+    a = _arm("bf16", [0] * 8, ["x"] * 8)
+    with pytest.raises(PruneRecError, match="differ in more than the training step: lr"):
+        lc.step_ab(a, _arm("autocast", [0] * 8, ["x"] * 8, lr=1e-3), 64)
+    with pytest.raises(PruneRecError, match="arm A has no point at 128 samples with its per-row ranks"):
+        lc.step_ab(a, _arm("autocast", [0] * 8, ["x"] * 8), 128)
+    other = _arm("autocast", [0] * 8, ["x"] * 8)
+    other["rows"][0]["ranks"]["user_id"] = ["v"] * 8
+    with pytest.raises(PruneRecError, match="not evaluated on the same test rows"):
+        lc.step_ab(a, other, 64)

@@ -111,6 +111,27 @@ def paired_bootstrap(ranks_a, ranks_b, users, n_boot: int = 1000, seed: int = 0,
     return contrast_bootstrap([ranks_a, ranks_b], (1, -1), users, n_boot, seed, level, ks)
 
 
+def share_contrast(flags, weights, users, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                   ) -> tuple[float, float, float]:
+    """A weighted sum of row shares on the same rows, Σᵢ wᵢ · mean(flags i), with a percentile interval
+    that resamples users (each with all of its rows) jointly for every model: e.g. how much more often
+    model A's top-1 is its most common title than model B's, weights ``(1, -1)``.
+
+    ``flags``: ``[models][rows]`` 0/1 (or any per-row value) of each model on the same rows;
+    ``users``: the user id of each row. Returns ``(value, lo, hi)``."""
+    arrays = [np.asarray(f, dtype=float) for f in flags]
+    u = np.asarray(users)
+    if len(arrays) != len(weights) or any(a.shape != u.shape for a in arrays):
+        raise PruneRecError("a share contrast needs one flag per row of every model, on the same rows")
+    _, idx = np.unique(u, return_inverse=True)
+    per_row = sum(w * a for w, a in zip(weights, arrays))
+    sums = np.zeros((idx.max() + 1 if len(idx) else 0, 1))
+    np.add.at(sums[:, 0], idx, per_row)
+    counts = np.bincount(idx, minlength=len(sums)).astype(float)
+    lo, hi = _cluster_bootstrap(sums, counts, ["share"], n_boot, seed, level)["share"]
+    return float(per_row.mean()) if len(u) else math.nan, lo, hi
+
+
 def detectable_difference(lo: float, hi: float, level: float = 0.95, power: float = 0.8) -> float:
     """The smallest true difference a paired comparison with 95% interval [lo, hi] would find
     significant with probability ``power`` (two-sided, normal approximation): the interval's

@@ -14,11 +14,14 @@ Budgets already in ``--out`` are skipped; models live in ``runs/<ds>/<profile>/m
 An A/B of two training steps on the same samples (same seeded subset, same test rows) is two curves, each
 arm in its own run folder and file, e.g. the CPU's step against the autocast step::
 
-    PRUNEREC_RUNS=runs/ab-bf16 python -m prunerec_utils.studies.learning_curve --profile default \
+    PRUNEREC_RUNS=runs/ab-bf16 python -m prunerec_utils.studies.learning_curve --profile default \\
         --samples 8192 --max-test 500 --out results/learning_curve/ml-100k-default-cpu-bf16.json
-    PRUNEREC_RUNS=runs/ab-autocast python -m prunerec_utils.studies.learning_curve --profile default \
-        --samples 8192 --max-test 500 --train-precision autocast --no-compile \
+    PRUNEREC_RUNS=runs/ab-autocast python -m prunerec_utils.studies.learning_curve --profile default \\
+        --samples 8192 --max-test 500 --train-precision autocast --no-compile \\
         --out results/learning_curve/ml-100k-default-cpu-autocast.json
+
+:func:`step_ab` compares the two points (paired, users resampled); each point keeps its per-row ranks,
+user ids and top-1 titles, so the comparison is recomputed from the files alone.
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .. import cli
+from .. import PruneRecError, cli
 from ..cli_args import positive_int
 from ..data import prepare
 from ..hardware import device_name
+from ..method.metrics import (UNDECIDED, contrast_bootstrap, decision, detectable_difference, interval_text,
+                              share_contrast)
 from ..paths import atomic_write_text, resolve
 from ..pipeline.evaluate import evaluate_cached, popularity_cached
 from ..pipeline.finetune import training_settings
@@ -57,10 +64,13 @@ def curve_point(run, samples: int, progress: bool = False, drop_model: bool = Fa
     res = evaluate_cached(point, name, folder, progress=progress)
     if drop_model:
         shutil.rmtree(folder, ignore_errors=True)
-    m = res.metrics
+    m, pu = res.metrics, res.per_user
+    ranks = {"user_id": pu["user_id"].astype(str).tolist(), "rank": pu["rank"].astype(int).tolist(),
+             "top1": [(json.loads(t) or [None])[0] for t in pu["top"]]}
     return {"samples": samples, "steps": summary["steps"], "train_seconds": summary["wall_seconds"],
             "eval_seconds": m.get("seconds"), "best_eval_loss": summary["best_eval_loss"],
-            **{k: m[k] for k in METRICS}, "ci95": m["ci95"], "wall_seconds": round(time.time() - t0, 1)}
+            **{k: m[k] for k in METRICS}, "ci95": m["ci95"], "wall_seconds": round(time.time() - t0, 1),
+            "ranks": ranks}
 
 
 CURVE_EVAL = ("model", "max_test", "num_beams", "length_penalty", "eval_dtype")  # what else a point depends on
@@ -113,6 +123,53 @@ def first_budget_beating_popularity(doc: dict, metrics=("hr@20", "ndcg@20")) -> 
         if all(r["ci95"][m][0] > pop[m][1] for m in metrics):
             return r["samples"]
     return None
+
+
+STEP_FIELDS = ("train_precision", "train_compile", "batch_size", "grad_accum")  # what an A/B's arms may differ in
+
+
+def step_ab(doc_a: dict, doc_b: dict, samples: int, labels: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Two training steps on the same samples, compared on the same test rows: HR@20 and NDCG@20 as paired
+    differences A − B, and the modal top-1 share (the share of rows whose top-1 is the arm's most common top-1
+    title: how concentrated the lists are) as a paired difference too; users resampled with all their rows.
+    Each row: both arms' values, the difference with its 95% interval, the smallest difference these rows
+    could detect (80% power), the verdict, rows and users.
+
+    ``doc_a`` / ``doc_b``: learning-curve files (:func:`run_curve`) whose settings differ only in the
+    training step (``STEP_FIELDS``) and whose point at ``samples`` kept its per-row ranks."""
+    hyper = [{k: v for k, v in d["settings"]["hyper"].items() if k not in STEP_FIELDS} for d in (doc_a, doc_b)]
+    if hyper[0] != hyper[1] or doc_a["settings"]["data_id"] != doc_b["settings"]["data_id"]:
+        diff = sorted(k for k in hyper[0].keys() | hyper[1].keys() if hyper[0].get(k) != hyper[1].get(k))
+        raise PruneRecError(f"the two curves differ in more than the training step: {', '.join(diff) or 'data'}")
+    points = []
+    for doc, label in zip((doc_a, doc_b), labels):
+        found = [r for r in doc["rows"] if r["samples"] == samples and "ranks" in r]
+        if not found:
+            raise PruneRecError(f"arm {label} has no point at {samples} samples with its per-row ranks")
+        points.append(found[0])
+    a, b = (p["ranks"] for p in points)
+    if a["user_id"] != b["user_id"]:
+        raise PruneRecError("the two arms were not evaluated on the same test rows")
+    users = np.asarray(a["user_id"])
+    paired = contrast_bootstrap([a["rank"], b["rank"]], (1, -1), users, ks=(20,))
+    modal = [np.asarray(r["top1"], dtype=object) == Counter(r["top1"]).most_common(1)[0][0] for r in (a, b)]
+    stats = {"hr@20": paired["hr@20"], "ndcg@20": paired["ndcg@20"],
+             "modal top-1 share": share_contrast(modal, (1, -1), users)}
+    values = {"hr@20": [p["hr@20"] for p in points], "ndcg@20": [p["ndcg@20"] for p in points],
+              "modal top-1 share": [float(f.mean()) for f in modal]}
+    rows = {}
+    for name, (d, lo, hi) in stats.items():
+        verdict = decision(lo, hi, *labels)
+        if name == "modal top-1 share" and not verdict.startswith(UNDECIDED):
+            verdict = verdict.replace("ahead of", "more concentrated than").replace("behind", "less concentrated than")
+        rows[name] = {labels[0]: round(values[name][0], 4), labels[1]: round(values[name][1], 4),
+                      "difference": round(d, 4), "95% CI": interval_text(lo, hi),
+                      "detectable (80% power)": round(detectable_difference(lo, hi), 4), "verdict": verdict,
+                      "rows": len(users), "users": len(set(a["user_id"]))}
+    rows["validation loss"] = {labels[0]: round(points[0]["best_eval_loss"], 4),
+                               labels[1]: round(points[1]["best_eval_loss"], 4),
+                               "difference": round(points[0]["best_eval_loss"] - points[1]["best_eval_loss"], 4)}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 @cli
