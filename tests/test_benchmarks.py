@@ -177,3 +177,28 @@ def test_gpu_plan_costs_every_chapter_and_packs_windows_that_rederive_what_they_
         {"chapters": ["01", "04"], "seconds": 180.0, "rederive": ["stage1"]}]  # the teacher is made in the window
     apart = gpu_plan.windows(one, upstream, budget_s=150)
     assert [w["chapters"] for w in apart] == [["01"], ["04"]] and apart[1]["rederive"] == ["teacher", "stage1"]
+
+
+def test_step_ab_prints_the_paired_comparison_of_two_curve_files(tmp_path):
+    def arm(precision, ranks, top1):
+        users = [f"u{i // 2}" for i in range(len(ranks))]
+        doc = {"device": "cpu", "settings": {"data_id": "d", "hyper": {"lr": 3e-4, "train_precision": precision}},
+               "rows": [{"samples": 64, "steps": 4, "train_seconds": 9.0, "eval_seconds": 2.0, "hr@20": 0.5,
+                         "ndcg@20": 0.2, "best_eval_loss": 1.0,
+                         "ranks": {"user_id": users, "rank": ranks, "top1": top1}}]}
+        path = tmp_path / f"{precision}.json"
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    a = arm("bf16", [0, -1] * 20, ["Fargo"] * 40)
+    b = arm("autocast", [0, -1] * 20, [f"t{i}" for i in range(40)])
+    out = run("step_ab.py", a, b, "--samples", "64", "--labels", "bf16", "autocast", "--json", str(tmp_path / "o.json"))
+    share = out["comparison"]["modal top-1 share"]
+    assert (share["bf16"], share["autocast"], share["difference"]) == (1.0, 0.025, 0.975)
+    assert share["verdict"] == "bf16 more concentrated than autocast" and share["users"] == 20
+    assert out["comparison"]["hr@20"]["verdict"] == "tie: no row differs"
+    assert out["arms"]["autocast"]["train_precision"] == "autocast"
+    assert json.loads((tmp_path / "o.json").read_text()) == out
+    missing = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_ab.py"), a, str(tmp_path / "no.json"),
+                              "--samples", "64"], capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'no.json'}: no such learning-curve file"

@@ -12,12 +12,14 @@ Budgets already in ``--out`` are skipped; models live in ``runs/<ds>/<profile>/m
 (``--drop-models`` deletes each after its evaluation).
 
 An A/B of two training steps on the same samples (same seeded subset, same test rows) is two curves, each
-arm in its own run folder and file, e.g. the CPU's step against the autocast step::
+arm in its own run folder and file, e.g. the default bf16 step (bf16 weights, fp32 master weights,
+length-grouped batches) against the autocast step (fp32 weights under bf16 autocast, batches in random
+order), both compiled::
 
     PRUNEREC_RUNS=runs/ab-bf16 python -m prunerec_utils.studies.learning_curve --profile default \\
         --samples 8192 --max-test 500 --out results/learning_curve/ml-100k-default-cpu-bf16.json
     PRUNEREC_RUNS=runs/ab-autocast python -m prunerec_utils.studies.learning_curve --profile default \\
-        --samples 8192 --max-test 500 --train-precision autocast --no-compile \\
+        --samples 8192 --max-test 500 --train-precision autocast \\
         --out results/learning_curve/ml-100k-default-cpu-autocast.json
 
 :func:`step_ab` compares the two points (paired, users resampled); each point keeps its per-row ranks,
