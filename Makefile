@@ -7,7 +7,7 @@ PROFILE ?= default
 DATASET ?= ml-100k
 NOTEBOOKS ?=
 
-.PHONY: install demo reproduce book test ci-notebooks clean-runs prune-example
+.PHONY: install demo reproduce book check-book test ci-notebooks clean-runs prune-example
 
 $(BIN)/.installed: requirements.txt requirements-assets.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ reproduce: install
 book: install
 	$(BIN)/python -m prunerec_utils.pipeline.banners $(wildcard book/default/*/)
 	$(BIN)/jupyter-book build . --path-output book -W --keep-going
+
+# The rendered book as a reader meets it (after `make book`): uncaptioned tables and figures, NaN, printed dicts,
+# errors, "not run yet", banners, and (in headless Chromium at 1280 px) anything wider than its box.
+check-book: install
+	$(BIN)/python -m prunerec_utils.studies.book_check book/_build/html
 
 # The worked example of book/prune_your_own.md: the prune CLI on a synthetic log the code was never tuned on, with the
 # tiny model and ci budgets (minutes); its printed output, report and figure are kept beside the page.

@@ -27,7 +27,7 @@ class Profile:
     dataset: str  # the profile's default dataset
     max_train: int | None  # training samples (seeded random subset); None = whole split
     max_valid: int | None
-    max_test: int | None  # test users evaluated (fixed seeded subset, same for every model)
+    max_test: int | None  # test rows evaluated (one fixed seeded sample for every model; intervals resample its users)
     epochs: float
     batch_size: int  # per device
     grad_accum: int

@@ -8,7 +8,7 @@
 The log goes through the same recipe as the named datasets (titles, k-core, sliding windows, the
 8:1:1 temporal cut); a base model is fine-tuned BIGRec-style first (``--teacher`` skips that);
 then Stages I-III with distillation, vocabulary pruning, and the evaluation of the teacher, most
-popular and every stage on the profile's fixed test users. Everything is a cached step under
+popular and every stage on the profile's fixed test rows. Everything is a cached step under
 ``OUT/run``: the same command continues an interrupted run and redoes nothing finished.
 
 Writes ``OUT/model/`` (stock-loadable Hugging Face folder with its restricted tokenizer),
@@ -164,6 +164,7 @@ def report(run, results: dict, stats: dict, shapes_line: str, seconds: dict, set
 def report_markdown(rep: dict) -> str:
     """``report.md``: the per-stage table (parameters, HR/NDCG@10/20 with intervals, retention)."""
     lines = ["# PruneRec report", "", rep["shapes"], "",
+             "**Per stage: parameters, HR/NDCG with 95% intervals, and the teacher's quality kept**", "",
              "| model | non-embedding | total | HR@10 | HR@20 | NDCG@10 | NDCG@20 | avg retention |",
              "|---|---|---|---|---|---|---|---|"]
     for label, s in rep["stages"].items():
@@ -182,7 +183,9 @@ def report_markdown(rep: dict) -> str:
               f"{detectable_clause(v['verdict'], v['detectable'])})."]
     if rep.get("retention_note"):
         lines += ["", f"Retention: {rep['retention_note']}."]
-    lines += ["", "![quality and size per stage](figure4.png)", ""]
+    lines += ["", "![quality and size per stage](figure4.png)", "",
+              ("*Quality and size per stage: HR@20 and NDCG@20 (bars, 95% intervals), most popular (dashed), "
+               "non-embedding parameters (line, right axis, log scale).*"), ""]
     return "\n".join(lines)
 
 
@@ -277,7 +280,7 @@ def _prune(args, run, cfg, source: Path, shapes_line: str, settings: dict, out: 
     shutil.copytree(run.model("stage3_vocab"), final)
     plots.stage_figure({label: results[label] for label, _ in STAGE_ROWS},
                        pd.Series({label: s["params"]["non_embedding"] for label, s in rep["stages"].items()
-                                  if "params" in s}), out / "figure4.png")
+                                  if "params" in s}), out / "figure4.png", popular=results["most popular"])
     atomic_write_text(out / "report.json", json.dumps(rep, indent=1))
     atomic_write_text(out / "report.md", report_markdown(rep))
     print(report_markdown(rep), flush=True)

@@ -36,6 +36,8 @@ def test_the_teacher_row_reads_the_stored_evaluations(tmp_path):
     assert row.startswith(f"HR@20 teacher {teacher.metrics['hr@20']:.4f}") and "teacher ahead" in row
     assert f"{teacher.metrics['distinct_top10']} distinct titles" in row and "most common first title" in row
     assert findings.chapter_sentences(run)["01"] == row + "."
+    gates = findings.findings_table(run).loc["Teacher's gates", "this run"]
+    assert gates.startswith("Science gates: 2 of 3 hold") and "most common one ≤ 20%: fails" in gates
     save_result(popular, run.folder, "teacher", {})  # a teacher no better than popularity
     same = findings.findings_table(run).loc["Teacher vs most popular", "this run"]
     assert "tie: no row differs" in same and "ahead" not in same  # the same lists: nothing decided

@@ -140,3 +140,16 @@ def test_step_ab_refuses_arms_that_differ_in_more_than_the_step():
     other["rows"][0]["ranks"]["user_id"] = ["v"] * 8
     with pytest.raises(PruneRecError, match="not evaluated on the same test rows"):
         lc.step_ab(a, other, 64)
+
+
+def test_curve_view_puts_each_interval_beside_its_value():
+    doc = {"rows": [{"samples": s, "steps": s // 16, "hr@20": h, "ndcg@20": h / 3,
+                     "ci95": {"hr@20": [h - 0.01, h + 0.02], "ndcg@20": [h / 3 - 0.005, h / 3 + 0.004]},
+                     "distinct_top10": 40, "modal_top1_share": 0.23456, "best_eval_loss": 0.612345,
+                     "train_seconds": 123.4, "eval_seconds": 56.7} for s, h in ((4096, 0.08), (1024, 0.05))]}
+    view = lc.curve_view(lc.curve_table(doc))
+    assert list(view.index) == [1024, 4096]
+    assert view.loc[1024, "hr@20"] == "0.0500 [0.0400, 0.0700]"
+    assert view.loc[4096, "ndcg@20"] == "0.0267 [0.0217, 0.0307]"
+    assert not [c for c in view.columns if c.endswith((" lo", " hi"))]
+    assert view.loc[4096, "modal top-1 share"] == 0.235 and view.loc[4096, "train s"] == 123

@@ -16,7 +16,7 @@ from prunerec_utils.pipeline.run import Run
 from prunerec_utils.profiles import get_profile
 from prunerec_utils.studies.observe import (attention_outputs, concentration, concentration_summary,
                                             decoder_linears, input_sums, mlp_activations, prune, pruned_per_row,
-                                            random_prune, top_share, wanda_prune)
+                                            random_prune, sweep_views, top_share, wanda_prune)
 from prunerec_utils.studies.scorecard import concentration_claim, pruning_claim, wanda_vs_random
 
 SIZES = dict(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -245,3 +245,16 @@ def test_a_pruned_teacher_evaluation_resumes_after_its_last_batch(tiny_model_dir
     calls.clear()
     pruned(0.3)  # stored: no evaluation at all
     assert calls == []
+
+
+def test_sweep_views_split_the_table_into_metrics_and_retention():
+    cols = {"method": ["teacher", "wanda"], "sparsity": [0.0, 0.5], "hr@10": [.1, .05], "hr@20": [.2, .1],
+            "ndcg@10": [.05, .02], "ndcg@20": [.07, .03], "mean metric": [.105, .05],
+            "retention hr@10": [1, .5], "retention hr@20": [1, .5], "retention ndcg@10": [1, .4],
+            "retention ndcg@20": [1, .43], "retention": [1, .46], "n": [200, 200], "users": [40, 40]}
+    quality, kept = sweep_views(pd.DataFrame(cols))
+    assert list(quality.columns) == ["method", "sparsity", "hr@10", "hr@20", "ndcg@10", "ndcg@20", "mean metric",
+                                     "rows", "users"]
+    assert list(kept.columns) == ["method", "sparsity", "retention hr@10", "retention hr@20", "retention ndcg@10",
+                                  "retention ndcg@20", "retention"]
+    assert kept.loc[1, "retention"] == .46 and quality.loc[1, "rows"] == 200

@@ -100,3 +100,17 @@ def test_stage_figure_wraps_long_stage_names_so_ticks_do_not_overlap(tmp_path):
                              tmp_path / "f.png")
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks[-1] == "final\n(vocabulary\npruned)" and ticks[0] == "teacher"
+
+
+def test_stage_figure_draws_most_popular_as_a_dashed_line_per_metric(tmp_path):
+    results = {label: _result([1, 4, None]) for label in ("teacher", "stage III")}
+    popular = _result([None, 2, None])
+    fig = plots.stage_figure(results, pd.Series({"teacher": 1000, "stage III": 100}), tmp_path / "f.png",
+                             popular=popular)
+    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert sorted(line.get_ydata()[0] for line in dashed) == sorted([popular.metrics["hr@20"],
+                                                                      popular.metrics["ndcg@20"]])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "most popular HR@20" in labels and "most popular NDCG@20" in labels
+    plain = plots.stage_figure(results, pd.Series({"teacher": 1000, "stage III": 100}))
+    assert not [line for line in plain.axes[0].get_lines() if line.get_linestyle() == "--"]

@@ -37,3 +37,23 @@ def test_with_shares_adds_percentages_of_the_reference_row():
     out = show.with_shares(frame, "teacher", {"total": "total %", "attention": "attention %"}, digits=2)
     assert out.loc["stage1", "total %"] == 25.0 and out.loc["teacher", "attention %"] == 100.0
     assert list(out.columns) == ["total", "attention", "total %", "attention %"] and "total %" not in frame
+
+
+def test_figure_displays_the_figure_then_its_caption_and_closes_it(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(show, "display", lambda *objs: shown.extend(objs))
+    fig = plt.figure()
+    show.figure(fig, "Figure: a <caption>")
+    assert shown[0] is fig and repr(shown[1]) == "Figure: a <caption>"
+    assert shown[1]._repr_html_() == '<p class="prunerec-figcaption">Figure: a &lt;caption&gt;</p>'
+    assert not plt.fignum_exists(fig.number)  # not shown a second time at the end of the cell
+
+
+def test_number_shows_a_missing_value_as_a_dash():
+    assert show.number(87.456) == "87.5" and show.number(0.5, ".0%") == "50%"
+    assert show.number(float("nan")) == show.MISSING and show.number(None) == show.MISSING

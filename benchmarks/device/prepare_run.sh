@@ -9,6 +9,9 @@
 #   cp .gpu-run/callN/* /tmp/b/ && bash /tmp/b/unpack.sh /tmp/p --notebooks 01 02 03 --profile default \
 #       --archive $OUT/shard-01-03.tgz --runs-root /tmp/runs
 # Later shards on the same warm machine: PYTHONPATH=/tmp/p/site:/tmp/p python3 -m prunerec_utils.shards run ...
+# Between the teacher's shard and the pruning ones, the teacher's gates (exit 1: a gate does not hold, so the
+# pruning shards would measure retention of a teacher not worth pruning; spend the minutes on the teacher):
+#   PYTHONPATH=/tmp/p/site:/tmp/p python3 -m prunerec_utils.studies.gates --profile default --runs-root /tmp/runs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}

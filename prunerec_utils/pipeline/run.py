@@ -21,7 +21,7 @@ from ..paths import resolve, runs_root
 from .finetune import SUMMARY
 
 # Seed offsets of the named samples (added to the profile's seed), so that no two purposes share a
-# sample by accident. "budget": the profile's training / validation budget and its fixed test users.
+# sample by accident. "budget": the profile's training / validation budget and its fixed test rows.
 SAMPLES = {"budget": 0, "importance": 1, "mlp": 2, "calibration": 3, "observe": 4, "random_heads": 5}
 
 # The stages of the method: the model each one starts from, its output, the notebook that makes it.

@@ -2,7 +2,7 @@
 
 Every baseline sees exactly what the LLM recommender sees: one D3 sample per training row (the
 up-to-10 previous item ids → the next item id), model selection on the validation rows, and the
-profile's fixed test users (:func:`prunerec_utils.pipeline.evaluate.fixed_test_rows`). Only the item ids
+profile's fixed test rows (:func:`prunerec_utils.pipeline.evaluate.fixed_test_rows`). Only the item ids
 are used — never the titles — so these models learn from co-occurrence alone.
 
 The models, their loss and their full ranking live in :mod:`prunerec_utils.studies.id_models`;
@@ -212,7 +212,7 @@ def result_name(model: str, exclude_seen: bool = False) -> str:
 
 def baseline_results(run, models=None, progress: bool = True, exclude_seen: bool = False) -> dict[str, EvalResult]:
     """Train the grid (or read it), keep each model's best configuration by validation NDCG@20,
-    and evaluate it on the profile's fixed test users by full ranking over all items.
+    and evaluate it on the profile's fixed test rows by full ranking over all items.
 
     Results are stored as ``results/baseline_<model>[_exclude_seen].json`` + ``ranks/…csv`` in the
     run folder and reused when made from the same configuration and rows. The grid is the profile's
@@ -252,7 +252,7 @@ def validation_histories(table: pd.DataFrame) -> dict[str, list[dict]]:
 
 
 def teacher_reference(run, exclude_seen: bool = False) -> EvalResult | None:
-    """The LLM teacher's stored evaluation (notebook 01) on the same fixed test users and seen-item
+    """The LLM teacher's stored evaluation (notebook 01) on the same fixed test rows and seen-item
     rule as the baselines, or None where there is none (``teacher`` /
     ``teacher_exclude_seen_n<users>``; a longer evaluation is cut to the same first users)."""
     test = fixed_test_rows(run)

@@ -23,6 +23,7 @@ from ..profiles import get_profile
 from . import scorecard as sc
 from .baselines import result_name
 from .efficiency import benchmark_file, findings, tables
+from .gates import gates_line, teacher_gates
 from .id_models import MODELS
 
 CHAPTERS = {"00": "00_preprocess", "01": "01_bigrec_finetune", "02": "02_observations", "03": "03_stage1_heads",
@@ -74,11 +75,12 @@ def _best_id(run: Run):
     return best, found[best]
 
 
-TEACHER_ROW, ID_ROW = "Teacher vs most popular", "Best ID model vs the LLM teacher"
+TEACHER_ROW, GATES_ROW, ID_ROW = "Teacher vs most popular", "Teacher's gates", "Best ID model vs the LLM teacher"
 
 
 def findings_table(run: Run, card: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The run's headline numbers, one row each: teacher vs most popular, the best ID model vs the
+    """The run's headline numbers, one row each: teacher vs most popular, the teacher's science gates
+    (:mod:`~prunerec_utils.studies.gates`), the best ID model vs the
     teacher, the final model's size and retention, PruneRec vs both pruned-LLM baselines, the
     scorecard's tally (``card``: :func:`~prunerec_utils.studies.scorecard.scorecard` of the run, made
     here if not given). A row whose files are missing reads :data:`NOT_RUN`."""
@@ -86,6 +88,7 @@ def findings_table(run: Run, card: pd.DataFrame | None = None) -> pd.DataFrame:
     teacher, popular, final = (load_result(f, n) for n in ("teacher", "most_popular", "stage3"))
     rows = {}
     rows[TEACHER_ROW] = _teacher_text(teacher, popular) if teacher and popular else NOT_RUN
+    rows[GATES_ROW] = gates_line(teacher_gates(teacher, popular), teacher) if teacher and popular else NOT_RUN
     best, best_res = _best_id(run)
     rows[ID_ROW] = (_versus(best_res, teacher, best, "teacher", "ndcg@20") if best_res is not None and teacher
                     else NOT_RUN)
@@ -170,8 +173,8 @@ def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> st
     chapters), the commits, dates and wall times of the executions."""
     card = sc.scorecard(run)
     table = findings_table(run, card)
-    lines = [f"**What this run found** (profile `{run.prof.name}`, `{run.dataset}`, run folder "
-             f"`runs/{run.dataset}/{run.prof.name}`; generated from its results files):", "",
+    lines = [f"**What this run found (profile `{run.prof.name}`, `{run.dataset}`, run folder "
+             f"`runs/{run.dataset}/{run.prof.name}`; generated from its results files)**", "",
              "| finding | this run |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in table["this run"].items()]
     lines += ["", "**Chapter by chapter:**", ""]

@@ -1,7 +1,7 @@
 """Learning curve of the BIGRec teacher: training samples vs HR/NDCG@20 and list diversity.
 
 Each budget fine-tunes a fresh teacher from the profile's base model with the profile's
-hyper-parameters (only ``max_train`` changes), evaluates it on the profile's fixed test users
+hyper-parameters (only ``max_train`` changes), evaluates it on the profile's fixed test rows
 with the constrained beam search, and appends one row to a JSON file (written atomically after
 every budget, so a cut-off run keeps what it finished)::
 
@@ -116,6 +116,16 @@ def curve_table(doc: dict) -> pd.DataFrame:
                     "eval s": r["eval_seconds"]})
         rows.append(row)
     return pd.DataFrame(rows).sort_values("samples").set_index("samples")
+
+
+def curve_view(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """:func:`curve_table` as the chapter shows it, narrow enough for the text column: each metric and its
+    95% interval in one cell ("0.1335 [0.1190, 0.1500]"), the rest rounded."""
+    out = table.drop(columns=[f"{k} {b}" for k in ("hr@20", "ndcg@20") for b in ("lo", "hi")])
+    for k in ("hr@20", "ndcg@20"):
+        out[k] = [f"{v:.{digits}f} {interval_text(lo, hi, digits)}"
+                  for v, lo, hi in zip(table[k], table[f"{k} lo"], table[f"{k} hi"])]
+    return out.round({"modal top-1 share": 3, "validation loss": 4, "train s": 0, "eval s": 0})
 
 
 def first_budget_beating_popularity(doc: dict, metrics=("hr@20", "ndcg@20")) -> int | None:

@@ -257,6 +257,14 @@ def sparsity_sweep(run: Run, sparsities=(0.1, 0.3, 0.5, 0.7), samples: int = 100
     return pd.DataFrame(rows)
 
 
+def sweep_views(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`sparsity_sweep`'s table as the chapter shows it, in two tables that fit the text column: the
+    metrics per (method, sparsity) with their test rows and users, and the retention of each metric."""
+    keys = ["method", "sparsity"]
+    return (table[[*keys, *METRICS, "mean metric", "n", "users"]].rename(columns={"n": "rows"}),
+            table[[*keys, *(f"retention {m}" for m in METRICS), "retention"]])
+
+
 def save_observations(path, mlp_summary: pd.DataFrame, attention_summary: pd.DataFrame, verdict: pd.DataFrame,
                       basis: str) -> None:
     """The findings of notebook 02 as JSON (``results/observations.json``), for the scorecard."""

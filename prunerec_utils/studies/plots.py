@@ -238,16 +238,20 @@ def layer_search(rec: dict, path=None):
     return _save(fig, path)
 
 
-def stage_figure(results: dict, params: pd.Series, path=None):
+def stage_figure(results: dict, params: pd.Series, path=None, popular=None):
     """The paper's Figure 4 for our run: HR@20 / NDCG@20 per stage (bars, 95% CI) and the
     non-embedding parameter count (line, right axis, log scale). ``results``: stage label →
-    ``EvalResult``; ``params`` non-embedding count per stage label."""
+    ``EvalResult``; ``params`` non-embedding count per stage label; ``popular`` (an ``EvalResult``
+    on the same rows) draws most popular's HR@20 / NDCG@20 as dashed lines in the bars' colours."""
     stages = list(results)
     x = np.arange(len(stages))
     fig, (ax,) = _panels(1, height=3.6)
     for i, m in enumerate(("hr@20", "ndcg@20")):
         vals, lo, hi = _ci(results, m)
-        ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(), yerr=[vals - lo, hi - vals], capsize=3)
+        bars = ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=m.upper(), yerr=[vals - lo, hi - vals], capsize=3)
+        if popular is not None:
+            ax.axhline(popular.metrics[m], color=bars.patches[0].get_facecolor(), ls="--", lw=1.2,
+                       label=f"most popular {m.upper()}")
     ax.set_xticks(x, [textwrap.fill(s, 12) for s in stages])  # "final (vocabulary pruned)" on three lines
     ax.set(ylabel="metric (95% CI)", title="Per stage: quality and size")
     ax2 = ax.twinx()

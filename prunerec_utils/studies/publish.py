@@ -1,6 +1,7 @@
 """What a book folder gets once its chapters are executed (by the runner) or merged (from shards): banners on
 the chapters that are stale or show another run than chapter 01, the introduction's findings (``findings.md``),
-and, for the book's own run (``book/<profile>/<dataset>``), the run's results files under ``results/``."""
+the run's budgets (``budgets.md``, included by the method page), and, for the book's own run
+(``book/<profile>/<dataset>``), the run's results files under ``results/`` and its budgets in the README."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 from ..paths import REPO_ROOT, atomic_write_text
 from ..pipeline.banners import mark
 from ..pipeline.run import Run
+from .budgets import write_budgets
 from .export import export_run
 from .findings import findings_markdown
 
 
 def publish(run: Run, copies: Path) -> None:
-    """Banners, findings and (the book's own run) results for the executed chapters in ``copies``; nothing
+    """Banners, findings, budgets and (the book's own run) results for the executed chapters in ``copies``; nothing
     where ``copies`` is outside ``book/`` (nbval's copies, a shard's temporary folder)."""
     book = REPO_ROOT / "book"
     copies = Path(copies).resolve()
@@ -24,6 +26,9 @@ def publish(run: Run, copies: Path) -> None:
     print(f"[book] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
     atomic_write_text(copies / "findings.md", findings_markdown(run, str(copies.relative_to(book)), copies))
     print(f"[book] findings -> {copies / 'findings.md'}", flush=True)
-    if copies == book / run.prof.name / run.dataset:  # the book's own run: its results files beside it
+    own = copies == book / run.prof.name / run.dataset  # the book's own run: README quotes it, results/ holds it
+    write_budgets(run, copies, REPO_ROOT / "README.md" if own else None)
+    print(f"[book] budgets -> {copies / 'budgets.md'}" + (" and README.md" if own else ""), flush=True)
+    if own:
         counts = export_run(run, REPO_ROOT / "results" / run.prof.name / run.dataset)
         print(f"[book] results -> results/{run.prof.name}/{run.dataset}: {counts}", flush=True)

@@ -1,4 +1,5 @@
-"""What the chapters display: each table under its own caption, findings as lines of text.
+"""What the chapters display: each table under its own caption, each figure above its caption, findings as
+lines of text.
 
 Printed lines and displays are two streams that the book merges apart (all printed lines of a cell
 land above its displays), so a table's label printed with ``print`` drifts away from its table.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import html
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
@@ -19,18 +21,19 @@ MISSING = "—"
 
 class Text:
     """One line for the notebook: plain text for nbval and terminals, a paragraph in the book
-    (the book's CSS wraps it, however long)."""
+    (the book's CSS wraps it, however long). ``kind``: "line" (a finding or note), "caption" (bold,
+    above its table) or "figcaption" (under its figure)."""
 
-    def __init__(self, text: str, bold: bool = False):
-        self.text, self.bold = text, bold
+    def __init__(self, text: str, kind: str = "line"):
+        self.text, self.kind = text, kind
 
     def __repr__(self) -> str:
         return self.text
 
     def _repr_html_(self) -> str:
         body = html.escape(self.text).replace("\n", "<br>")
-        return f'<p class="prunerec-{"caption" if self.bold else "line"}">' + (
-            f"<strong>{body}</strong>" if self.bold else body) + "</p>"
+        inner = f"<strong>{body}</strong>" if self.kind == "caption" else body
+        return f'<p class="prunerec-{self.kind}">{inner}</p>'
 
 
 def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFrame:
@@ -49,6 +52,11 @@ def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFr
     return out
 
 
+def number(value, spec: str = ".1f") -> str:
+    """``value`` formatted by ``spec``, or an em dash where it is missing (a retention of a teacher with no hit)."""
+    return MISSING if value is None or pd.isna(value) else format(value, spec)
+
+
 def with_shares(frame: pd.DataFrame, reference: str, shares: dict[str, str], digits: int = 1) -> pd.DataFrame:
     """``frame`` with, for each ``{column: share column}`` of ``shares``, the column as a percentage of the row
     ``reference`` (e.g. parameters as "% of teacher"), rounded to ``digits``."""
@@ -60,7 +68,15 @@ def with_shares(frame: pd.DataFrame, reference: str, shares: dict[str, str], dig
 
 def table(frame: pd.DataFrame, caption: str, digits: int | dict | None = None) -> None:
     """Display ``caption`` (bold) and directly under it :func:`readable` ``frame``."""
-    display(Text(caption, bold=True), readable(frame, digits))
+    display(Text(caption, "caption"), readable(frame, digits))
+
+
+def figure(fig, caption: str) -> None:
+    """Display ``fig`` and directly under it its ``caption`` (what it shows and how to read it); the figure is
+    closed, so the notebook does not show it a second time at the end of the cell."""
+    display(fig)
+    plt.close(fig)
+    display(Text(caption, "figcaption"))
 
 
 def line(text: str) -> None:
