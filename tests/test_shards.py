@@ -169,6 +169,10 @@ def test_a_merge_into_the_book_s_own_folder_writes_its_findings_and_results(tmp_
     assert shards.main(["merge", str(a), "--runs-root", str(tmp_path / "dest"), "--copies", str(book)]) == 0
     assert "What this run found" in (book / "findings.md").read_text()
     assert (tmp_path / "results" / "ci" / "ml-100k").is_dir()
+    assert "The budgets of this run" in (book / "budgets.md").read_text()
+    record = json.loads((book / "findings.json").read_text())  # for the page of datasets side by side
+    assert record["dataset"] == "ml-100k" and "Teacher vs most popular" in record["findings"]
+    assert record["claims"] and "`ml-100k`" in (book.parent / "datasets.md").read_text()
     elsewhere = tmp_path / "copies-elsewhere"  # not a book folder: chapters only
     assert shards.main(["merge", str(_shard(tmp_path, "b", ["03"])), "--runs-root", str(tmp_path / "d2"),
                         "--copies", str(elsewhere)]) == 0

@@ -166,6 +166,17 @@ def executions(folder: Path) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def findings_record(run: Run, card: pd.DataFrame | None = None) -> dict:
+    """What :mod:`~prunerec_utils.studies.datasets` sets beside other datasets' runs: the findings table, every
+    claim's verdict, and the test rows and users the teacher was evaluated on (the power of the run)."""
+    card = card if card is not None else sc.scorecard(run)
+    teacher = load_result(run.folder, "teacher")
+    return {"profile": run.prof.name, "dataset": run.dataset,
+            "rows": teacher.metrics["n"] if teacher else None, "users": teacher.metrics["users"] if teacher else None,
+            "findings": findings_table(run, card)["this run"].to_dict(),
+            "claims": card[["section", "claim", "verdict"]].to_dict(orient="records")}
+
+
 def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> str:
     """The introduction's findings: :func:`findings_table` as a Markdown table, then
     :func:`chapter_sentences` as a list linking each chapter (``chapters``: their folder, as the

@@ -1,18 +1,21 @@
 """What a book folder gets once its chapters are executed (by the runner) or merged (from shards): banners on
 the chapters that are stale or show another run than chapter 01, the introduction's findings (``findings.md``),
 the run's budgets (``budgets.md``, included by the method page), and, for the book's own run
-(``book/<profile>/<dataset>``), the run's results files under ``results/`` and its budgets in the README."""
+(``book/<profile>/<dataset>``), the run's results files under ``results/``, its budgets in the README, and its
+findings record (``findings.json``), which the profile's page of datasets side by side (``datasets.md``) reads."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..paths import REPO_ROOT, atomic_write_text
 from ..pipeline.banners import mark
 from ..pipeline.run import Run
 from .budgets import write_budgets
+from .datasets import RECORD, write_datasets
 from .export import export_run
-from .findings import findings_markdown
+from .findings import findings_markdown, findings_record
 
 
 def publish(run: Run, copies: Path) -> None:
@@ -32,3 +35,5 @@ def publish(run: Run, copies: Path) -> None:
     if own:
         counts = export_run(run, REPO_ROOT / "results" / run.prof.name / run.dataset)
         print(f"[book] results -> results/{run.prof.name}/{run.dataset}: {counts}", flush=True)
+        atomic_write_text(copies / RECORD, json.dumps(findings_record(run), indent=1, ensure_ascii=False) + "\n")
+        print(f"[book] datasets side by side -> {write_datasets(copies.parent)}", flush=True)
