@@ -104,11 +104,14 @@ def plan_steps(prof, train_rate: float, eval_rate: float) -> list[Step]:
                               f"({prof.pruned_eval_rows} + {test:,} rows)",
                           ALLOWANCE_S["scoring"] + train(distill, stage) + evaluate(prof.pruned_eval_rows + test),
                           ("teacher",) + tuple(f"stage{i}" for i in range(1, int(stage[-1])))))
-    extra = [b for b in prof.restoration_curve_budgets if b != distill]
-    steps.append(Step("03", f"restoration curve: {len(extra)} more distillations ({', '.join(f'{b:,}' for b in extra)}"
-                            f" samples), {len(prof.restoration_curve_budgets)} x {prof.restoration_rows} rows",
-                      sum(train(b, "stage1") for b in extra)
-                      + evaluate(len(prof.restoration_curve_budgets) * prof.restoration_rows), ("teacher",)))
+    extra = [b for b in prof.restoration_curve_budgets if b != distill]  # the last point is the stage itself
+    for ch, stage in (("03", "stage1"), ("04", "stage2"), ("05", "stage3")):
+        steps.append(Step(ch, f"{stage} restoration curve: {len(extra)} more distillations "
+                              f"({', '.join(f'{b:,}' for b in extra)} samples), "
+                              f"{len(prof.restoration_curve_budgets)} x {prof.restoration_rows} rows",
+                          sum(train(b, stage) for b in extra)
+                          + evaluate(len(prof.restoration_curve_budgets) * prof.restoration_rows),
+                          ("teacher",) + tuple(f"stage{i}" for i in range(1, int(stage[-1])))))
     variants = {}
     for group in (ablations.table3(), ablations.fig5a(), ablations.fig5b(), ablations.fig5c(),
                   ablations.alpha_sweep(), ablations.lambda_sweep()):

@@ -177,6 +177,7 @@ PROFILES: dict[str, Profile] = {
         max_train=256, max_valid=32, max_test=48,
         epochs=2, batch_size=16, grad_accum=1, lr=2e-3, warmup_steps=4,
         num_beams=20, eval_batch=8, kept_heads=2, ablation_max_train=64, ablation_rows=16,
+        restoration_budgets=(64, 256),  # two points per stage's curve, the second the run's own restoration
         observe_samples=8, observe_rows=16, observe_sparsities=(0.3, 0.6),
         bench_rows=2, bench_repeats=1, bench_paper_geometry=False,
         baseline_lrs=(1e-2,), baseline_embs=(16,), baseline_epochs=2, baseline_patience=1, baseline_batch_size=64,

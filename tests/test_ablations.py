@@ -260,3 +260,21 @@ def test_restoration_summary_reads_both_ends_of_the_curve():
     assert "not decided at this budget (detectable ≥ " in ablations.restoration_summary(swapped, None)
     old = curve.drop(columns=["ranks", "row users"])
     assert "no paired difference: stored without per-row ranks" in ablations.restoration_summary(old, None)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_later_stage_s_restoration_curve_shares_that_stage_s_cut(tmp_path, stage):
+    from prunerec_utils.pipeline.finetune import SUMMARY
+
+    run = Run("ml-100k", get_profile("ci"), tmp_path)
+    for name in ("teacher", "stage1", "stage2"):  # finished stages: links() only needs them to exist
+        run.model(name).mkdir(parents=True)
+        (run.model(name) / SUMMARY).write_text("{}")
+    point = ablations.restoration_curve((64,), rows=20, stage=stage)[0]
+    child = ablations.variant_run(run, point)
+    shared = ablations.links(run, point)
+    assert shared[child.model(f"stage{stage}_pruned")] == run.model(f"stage{stage}_pruned")  # one cut, restored anew
+    assert shared[child.model(f"stage{stage - 1}")] == run.model(f"stage{stage - 1}")  # from the main run's stage
+    assert child.model(f"stage{stage}") not in shared
+    width = ablations.fig5b()[0] if stage == 2 else ablations.fig5c()[0]  # a variant that changes the cut itself
+    assert ablations.variant_run(run, width).model(f"stage{stage}_pruned") not in ablations.links(run, width)

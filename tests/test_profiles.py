@@ -44,7 +44,8 @@ def test_derived_budgets():
     ci = get_profile("ci")
     assert ci.ablation_test_rows == 16 and get_profile("ci", ablation_rows=None).ablation_test_rows == 16
     assert get_profile("paper", ablation_rows=0).ablation_test_rows is None  # 0 or None: the whole test sample
-    assert ci.restoration_curve_budgets == (32, 128, 256)  # max_train / 8, / 2 and all of it
+    assert ci.restoration_curve_budgets == (64, 256)  # the ci profile's own two points
+    assert get_profile("default").restoration_curve_budgets == (4096, 16384, 32768)  # max_train / 8, / 2, all of it
     assert get_profile("ci", restoration_budgets=[]).restoration_curve_budgets == ()
     assert get_profile("paper").restoration_curve_budgets == ()  # whole split: no curve unless given
 

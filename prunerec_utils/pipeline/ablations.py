@@ -147,6 +147,21 @@ def restoration_curve(budgets=(2048, 8192, 16384), rows: int = 500, stage: int =
                     tag=f"stage{stage}_restore{int(b)}", rows=rows) for b in budgets]
 
 
+RESTORATION_COLUMNS = ["distill_max_train", "hr@20", "hr@20 95% CI", "ndcg@20", "avg retention", "best_kd_loss",
+                       "distill_minutes"]  # what a chapter shows of a restoration curve
+
+
+def restoration_group(run: Run, stage: int, teacher_rows: int, progress: bool = False) -> pd.DataFrame | None:
+    """The restoration curve of ``stage`` at the profile's budgets (:attr:`Profile.restoration_curve_budgets`),
+    evaluated on the first ``restoration_rows`` test rows (at most ``teacher_rows``, those the teacher was
+    evaluated on), stored as the group ``restoration_stage<stage>``; None when the profile has no budgets."""
+    budgets = run.prof.restoration_curve_budgets
+    if not budgets:
+        return None
+    rows = min(run.prof.restoration_rows, teacher_rows)
+    return run_group(run, f"restoration_stage{stage}", restoration_curve(budgets, rows, stage), progress=progress)
+
+
 def lambda_sweep(lambdas=(0.0, 0.4, 0.8, 1.0)) -> list[Variant]:
     """eq. 13 KD weight λ of the Stage I restoration (paper sweeps 0..1 by 0.2)."""
     return [Variant(1, f"λ = {lam:g}", (("kd_lambda", float(lam)),)) for lam in lambdas]
@@ -180,16 +195,18 @@ def _head_file(prof, alpha: float) -> str:
 
 def links(run: Run, variant: Variant) -> dict[Path, Path]:
     """What a variant's folder shares with the main run: ``{path in the variant folder: main run's
-    path}``. Always the splits and the teacher; the distilled stage it starts from; for a Stage III
-    variant the main run's ΔPPL search (its first steps are reused where the settings allow); for
-    Stage I the main run's head scores it would compute alike, and its Stage I cut where only the
-    restoration changes; and the main run's distilled stage itself for a variant that changes
+    path}``. Always the splits and the teacher; the distilled stage it starts from; the main run's cut of
+    its stage where only the restoration changes (a restoration curve); for a Stage III variant the main
+    run's ΔPPL search (its first steps are reused where the settings allow); for Stage I the main run's
+    head scores it would compute alike; and the main run's distilled stage itself for a variant that changes
     nothing (a full-budget point equal to the main run). A linked output is still a cached step: the variant's own settings are
     checked against its record before it is reused."""
     v, child = variant.effective(run.prof), variant_run(run, variant)
     out = {child.splits: run.splits, child.model("teacher"): stages.ensure(run, "teacher")}
     if v.full_budget and not v.overrides and v.heads == "greedy":  # the main run's own stage, restored alike
         out[child.model(f"stage{v.stage}")] = run.model(f"stage{v.stage}")
+    if v.heads == "greedy" and {k for k, _ in v.overrides} <= RESTORATION_ONLY:  # the same cut, restored otherwise
+        out[child.model(f"stage{v.stage}_pruned")] = run.model(f"stage{v.stage}_pruned")
     source = STAGES[f"stage{v.stage}"]["source"]
     if source != "teacher":
         out[child.model(source)] = stages.ensure(run, source)
@@ -200,8 +217,6 @@ def links(run: Run, variant: Variant) -> dict[Path, Path]:
         out[child.result_file("stage1_heads")] = run.folder / "results" / _head_file(run.prof, child.prof.alpha)
     elif v.heads in ("global", "global_no_alpha"):
         out[child.result_file("stage1_heads_independent")] = run.result_file("stage1_heads_independent")
-    if v.heads == "greedy" and {k for k, _ in v.overrides} <= RESTORATION_ONLY:
-        out[child.model("stage1_pruned")] = run.model("stage1_pruned")
     return out
 
 

@@ -56,10 +56,11 @@ def budgets_table(run: Run) -> pd.DataFrame:
     for name, label in (("stage1", "Stage I"), ("stage2", "Stage II"), ("stage3", "Stage III")):
         rows[f"{label} restoration (distillation)"] = _training(_summary(run, name))
     rows["Pruned stages evaluated on"] = _rows(load_result(f, "stage3") or load_result(f, "stage1"))
-    curve = load_group(run, "restoration_stage1")
-    rows["Stage I restoration curve"] = NOT_RUN if curve is None else (
-        ", ".join(f"{int(b):,}" for b in sorted(curve["distill_max_train"])) + " distillation samples, "
-        f"each evaluated on {int(curve['n'].iloc[0]):,} test rows")
+    for stage, label in ((1, "Stage I"), (2, "Stage II"), (3, "Stage III")):
+        curve = load_group(run, f"restoration_stage{stage}")
+        rows[f"{label} restoration curve"] = NOT_RUN if curve is None else (
+            ", ".join(f"{int(b):,}" for b in sorted(curve["distill_max_train"])) + " distillation samples, "
+            f"each evaluated on {int(curve['n'].iloc[0]):,} test rows")
     found = [(g, t) for g in ABLATION_GROUPS if (t := load_group(run, g)) is not None]
     rows["Ablation variants"] = NOT_RUN if not found else (
         f"{len(found)} group{'' if len(found) == 1 else 's'} ({', '.join(g for g, _ in found)}); "
