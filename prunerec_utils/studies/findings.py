@@ -166,24 +166,28 @@ def executions(folder: Path) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def findings_record(run: Run, card: pd.DataFrame | None = None) -> dict:
+def findings_record(run: Run, card: pd.DataFrame | None = None, table: pd.DataFrame | None = None) -> dict:
     """What :mod:`~prunerec_utils.studies.datasets` sets beside other datasets' runs: the findings table, every
-    claim's verdict, and the test rows and users the teacher was evaluated on (the power of the run)."""
+    claim's verdict, and the test rows and users the teacher was evaluated on (the power of the run); ``card``
+    and ``table``: the run's scorecard and :func:`findings_table`, made here if not given."""
     card = card if card is not None else sc.scorecard(run)
+    table = table if table is not None else findings_table(run, card)
     teacher = load_result(run.folder, "teacher")
     return {"profile": run.prof.name, "dataset": run.dataset,
             "rows": teacher.metrics["n"] if teacher else None, "users": teacher.metrics["users"] if teacher else None,
-            "findings": findings_table(run, card)["this run"].to_dict(),
+            "findings": table["this run"].to_dict(),
             "claims": card[["section", "claim", "verdict"]].to_dict(orient="records")}
 
 
-def findings_markdown(run: Run, chapters: str, folder: Path | None = None) -> str:
+def findings_markdown(run: Run, chapters: str, folder: Path | None = None, card: pd.DataFrame | None = None,
+                      table: pd.DataFrame | None = None) -> str:
     """The introduction's findings: :func:`findings_table` as a Markdown table, then
     :func:`chapter_sentences` as a list linking each chapter (``chapters``: their folder, as the
     introduction's ``{doc}`` links see it, e.g. ``default/ml-100k``); with ``folder`` (the executed
-    chapters), the commits, dates and wall times of the executions."""
-    card = sc.scorecard(run)
-    table = findings_table(run, card)
+    chapters), the commits, dates and wall times of the executions. ``card`` and ``table``: as for
+    :func:`findings_record`."""
+    card = card if card is not None else sc.scorecard(run)
+    table = table if table is not None else findings_table(run, card)
     lines = [f"**What this run found (profile `{run.prof.name}`, `{run.dataset}`, run folder "
              f"`runs/{run.dataset}/{run.prof.name}`; generated from its results files)**", "",
              "| finding | this run |", "|---|---|"]

@@ -15,7 +15,8 @@ from ..pipeline.run import Run
 from .budgets import write_budgets
 from .datasets import RECORD, write_datasets
 from .export import export_run
-from .findings import findings_markdown, findings_record
+from .findings import findings_markdown, findings_record, findings_table
+from .scorecard import scorecard
 
 
 def publish(run: Run, copies: Path) -> None:
@@ -27,7 +28,10 @@ def publish(run: Run, copies: Path) -> None:
         return
     marked = [n[:2] for n, m in mark(copies).items() if m]
     print(f"[book] banners (stale or another run than 01) on: {', '.join(marked) or 'no chapter'}", flush=True)
-    atomic_write_text(copies / "findings.md", findings_markdown(run, str(copies.relative_to(book)), copies))
+    card = scorecard(run)  # read once for the findings and the findings record
+    table = findings_table(run, card)
+    atomic_write_text(copies / "findings.md",
+                      findings_markdown(run, str(copies.relative_to(book)), copies, card, table))
     print(f"[book] findings -> {copies / 'findings.md'}", flush=True)
     own = copies == book / run.prof.name / run.dataset  # the book's own run: README quotes it, results/ holds it
     write_budgets(run, copies, REPO_ROOT / "README.md" if own else None)
@@ -35,5 +39,5 @@ def publish(run: Run, copies: Path) -> None:
     if own:
         counts = export_run(run, REPO_ROOT / "results" / run.prof.name / run.dataset)
         print(f"[book] results -> results/{run.prof.name}/{run.dataset}: {counts}", flush=True)
-        atomic_write_text(copies / RECORD, json.dumps(findings_record(run), indent=1, ensure_ascii=False) + "\n")
+        atomic_write_text(copies / RECORD, json.dumps(findings_record(run, card, table), indent=1, ensure_ascii=False) + "\n")
         print(f"[book] datasets side by side -> {write_datasets(copies.parent)}", flush=True)
