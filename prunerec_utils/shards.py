@@ -41,7 +41,7 @@ from . import PruneRecError, cli
 from .hardware import device_facts
 from .identity import code_commit, data_identity, file_sha256, model_identity
 from .paths import atomic_write_text, cli_path, output_dir
-from .pipeline.run import Run
+from .pipeline.run import SHARD_MODELS, Run
 from .profiles import get_profile
 from .steps import SETTINGS
 from .studies.publish import publish
@@ -180,7 +180,6 @@ def _settings(path: Path) -> dict | None:
     return rec.get(SETTINGS) if isinstance(rec, dict) and isinstance(rec.get(SETTINGS), dict) else None
 
 
-SHARD_MODELS = "shard_models"  # where a merged run keeps the records of models whose weights stayed on the shard
 IDENTITIES = "identities.json"  # in SHARD_MODELS: the identity of every model and of the splits merged so far
 
 

@@ -22,7 +22,8 @@ def _made(tmp_path, name, chapters, teacher_weights=b"w1", results=("teacher",),
     teacher.mkdir(parents=True)
     (teacher / "config.json").write_text('{"model_type": "qwen2"}')
     (teacher / "model.safetensors").write_bytes(teacher_weights)
-    (teacher / "training_summary.json").write_text(json.dumps({SETTINGS: {"seed": 42}, "steps": 3}))
+    (teacher / "training_summary.json").write_text(json.dumps(
+        {SETTINGS: {"seed": 42}, "train_samples": 256, "steps": 16, "profile": {"batch_size": 8, "grad_accum": 2}}))
     (run.folder / "results").mkdir()
     (run.folder / "ranks").mkdir()
     for r in results:
@@ -177,3 +178,32 @@ def test_a_merge_into_the_book_s_own_folder_writes_its_findings_and_results(tmp_
     assert shards.main(["merge", str(_shard(tmp_path, "b", ["03"])), "--runs-root", str(tmp_path / "d2"),
                         "--copies", str(elsewhere)]) == 0
     assert sorted(p.name for p in elsewhere.iterdir()) == ["03_chapter.ipynb"]
+
+
+def _stage_records(run):
+    """The surgery records (parameter counts) a shard's Stage I and III cuts leave."""
+    counts = {"teacher": {"non_embedding": 1000, "total": 1500, "attention": 400},
+              "stage1": {"non_embedding": 700, "total": 1200, "attention": 100},
+              "stage3": {"non_embedding": 50, "total": 550, "attention": 10}}
+    for name in ("stage1_pruned", "stage3_pruned"):
+        folder = run.model(name)
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "qwen2"}')
+        (folder / "surgery.json").write_text(json.dumps({SETTINGS: {"seed": 42}, "params": counts}))
+
+
+def test_a_merged_run_reads_the_records_of_models_whose_weights_stayed_on_the_shard(tmp_path):
+    from prunerec_utils.studies import budgets, findings, scorecard
+
+    run, copies = _made(tmp_path, "a", ["01"], results=("teacher", "stage1", "stage3"))
+    _stage_records(run)
+    shards.pack(run, copies, tmp_path / "a" / "shard")
+    dest = Run("ml-100k", get_profile("ci"), tmp_path / "dest")
+    assert shards.main(["merge", str(tmp_path / "a" / "shard"), "--runs-root", str(tmp_path / "dest"),
+                        "--copies", str(tmp_path / "chapters")]) == 0
+    assert not dest.model("teacher").exists()  # the weights did not travel, nor a folder claiming them
+    assert budgets.budgets_table(dest).loc["Teacher fine-tune", "this run"] == \
+        "256 samples, 16 optimizer steps of 16 (8 × 2)"
+    assert findings.findings_table(dest).loc["Final model (Stage III): size"].iloc[0].startswith("50 of 1,000")
+    ours = [r["ours"] for r in scorecard.headline_rows(dest.folder)]
+    assert "75% fewer attention parameters" in ours[0] and ours[2].startswith("5.0% (1,000 → 50)")

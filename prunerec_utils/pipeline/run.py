@@ -33,6 +33,18 @@ STAGES = {
 }
 
 
+SHARD_MODELS = "shard_models"  # a merged run's records of models whose weights stayed on a shard (prunerec_utils.shards)
+
+
+def model_record(folder: Path, name: str, record: str) -> Path:
+    """Where the run folder ``folder`` keeps ``record`` (e.g. ``surgery.json``) of model ``name``: its own
+    ``models/<name>/``, or, for a model made on a shard and merged here without its weights,
+    ``shard_models/<name>/``; the own path when neither has it."""
+    own = folder / "models" / name / record
+    merged = folder / SHARD_MODELS / name / record
+    return merged if not own.exists() and merged.exists() else own
+
+
 def splits_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
     """The D3 splits of ``dataset`` under a runs root: shared by every profile (they differ only
     in how much of them they use)."""
@@ -69,6 +81,10 @@ class Run:
 
     def model(self, name: str) -> Path:
         return self.folder / "models" / name
+
+    def model_record(self, name: str, record: str) -> Path:
+        """:func:`model_record` of this run's folder: a model's record, made here or merged from a shard."""
+        return model_record(self.folder, name, record)
 
     def result_file(self, name: str) -> Path:
         return self.folder / "results" / f"{name}.json"

@@ -42,7 +42,7 @@ from ..prompts import encode_example, prompt_text, target_ids, target_text
 from ..quiet import set_progress
 from .evaluate import evaluate_cached, first_rows, retention_table
 from .finetune import SUMMARY, distill, finetune, tokenize_split, training_settings
-from .run import SAMPLES, Run
+from .run import SAMPLES, Run, model_record
 
 SURGERY = "surgery.json"
 LAYER_SEARCH = "layer_search.json"  # a ΔPPL search to continue (see layer_search_prefix)
@@ -174,6 +174,12 @@ def surgery_params(pruned_dir: Path, key: str) -> dict | None:
     or None if the folder has none."""
     path = Path(pruned_dir) / SURGERY
     return steps.read_json(path)["params"][key] if path.exists() else None
+
+
+def recorded_params(folder: Path, pruned: str, key: str) -> dict | None:
+    """:func:`surgery_params` of the pruned model ``pruned`` of the run folder ``folder``, whether it was cut
+    there or on a shard merged into it (:func:`~prunerec_utils.pipeline.run.model_record`)."""
+    return surgery_params(model_record(Path(folder), pruned, SURGERY).parent, key)
 
 
 def sample_batch(run: Run, n: int, purpose: str, tok) -> dict:

@@ -26,7 +26,7 @@ ABLATION_GROUPS = ("table3", "fig5a", "fig5b", "fig5c", "alpha", "lambda")
 
 
 def _summary(run: Run, name: str) -> dict | None:
-    path = run.model(name) / SUMMARY
+    path = run.model_record(name, SUMMARY)
     return json.loads(path.read_text()) if path.exists() else None
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .. import cli
 from ..paths import REPO_ROOT, atomic_write_text
-from ..pipeline.run import Run
+from ..pipeline.run import SHARD_MODELS, Run
 from ..profiles import get_profile
 
 RANK_COLUMNS = ("user_id", "target", "rank")
@@ -69,7 +69,7 @@ def export_run(run: Run, out: str | Path) -> dict[str, int]:
             counts["evaluations"] += 1
         for kind, record in (("surgery", "surgery.json"), ("training", "training_summary.json")):
             # models/ of a run folder, and shard_models/: the records of models trained on a shard (prunerec_utils.shards)
-            for path in sorted([*(folder / "models").glob(f"*/{record}"), *(folder / "shard_models").glob(f"*/{record}")]):
+            for path in sorted([*(folder / "models").glob(f"*/{record}"), *(folder / SHARD_MODELS).glob(f"*/{record}")]):
                 if path.parent.is_symlink():
                     continue  # a linked model belongs to the run it links to
                 target = out / kind / f"{prefix}{path.parent.name}.json"

@@ -18,7 +18,7 @@ from .. import cli
 from ..method.metrics import detectable_clause, interval_text
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.run import Run
-from ..pipeline.stages import surgery_params
+from ..pipeline.stages import recorded_params
 from ..profiles import get_profile
 from . import scorecard as sc
 from .baselines import result_name
@@ -92,7 +92,7 @@ def findings_table(run: Run, card: pd.DataFrame | None = None) -> pd.DataFrame:
     best, best_res = _best_id(run)
     rows[ID_ROW] = (_versus(best_res, teacher, best, "teacher", "ndcg@20") if best_res is not None and teacher
                     else NOT_RUN)
-    p0, p3 = surgery_params(run.model("stage1_pruned"), "teacher"), surgery_params(run.model("stage3_pruned"), "stage3")
+    p0, p3 = recorded_params(run.folder, "stage1_pruned", "teacher"), recorded_params(run.folder, "stage3_pruned", "stage3")
     rows["Final model (Stage III): size"] = (
         f"{p3['non_embedding']:,} of {p0['non_embedding']:,} non-embedding parameters "
         f"({p3['non_embedding'] / p0['non_embedding']:.1%}); {p3['total']:,} in all" if p0 and p3 else NOT_RUN)

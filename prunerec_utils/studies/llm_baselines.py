@@ -103,7 +103,7 @@ def stored_rows(run: Run) -> dict[str, tuple[EvalResult, int | None]]:
     """Every Table 2 row whose evaluation is stored in the run folder (nothing is computed):
     teacher, ours (Stage III), SLMRec-style, random structured, the ID baselines, most popular."""
     def non_embedding(r: Run, pruned: str, key: str) -> int | None:
-        params = stages.surgery_params(r.model(pruned), key)
+        params = stages.recorded_params(r.folder, pruned, key)
         return params and params["non_embedding"]
 
     wanted = [("teacher", "teacher", non_embedding(run, "stage1_pruned", "teacher")),

@@ -22,7 +22,7 @@ from .. import PruneRecError
 from ..method.metrics import TIE, UNDECIDED, contrast_bootstrap, detectable_difference, interval_text
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
-from ..pipeline.stages import surgery_params
+from ..pipeline.stages import recorded_params
 from ..steps import read_json
 from .id_models import MODELS
 from .llm_baselines import stored_rows
@@ -93,9 +93,8 @@ def headline_rows(folder) -> list[dict]:
     """The attention-stage trade-off and the ≈ 88% retention at < 5% of the parameters (the paper's headline)."""
     teacher, s1, s3, popular = (load_result(folder, n) for n in ("teacher", "stage1", "stage3", "most_popular"))
     gate = retention_gate(teacher, popular)
-    models = folder / "models"
-    p1, p3 = surgery_params(models / "stage1_pruned", "stage1"), surgery_params(models / "stage3_pruned", "stage3")
-    p0 = surgery_params(models / "stage1_pruned", "teacher")
+    p1, p3 = recorded_params(folder, "stage1_pruned", "stage1"), recorded_params(folder, "stage3_pruned", "stage3")
+    p0 = recorded_params(folder, "stage1_pruned", "teacher")
     rows = []
     attn = _row("Stage I", "the attention stage costs little quality for most of the attention parameters",
                 f"≈ {PAPER_ATTENTION_DROP:.0%} drop, ≈ {PAPER_ATTENTION_CUT:.0%} fewer attention parameters")
