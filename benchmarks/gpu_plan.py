@@ -13,9 +13,13 @@ against 3 × the teacher's; evaluation is costed at the teacher's rate for every
 search is bound by its per-step bookkeeping, not by the model's size). Steps nobody measured on the GPU yet
 (scoring, statistics, the ID baselines, the efficiency benchmark) carry a stated allowance.
 
-Weights do not survive a device window, so every window re-derives what its chapters need (the teacher, and
-the stages before them: ``stages.ensure``); the plan packs chapters, in order, into windows that fit, each
-window's commands at most ``--command-minutes``.
+Weights do not survive a device window, so every window makes again the models whose weights its chapters use (the
+teacher, and the stages before them: ``stages.ensure``). Its shard runs after the earlier ones
+(``python -m prunerec_utils.shards run ... --after SHARD ...``): their results and records are read back, so a window
+pays for the training of what it makes again, not for its evaluations, and chapters that only read results need no
+model (08: the teacher's stored evaluation; 09: Stage III's parameter count from its record, the teacher's weights
+for its two baselines). The plan packs chapters, in order, into windows that fit, each window's commands at most
+``--command-minutes``.
 """
 
 from __future__ import annotations
@@ -79,12 +83,27 @@ def stage_params(prof) -> dict[str, int]:
             for name, s in shapes.items()}
 
 
-def plan_steps(prof, train_rate: float, eval_rate: float) -> list[Step]:
+def training_cost(prof, train_rate: float):
+    """Seconds to train ``samples`` of the teacher, or to distil a stage's student from it (FLOPs relative to the
+    teacher's training, see the module docstring)."""
     n = stage_params(prof)
 
     def train(samples, student="teacher"):
         factor = 1.0 if student == "teacher" else (3 * n[student] + n["teacher"]) / (3 * n["teacher"])
         return (samples or 0) * prof.epochs / train_rate * factor
+    return train
+
+
+def remake_seconds(prof, train_rate: float) -> dict[str, float]:
+    """Seconds a window spends making a model again whose weights did not survive: its training (and a stage's
+    scoring), not its evaluations, which the earlier shards' records hold."""
+    train = training_cost(prof, train_rate)
+    return {"teacher": train(prof.max_train),
+            **{f"stage{i}": ALLOWANCE_S["scoring"] + train(prof.distill_samples, f"stage{i}") for i in (1, 2, 3)}}
+
+
+def plan_steps(prof, train_rate: float, eval_rate: float) -> list[Step]:
+    train = training_cost(prof, train_rate)
 
     def evaluate(rows):
         return (rows or 0) / eval_rate
@@ -124,11 +143,12 @@ def plan_steps(prof, train_rate: float, eval_rate: float) -> list[Step]:
                       ("teacher", "stage1", "stage2", "stage3")))
     steps.append(Step("07", f"vocabulary pruning, evaluation ({test:,} rows), efficiency benchmark",
                       evaluate(test) + ALLOWANCE_S["efficiency benchmark"], ("teacher", "stage1", "stage2", "stage3")))
-    steps.append(Step("08", "ID baselines (SASRec, GRU4Rec, Caser grid)", ALLOWANCE_S["id baselines"], ("teacher",)))
+    steps.append(Step("08", "ID baselines (SASRec, GRU4Rec, Caser grid; the teacher's stored evaluation)",
+                      ALLOWANCE_S["id baselines"]))
     steps.append(Step("09", f"SLMRec-style and random structured baselines (4 distillations of {distill:,} samples, "
                             f"2 x {test:,} rows)",
                       train(distill, "stage3") + sum(train(distill, s) for s in ("stage1", "stage2", "stage3"))
-                      + evaluate(2 * test), ("teacher", "stage1", "stage2", "stage3")))
+                      + evaluate(2 * test), ("teacher",)))  # Stage III's size: from its record
     return steps
 
 
@@ -179,19 +199,17 @@ def main(argv=None) -> int:
         print(f"  {s.chapter}  {s.what:<{width}}  {s.seconds / 60:6.1f} min")
     total = sum(s.seconds for s in steps)
     print(f"\n  the series once, in one run folder: {total / 60:.1f} min of device time")
-    by = {s.chapter: 0.0 for s in steps}
-    for s in steps:
-        by[s.chapter] += s.seconds
-    upstream = {"teacher": by["01"] - steps[1].seconds, "stage1": steps[3].seconds, "stage2": steps[4].seconds,
-                "stage3": steps[5].seconds}
+    upstream = remake_seconds(prof, train_rate)
     budget = (args.session_minutes - args.startup_minutes) * 60
     plan = windows(steps, upstream, budget)
     print(f"\n  windows of {args.session_minutes:g} min ({args.startup_minutes:g} for start-up), chapters in order, "
-          "each re-deriving what it needs:")
+          "each after the earlier ones, making again the models its chapters use:")
+    modelless = {s.chapter for s in steps} - {s.chapter for s in steps if s.needs}
     for i, w in enumerate(plan, 1):
         over = " (over the window: split the chapter's steps)" if w["seconds"] > budget else ""
+        cpu = " (uses no model of the run: may run on the CPU instead)" if set(w["chapters"]) <= modelless else ""
         print(f"  {i}. chapters {' '.join(w['chapters'])}: {w['seconds'] / 60:.1f} min"
-              f"{', re-deriving ' + ', '.join(w['rederive']) if w['rederive'] else ''}{over}")
+              f"{', making again ' + ', '.join(w['rederive']) if w['rederive'] else ''}{over}{cpu}")
     longest = max(s.seconds for s in steps)
     print(f"\n  longest single step {longest / 60:.1f} min (a command may run {args.command_minutes:g})")
     return 0

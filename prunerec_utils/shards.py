@@ -41,7 +41,7 @@ from . import PruneRecError, cli
 from .hardware import device_facts
 from .identity import code_commit, data_identity, file_sha256, model_identity
 from .paths import atomic_write_text, cli_path, output_dir
-from .pipeline.run import SHARD_MODELS, Run
+from .pipeline.run import IDENTITIES, SHARD_MODELS, Run
 from .profiles import get_profile
 from .steps import SETTINGS
 from .studies.publish import publish
@@ -180,7 +180,6 @@ def _settings(path: Path) -> dict | None:
     return rec.get(SETTINGS) if isinstance(rec, dict) and isinstance(rec.get(SETTINGS), dict) else None
 
 
-IDENTITIES = "identities.json"  # in SHARD_MODELS: the identity of every model and of the splits merged so far
 
 
 def _destination(rel: str) -> str:
@@ -271,16 +270,33 @@ def merge(shards: list[Path], run_folder: Path, copies: Path) -> int:
     return written
 
 
+def seed_run(run: Run, earlier: list[Path]) -> int:
+    """Merge the run records of ``earlier`` shards (folders or archives) into ``run``'s folder before its chapters
+    run — results, per-row ranks, figures, model records and identities; their chapters and weights stay out —
+    so that a chapter that reads a stored result (Table 2, the scorecard, the ID baselines' teacher row) finds
+    it, a stored evaluation of a model made again with the same identity is reused, and a model made again with
+    another identity is refused (:func:`prunerec_utils.pipeline.stages.ensure`). Returns the files written."""
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="seed-chapters-") as chapters:
+        folders = [stack.enter_context(opened(path)) for path in earlier]
+        return merge(folders, run.folder, Path(chapters))
+
+
 def run_shard(profile: str, dataset: str | None, notebooks: list[str], archive: Path, runs_root: Path | None = None,
-              seed: int = 42, params: list[str] = (), max_mib: float = 16.0) -> dict:
+              seed: int = 42, params: list[str] = (), max_mib: float = 16.0, after: list[Path] = ()) -> dict:
     """Execute ``notebooks`` in the run folder under ``runs_root`` (every upstream step they need is made or
     reused there, :func:`prunerec_utils.pipeline.stages.ensure`) and pack them into ``archive``: one file of at
     most ``max_mib`` MiB, what a machine that sends back only a few small files returns. A run folder kept between
-    commands serves the next shard too. Refused before anything runs: an archive name that exists or is not
-    ``.tar``/``.tgz``; refused after: an archive over ``max_mib`` (kept, the line names its size)."""
+    commands serves the next shard too; ``after``: earlier shards whose records are merged in first
+    (:func:`seed_run`), so a chapter that only reads their results does not make their models again. Refused
+    before anything runs: an archive name that exists or is not ``.tar``/``.tgz``, an earlier shard that is
+    damaged or disagrees with the run folder; refused after: an archive over ``max_mib`` (kept, the line names
+    its size)."""
     from .runner import execute  # lazy: papermill and the notebook stack load only where a shard runs
 
     refuse_unusable_archive(archive)  # before anything runs
+    if after:
+        prof = get_profile(profile, seed=seed)
+        seed_run(Run(dataset or prof.dataset, prof, runs_root), list(after))
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="shard-chapters-") as copies:
         run = execute(profile, dataset, notebooks, Path(copies), runs_root, seed, params)
@@ -313,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=42)
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="as the runner's --param")
     r.add_argument("--max-mib", type=float, default=16.0, help="largest archive that may travel back, MiB")
+    r.add_argument("--after", nargs="+", default=[], metavar="SHARD", help="earlier shards of the run (folders or "
+                   "archives): their records are merged in first, so chapters that only read their results do not "
+                   "make their models again, and a model made again must be the one they made")
     m = sub.add_parser("merge", help="shards → one run folder and one book folder")
     m.add_argument("shards", nargs="+")
     m.add_argument("--runs-root", required=True, help="the destination runs root")
@@ -320,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "run":
         man = run_shard(args.profile, args.dataset, args.notebooks, cli_path(args.archive),
-                        cli_path(args.runs_root) if args.runs_root else None, args.seed, args.param, args.max_mib)
+                        cli_path(args.runs_root) if args.runs_root else None, args.seed, args.param, args.max_mib,
+                        [cli_path(a) for a in args.after])
         print(f"shard of chapters {', '.join(man['chapters'])} ({man['profile']}, {man['dataset']}): "
               f"{len(man['files'])} files, models {', '.join(n.split('/')[-1] for n in man['models']) or 'none'} "
               f"-> {args.archive}")

@@ -177,6 +177,12 @@ def test_gpu_plan_costs_every_chapter_and_packs_windows_that_rederive_what_they_
         {"chapters": ["01", "04"], "seconds": 180.0, "rederive": ["stage1"]}]  # the teacher is made in the window
     apart = gpu_plan.windows(one, upstream, budget_s=150)
     assert [w["chapters"] for w in apart] == [["01"], ["04"]] and apart[1]["rederive"] == ["teacher", "stage1"]
+    # after the earlier shards (--after): 08 reads the teacher's stored evaluation, 09 Stage III's size from its
+    # record; a model made again costs its training, not its evaluations
+    needs = {s.chapter: set(s.needs) for s in steps if s.chapter in ("08", "09")}
+    assert needs == {"08": set(), "09": {"teacher"}}
+    remake = gpu_plan.remake_seconds(prof, train_rate=100.0)
+    assert remake["teacher"] == pytest.approx(steps[0].seconds) and remake["stage1"] < stage1.seconds
 
 
 def test_step_ab_prints_the_paired_comparison_of_two_curve_files(tmp_path):

@@ -418,3 +418,13 @@ def test_a_verdict_that_states_its_detectable_difference_is_not_followed_by_it_a
     assert detectable_clause(open_verdict, 0.0420) == ""
     assert detectable_clause(TIE, 0.0) == ""
     assert detectable_clause(decision(0.01, 0.03, "teacher", "most popular"), 0.028) == "; smallest detectable 0.0280"
+
+
+def test_the_modal_first_title_ignores_invalid_answers_and_empty_lists():
+    from prunerec_utils.method.metrics import list_diversity, modal_first
+
+    lists = [[None, "A"], [None, "B"], [None], ["A", "B"], ["B"], ["A"], []]
+    title, flags = modal_first(lists)
+    assert title == "A" and flags.tolist() == [0, 0, 0, 1, 0, 1, 0]  # None is no title, however often it comes first
+    assert list_diversity(lists)["modal_top1_share"] == pytest.approx(2 / 7)
+    assert list_diversity([[], [None]]) == {"distinct_top10": 0, "modal_top1_share": 0.0}  # no title anywhere

@@ -1,6 +1,7 @@
 """The GPU route rehearsed on this CPU with the ci profile, end to end: an offline bundle for a target that lacks a
 package the shards need (papermill) → unpacked into an empty folder with that wheel in a private folder → two
-shards run from the unpacked code (00, and 02, which must make the teacher itself) → merged here → the same
+shards run from the unpacked code (00, and 02, which must make the teacher itself) and a third after them (08, which
+starts from 02's records: it shows the teacher's stored evaluation and makes no teacher) → merged here → the same
 metrics, per-row ranks and model identities as a direct run of the same chapters in one run folder.
 
 The bundle step downloads the one missing wheel with pip (from PyPI, which CI reaches to install anyway). The
@@ -36,6 +37,12 @@ def _ok(cmd, cwd, env):
     return proc.stdout
 
 
+def _outputs(notebook: Path) -> str:
+    """Everything an executed notebook's cells printed or displayed (not its code)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    return json.dumps([c.get("outputs", []) for c in cells if c["cell_type"] == "code"])
+
+
 def _without_timing(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "seconds"}
 
@@ -63,12 +70,16 @@ def test_bundle_unpack_two_shards_merge_equal_a_direct_run(tmp_path):
          "--archive", "back/b.tgz", "--runs-root", "runs-b"], tmp_path, env)
     assert "models/teacher" in json.loads(_ok(["tar", "-xzOf", "back/b.tgz", f"shard/{shards.MANIFEST}"],
                                                 tmp_path, env))["models"]  # shard B made the teacher itself
+    _ok([sys.executable, "-m", "prunerec_utils.shards", "run", "--notebooks", "08", "--profile", "ci",
+         "--archive", "back/c.tgz", "--runs-root", "runs-c", "--after", "back/b.tgz"], tmp_path, env)
+    c = json.loads(_ok(["tar", "-xzOf", "back/c.tgz", f"shard/{shards.MANIFEST}"], tmp_path, env))
+    assert c["chapters"] == ["08"] and not c["models"]  # the teacher's evaluation came from B's records
 
     # back here: merge, then compare with a direct run of the same chapters
     copies = tmp_path / "book"
-    assert shards.main(["merge", str(tmp_path / "back/a.tgz"), str(tmp_path / "back/b.tgz"),
+    assert shards.main(["merge", *(str(tmp_path / f"back/{s}.tgz") for s in "abc"),
                         "--runs-root", str(tmp_path / "merged"), "--copies", str(copies)]) == 0
-    direct = execute("ci", None, ["00", "02"], tmp_path / "direct-copies")
+    direct = execute("ci", None, ["00", "02", "08"], tmp_path / "direct-copies")
     merged = tmp_path / "merged" / direct.folder.relative_to(direct.folder.parents[1])
     results = sorted((merged / "results").glob("*.json"))
     assert any(r.name.startswith("obs_") for r in results) and (merged / "results" / "teacher.json").exists()
@@ -80,5 +91,8 @@ def test_bundle_unpack_two_shards_merge_equal_a_direct_run(tmp_path):
     identities = json.loads((merged / shards.SHARD_MODELS / shards.IDENTITIES).read_text())
     assert identities == {"models/teacher": model_identity(direct.model("teacher")),
                           "splits": data_identity(direct.splits)}
-    assert sorted(p.name for p in copies.glob("*.ipynb")) == ["00_preprocess.ipynb", "02_observations.ipynb"]
+    assert sorted(p.name for p in copies.glob("*.ipynb")) == ["00_preprocess.ipynb", "02_observations.ipynb",
+                                                               "08_baselines.ipynb"]
+    shown = _outputs(copies / "08_baselines.ipynb")
+    assert "no stored teacher evaluation" not in shown and "LLM teacher - " in shown  # paired with the teacher
     assert f"`{manifest['commit']} (offline bundle)`" in (copies / "02_observations.ipynb").read_text()

@@ -207,3 +207,44 @@ def test_a_merged_run_reads_the_records_of_models_whose_weights_stayed_on_the_sh
     assert findings.findings_table(dest).loc["Final model (Stage III): size"].iloc[0].startswith("50 of 1,000")
     ours = [r["ours"] for r in scorecard.headline_rows(dest.folder)]
     assert "75% fewer attention parameters" in ours[0] and ours[2].startswith("5.0% (1,000 → 50)")
+
+
+def test_a_shard_run_after_earlier_shards_starts_from_their_records_not_their_chapters(tmp_path, capsys, monkeypatch):
+    from prunerec_utils.pipeline import stages
+
+    a = _shard(tmp_path, "a", ["01"])  # the teacher (its records) and its evaluation
+    seen = {}
+
+    def execute(profile, dataset, notebooks, out, runs_root, seed, params):  # the runner, as far as a shard sees it
+        run = Run("ml-100k", get_profile("ci"), runs_root)
+        seen["teacher result"] = run.result_file("teacher").exists()
+        seen["teacher weights"] = run.model("teacher").exists()
+        seen["identity"] = run.merged_identity("teacher")
+        seen["chapters"] = sorted(p.name for p in Path(out).iterdir())
+        run.splits.mkdir(parents=True)  # as notebook 00's step makes them again where a shard runs
+        (run.splits / "train.csv").write_text("user_id\n1\n")
+        (Path(out) / "08_chapter.ipynb").write_text(json.dumps({"cells": []}))
+        return run
+
+    monkeypatch.setattr(runner, "execute", execute)
+    args = ["run", "--profile", "ci", "--notebooks", "08", "--runs-root", str(tmp_path / "b"), "--archive"]
+    assert shards.main([*args, str(tmp_path / "b.tgz"), "--after", str(a)]) == 0
+    with shards.opened(tmp_path / "a" / "shard") as folder:
+        teacher = shards.read_shard(folder)["models"]["models/teacher"]
+    assert seen == {"teacher result": True, "teacher weights": False, "identity": teacher, "chapters": []}
+    with shards.opened(tmp_path / "b.tgz") as folder:
+        assert shards.read_shard(folder)["chapters"] == ["08"]  # not 01: the seed's chapters stay in its shard
+
+    # a model made again must be the one the earlier shard made: refused in one line before anything uses it
+    run = Run("ml-100k", get_profile("ci"), tmp_path / "b")
+    run.model("teacher").mkdir(parents=True)
+    (run.model("teacher") / "config.json").write_text('{"model_type": "qwen2"}')
+    (run.model("teacher") / "model.safetensors").write_bytes(b"other weights")
+    (run.model("teacher") / "training_summary.json").write_text("{}")
+    with pytest.raises(PruneRecError, match=f"identity .* made teacher as {teacher}"):
+        stages.ensure(run, "teacher")
+    (run.model("teacher") / "model.safetensors").write_bytes(b"w1")  # the same weights: the same model
+    assert stages.ensure(run, "teacher") == run.model("teacher")
+
+    _refused(capsys, [*args, str(tmp_path / "c.tgz"), "--after", str(tmp_path / "missing.tgz")], "missing.tgz",
+             "no such shard")

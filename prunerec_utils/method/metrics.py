@@ -167,12 +167,22 @@ def detectable_clause(verdict: str, detectable: float) -> str:
     return "" if verdict.startswith((UNDECIDED, TIE)) else f"; smallest detectable {detectable:.4f}"
 
 
+def modal_first(top_lists: list[list[str | None]]) -> tuple[str | None, np.ndarray]:
+    """The title ranked first most often over ``top_lists`` (None when no list starts with a title) and, per
+    list [n], 1.0 where it starts with that title (0.0 elsewhere: another title, an invalid answer (None) or an
+    empty list)."""
+    firsts = [lst[0] if lst else None for lst in top_lists]
+    counts = Counter(f for f in firsts if f is not None)
+    title = counts.most_common(1)[0][0] if counts else None
+    return title, np.array([title is not None and f == title for f in firsts], dtype=float)
+
+
 def list_diversity(top_lists: list[list[str | None]], k: int = 10) -> dict:
-    """Collapse check: distinct titles over all top-k lists, share of users with the modal top-1."""
+    """Collapse check: distinct titles over all top-k lists, and the share of lists that start with the most
+    common first title (:func:`modal_first`)."""
     tops = [lst[:k] for lst in top_lists]
-    firsts = Counter(lst[0] for lst in tops if lst)
     return {"distinct_top10": len({t for lst in tops for t in lst if t}),
-            "modal_top1_share": firsts.most_common(1)[0][1] / len(tops) if tops else math.nan}
+            "modal_top1_share": float(modal_first(tops)[1].mean()) if tops else math.nan}
 
 
 def lists_agreement(lists_a: list[list], lists_b: list[list], k: int = 20) -> dict:

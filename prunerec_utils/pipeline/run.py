@@ -34,6 +34,7 @@ STAGES = {
 
 
 SHARD_MODELS = "shard_models"  # a merged run's records of models whose weights stayed on a shard (prunerec_utils.shards)
+IDENTITIES = "identities.json"  # in SHARD_MODELS: the identity of every model and of the splits merged so far
 
 
 def model_record(folder: Path, name: str, record: str) -> Path:
@@ -85,6 +86,12 @@ class Run:
     def model_record(self, name: str, record: str) -> Path:
         """:func:`model_record` of this run's folder: a model's record, made here or merged from a shard."""
         return model_record(self.folder, name, record)
+
+    def merged_identity(self, name: str) -> str | None:
+        """The content identity that the shards merged (or seeded) into this run folder hold for model ``name``;
+        None where no shard made it."""
+        path = self.folder / SHARD_MODELS / IDENTITIES
+        return steps.read_json(path).get(f"models/{name}") if path.exists() else None
 
     def result_file(self, name: str) -> Path:
         return self.folder / "results" / f"{name}.json"

@@ -327,11 +327,21 @@ def _stage(run: Run, number: int, pruned: tuple[Path, dict], progress: bool) -> 
 def ensure(run: Run, name: str, progress: bool = False) -> Path:
     """The finished stage ``name`` ("teacher", "stage1", "stage2", "stage3") of the run, made here first where
     the run folder lacks it, with the splits and every stage it needs (each a cached step, so what exists is
-    read back): a shard that starts at chapter 04 in a fresh run folder trains the teacher and Stage I itself."""
+    read back): a shard that starts at chapter 04 in a fresh run folder trains the teacher and Stage I itself.
+
+    Where earlier shards were merged into the run folder (a shard run ``--after`` them), the model must be the
+    one they made (:meth:`Run.merged_identity`): one that differs is refused in one line, before any result is
+    computed from it, since neither its results nor its chapters could be merged with theirs."""
     if not (run.model(name) / SUMMARY).exists() and name in MAKERS:
         print(f"[stages] no {name} in {run.folder}: making it here (and what it needs)", flush=True)
         MAKERS[name](run, progress)
-    return run.stage(name)
+    folder = run.stage(name)
+    want = run.merged_identity(name)
+    if want is not None and (got := model_identity(folder)) != want:
+        raise PruneRecError(f"{folder}: identity {got}, but the shards merged into this run made {name} as {want}: "
+                            "this machine did not make the same model again (another device, library or setting); "
+                            "run the chapters that need it in one shard with the ones that made it")
+    return folder
 
 
 def stage1(run: Run, progress: bool = False) -> dict:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from .. import PruneRecError, cli
+from ..method import metrics
 from ..method.metrics import detectable_difference, interval_text, paired_bootstrap, share_contrast
 from ..pipeline.evaluate import EvalResult, load_result
 from ..pipeline.run import Run
@@ -39,12 +39,9 @@ COLUMNS = ["value", "95% CI", "rows", "users", "detectable (80% power)", "verdic
 
 
 def modal_first(res: EvalResult) -> tuple[str | None, np.ndarray]:
-    """The title ``res`` most often ranks first, and per test row 1.0 where it does (0.0 elsewhere, an
-    empty list included), so that the flags' mean is ``res.metrics["modal_top1_share"]``."""
-    firsts = [(json.loads(top) or [None])[0] for top in res.per_user["top"]]
-    counts = Counter(f for f in firsts if f is not None)
-    title = counts.most_common(1)[0][0] if counts else None
-    return title, np.array([title is not None and f == title for f in firsts], dtype=float)
+    """:func:`~prunerec_utils.method.metrics.modal_first` of an evaluation's test rows: the flags' mean is its
+    ``metrics["modal_top1_share"]``."""
+    return metrics.modal_first([json.loads(top) for top in res.per_user["top"]])
 
 
 def _verdict(lo: float, hi: float, line: float, above: bool) -> str:

@@ -44,9 +44,12 @@ def layers_for(config, target_non_embedding: int) -> int:
 
 
 def slmrec_prune(run: Run) -> tuple[Path, dict]:
-    """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``."""
-    final = stages.ensure(run, "stage3")  # made here (Stages I-III) where notebook 05 has not run
-    target = stages.surgery_params(final.parent / "stage3_pruned", "stage3")["non_embedding"]
+    """The teacher's first n layers, n matched to the Stage III model → ``models/slmrec_pruned``. The Stage III
+    count is read from its cut's record — made here or merged from the shard that made it, whose weights need
+    not be here; Stages I-III are made here only where neither has it."""
+    if stages.recorded_params(run.folder, "stage3_pruned", "stage3") is None:
+        stages.ensure(run, "stage3")  # made here (Stages I-III): notebook 05 has run nowhere yet
+    target = stages.recorded_params(run.folder, "stage3_pruned", "stage3")["non_embedding"]
     tdir = stages.ensure(run, "teacher")
 
     def build(tmp: Path) -> dict:
