@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 from . import PruneRecError, cli
+from .data import prepare
 from .hardware import device_facts
 from .identity import code_commit, data_identity, file_sha256, model_identity
 from .paths import atomic_write_text, cli_path, output_dir
@@ -275,10 +276,19 @@ def seed_run(run: Run, earlier: list[Path]) -> int:
     run — results, per-row ranks, figures, model records and identities; their chapters and weights stay out —
     so that a chapter that reads a stored result (Table 2, the scorecard, the ID baselines' teacher row) finds
     it, a stored evaluation of a model made again with the same identity is reused, and a model made again with
-    another identity is refused (:func:`prunerec_utils.pipeline.stages.ensure`). Returns the files written."""
+    another identity is refused (:func:`prunerec_utils.pipeline.stages.ensure`). The splits, which every chapter
+    reads, are made here from the raw data where the run has none, and must be the earlier shards' (their
+    identity). Returns the files written."""
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="seed-chapters-") as chapters:
         folders = [stack.enter_context(opened(path)) for path in earlier]
-        return merge(folders, run.folder, Path(chapters))
+        written = merge(folders, run.folder, Path(chapters))
+    if not (run.splits / "stats.json").exists():
+        prepare(run.cfg, run.splits)
+    want = json.loads((run.folder / SHARD_MODELS / IDENTITIES).read_text()).get("splits")
+    if want is not None and (got := run.data_id()) != want:
+        raise PruneRecError(f"{run.splits}: identity {got}, the earlier shards' splits are {want}: this machine's "
+                            "raw data differ; run on the same data")
+    return written
 
 
 def run_shard(profile: str, dataset: str | None, notebooks: list[str], archive: Path, runs_root: Path | None = None,

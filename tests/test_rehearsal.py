@@ -44,7 +44,7 @@ def _outputs(notebook: Path) -> str:
 
 
 def _without_timing(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k != "seconds"}
+    return {k: v for k, v in record.items() if not k.endswith("seconds")}  # wall times vary run to run
 
 
 def test_bundle_unpack_two_shards_merge_equal_a_direct_run(tmp_path):

@@ -221,12 +221,17 @@ def test_a_shard_run_after_earlier_shards_starts_from_their_records_not_their_ch
         seen["teacher weights"] = run.model("teacher").exists()
         seen["identity"] = run.merged_identity("teacher")
         seen["chapters"] = sorted(p.name for p in Path(out).iterdir())
-        run.splits.mkdir(parents=True)  # as notebook 00's step makes them again where a shard runs
-        (run.splits / "train.csv").write_text("user_id\n1\n")
         (Path(out) / "08_chapter.ipynb").write_text(json.dumps({"cells": []}))
         return run
 
+    def splits(root, rows):  # the splits a shard's machine has (made from its raw data: here, written)
+        folder = Run("ml-100k", get_profile("ci"), root).splits
+        folder.mkdir(parents=True)
+        (folder / "train.csv").write_text(rows)
+        (folder / "stats.json").write_text("{}")
+
     monkeypatch.setattr(runner, "execute", execute)
+    splits(tmp_path / "b", "user_id\n1\n")  # the same data as shard a's
     args = ["run", "--profile", "ci", "--notebooks", "08", "--runs-root", str(tmp_path / "b"), "--archive"]
     assert shards.main([*args, str(tmp_path / "b.tgz"), "--after", str(a)]) == 0
     with shards.opened(tmp_path / "a" / "shard") as folder:
@@ -248,3 +253,8 @@ def test_a_shard_run_after_earlier_shards_starts_from_their_records_not_their_ch
 
     _refused(capsys, [*args, str(tmp_path / "c.tgz"), "--after", str(tmp_path / "missing.tgz")], "missing.tgz",
              "no such shard")
+    splits(tmp_path / "other", "user_id\n2\n")  # other raw data: refused before any chapter runs
+    seen.clear()
+    _refused(capsys, ["run", "--profile", "ci", "--notebooks", "08", "--runs-root", str(tmp_path / "other"),
+                      "--archive", str(tmp_path / "d.tgz"), "--after", str(a)], "splits", "raw data differ")
+    assert not seen
