@@ -275,6 +275,26 @@ def table1(stats: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["dataset", "source"])
 
 
+def recipe_table(stats: dict, splits: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """What the recipe kept of the raw log, one row per quantity (column "value", formatted): ratings with a
+    title, interactions after the time window and the k-core filter, samples, density, mean history length
+    and, given the ``splits``, how many users the validation and test rows come from (the unit an interval
+    resamples)."""
+    window = stats.get("window")
+    rows = {"ratings with a known title": f"{stats['raw_interactions_with_title']:,}",
+            "time window": f"{window[0]} to {window[1]}" if window else "the whole log",
+            f"interactions after the {stats['kcore']}-core filter": f"{stats['interactions']:,}",
+            "samples (one per interaction after a user's first)": f"{stats['samples']:,}",
+            "density (interactions / users × items)": f"{stats['density']:.2%}",
+            "mean history length (titles in a prompt)": f"{stats['avg_history']:.1f}"}
+    for split in ("valid", "test"):
+        if splits is not None and split in splits:
+            df = splits[split]
+            rows[f"{'validation' if split == 'valid' else 'test'} rows: from how many users"] = (
+                f"{len(df):,} rows from {df['user_id'].nunique():,} users")
+    return pd.DataFrame({"value": rows})
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prunerec_utils.data", description=__doc__.split("\n")[0])

@@ -108,3 +108,19 @@ def test_layout_finds_what_sticks_out_and_nothing_else(tmp_path):
     assert not list(tmp_path.glob(".layout-check-*"))  # the probe copy is gone
     (tmp_path / "page.html").write_text(CLEAN.format(extra=""))
     assert book_check.layout_problems(tmp_path / "page.html", "page.html", BROWSER) == []
+
+
+def test_a_dict_printed_over_several_lines_is_found_once():
+    indented = """<div class="cell_output docutils container"><div class="output stream"><pre>splits written
+{
+ "dataset": "ml-100k",
+ "users": 943
+}
+[
+ {"model": "sasrec"}
+]
+[1, 2, 3]
+{ not a dict</pre></div></div>"""
+    problems = book_check.page_problems(CLEAN.format(extra=indented), "indented.html")
+    assert [(p.kind, p.where) for p in problems] == [("raw dict printed", '{ "dataset": "ml-100k", "users": 943 }'),
+                                                     ("raw dict printed", '[ {"model": "sasrec"} ]')]

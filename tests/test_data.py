@@ -353,3 +353,16 @@ def test_a_log_edited_in_place_at_the_same_size_makes_new_splits(tmp_path, capsy
     prepare(cfg, tmp_path / "splits")
     assert "making it again" in capsys.readouterr().out
     assert data_identity(tmp_path / "splits") != before  # the splits now follow the edited log
+
+
+def test_recipe_table_says_how_many_users_the_test_rows_come_from(ml100k_splits):
+    from prunerec_utils.data import recipe_table
+
+    stats = json.loads((ml100k_splits / "stats.json").read_text())
+    splits = {s: read_split(ml100k_splits, s) for s in ("train", "valid", "test")}
+    table = recipe_table(stats, splits)["value"]
+    assert table["test rows: from how many users"] == \
+        f"{len(splits['test']):,} rows from {splits['test']['user_id'].nunique():,} users"
+    assert table["time window"] == "the whole log" and table["interactions after the 5-core filter"] == \
+        f"{stats['interactions']:,}"
+    assert "test rows: from how many users" not in recipe_table(stats).index  # no splits given: no such row

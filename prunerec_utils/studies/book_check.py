@@ -63,9 +63,9 @@ def _excerpt(text: str, n: int = 70) -> str:
 
 
 def _is_dict_print(line: str) -> bool:
-    """Whether ``line`` is a printed dict or list of dicts (JSON or a Python literal)."""
+    """Whether ``line`` (one line or several) is a printed dict or list of dicts (JSON or a Python literal)."""
     line = line.strip()
-    if not line.startswith(("{", "[{")):
+    if not line.startswith(("{", "[")):
         return False
     for parse in (json.loads, ast.literal_eval):
         try:
@@ -74,6 +74,23 @@ def _is_dict_print(line: str) -> bool:
             continue
         return isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value))
     return False
+
+
+def _dict_blocks(text: str, longest: int = 200) -> list[tuple[int, int]]:
+    """Line spans [i, j) of ``text`` that are a printed dict or list of dicts, on one line or over several (an
+    indented ``json.dumps``, a ``pprint``), none inside another."""
+    lines, spans, i = text.splitlines(), [], 0
+    while i < len(lines):
+        end = None
+        if lines[i].strip().startswith(("{", "[")):
+            end = next((j for j in range(i + 1, min(len(lines), i + longest) + 1)
+                        if _is_dict_print("\n".join(lines[i:j]))), None)
+        if end is None:
+            i += 1
+            continue
+        spans.append((i, end))
+        i = end
+    return spans
 
 
 def _is_caption(el: Tag | None, cls: str, emphasis: tuple[str, ...]) -> bool:
@@ -124,10 +141,13 @@ def page_problems(html_text: str, page: str) -> list[Problem]:
         for block in output.find_all(["pre", "div"], class_=re.compile("traceback|error")):
             add("error in an output", block.get_text())
         for pre in output.find_all("pre"):
-            for line in pre.get_text().splitlines():
-                if _is_dict_print(line):
-                    add("raw dict printed", line)
-                elif ERROR_LINE.search(line):
+            lines = pre.get_text().splitlines()
+            in_dict = set()
+            for i, j in _dict_blocks(pre.get_text()):
+                add("raw dict printed", "\n".join(lines[i:j]))
+                in_dict.update(range(i, j))
+            for line in (ln for k, ln in enumerate(lines) if k not in in_dict):
+                if ERROR_LINE.search(line):
                     add("error or warning in an output", line)
                 elif MISSING_IN_TEXT.search(line):
                     add("missing value in an output", line)
