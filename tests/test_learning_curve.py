@@ -153,3 +153,25 @@ def test_curve_view_puts_each_interval_beside_its_value():
     assert view.loc[4096, "ndcg@20"] == "0.0267 [0.0217, 0.0307]"
     assert not [c for c in view.columns if c.endswith((" lo", " hi"))]
     assert view.loc[4096, "modal top-1 share"] == 0.235 and view.loc[4096, "train s"] == 123
+
+
+def test_a_chapter_finds_the_curve_of_its_own_dataset_and_profile_only(tmp_path):
+    from prunerec_utils.studies.learning_curve import curve_setup, find_curve
+
+    def curve(name, dataset, profile, budgets, **extra):
+        rows = [{"samples": n, "n": 1000} for n in budgets]
+        (tmp_path / name).write_text(json.dumps({"dataset": dataset, "profile": profile, "device": "NVIDIA H200",
+                                                 "rows": rows, **extra}))
+
+    curve("ml-100k-default-h200.json", "ml-100k", "default", [1024, 2048, 4096],
+          hyper={"batch_size": 16, "grad_accum": 1, "bf16": True})
+    curve("ml-100k-default-cpu.json", "ml-100k", "default", [8192],
+          settings={"hyper": {"batch_size": 8, "grad_accum": 2, "train_precision": "bf16"}})
+    curve("named-ml-1m-default.json", "ml-100k", "ci", [64, 128, 256, 512])  # the file's own fields decide
+    assert find_curve("ml-100k", "default", tmp_path).name == "ml-100k-default-h200.json"  # the most budgets
+    assert find_curve("ml-1m", "default", tmp_path) is None  # never another dataset's curve
+    assert find_curve("ml-100k", "ci", tmp_path).name == "named-ml-1m-default.json"
+    docs = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert curve_setup(docs["ml-100k-default-h200.json"]) == \
+        "NVIDIA H200, per-device batch 16 × 1, bf16 autocast step, 1,000 test rows"
+    assert "per-device batch 8 × 2, bf16-weight step" in curve_setup(docs["ml-100k-default-cpu.json"])

@@ -57,3 +57,4 @@ def test_figure_displays_the_figure_then_its_caption_and_closes_it(monkeypatch):
 def test_number_shows_a_missing_value_as_a_dash():
     assert show.number(87.456) == "87.5" and show.number(0.5, ".0%") == "50%"
     assert show.number(float("nan")) == show.MISSING and show.number(None) == show.MISSING
+    assert show.number(87.456, unit="%") == "87.5%" and show.number(float("nan"), unit="%") == show.MISSING

@@ -137,6 +137,31 @@ def first_budget_beating_popularity(doc: dict, metrics=("hr@20", "ndcg@20")) -> 
     return None
 
 
+CURVES = Path("results") / "learning_curve"  # committed curves: <dataset>-<profile>-<where>.json
+
+
+def find_curve(dataset: str, profile: str, folder: str | Path = CURVES) -> Path | None:
+    """The committed curve of ``dataset`` and ``profile`` (as its file records them) with the most budgets, or
+    None where there is none: a chapter never shows another dataset's curve as its own."""
+    found = []
+    for path in sorted(resolve(folder).glob("*.json")):
+        doc = json.loads(path.read_text())
+        if (doc.get("dataset"), doc.get("profile")) == (dataset, profile):
+            found.append((len(doc.get("rows", [])), path.name, path))
+    return max(found)[2] if found else None
+
+
+def curve_setup(doc: dict) -> str:
+    """How a curve was made, from its file: "NVIDIA H200, per-device batch 16 × 1, bf16 autocast step, 1,000 test
+    rows" (older files record ``bf16: true`` for the autocast step, newer ones ``train_precision``)."""
+    hyper = doc.get("hyper") or doc.get("settings", {}).get("hyper", {})
+    step = hyper.get("train_precision") or ("autocast" if hyper.get("bf16") else "fp32")
+    step = {"autocast": "bf16 autocast", "bf16": "bf16-weight"}.get(step, step)
+    rows = doc["rows"][0]["n"] if doc.get("rows") and "n" in doc["rows"][0] else hyper.get("max_test")
+    return (f"{doc['device']}, per-device batch {hyper.get('batch_size')} × {hyper.get('grad_accum')}, {step} step"
+            + (f", {rows:,} test rows" if rows else ""))
+
+
 STEP_FIELDS = ("train_precision", "train_compile", "batch_size", "grad_accum")  # what an A/B's arms may differ in
 
 

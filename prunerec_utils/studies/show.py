@@ -52,9 +52,10 @@ def readable(frame: pd.DataFrame, digits: int | dict | None = None) -> pd.DataFr
     return out
 
 
-def number(value, spec: str = ".1f") -> str:
-    """``value`` formatted by ``spec``, or an em dash where it is missing (a retention of a teacher with no hit)."""
-    return MISSING if value is None or pd.isna(value) else format(value, spec)
+def number(value, spec: str = ".1f", unit: str = "") -> str:
+    """``value`` formatted by ``spec`` and followed by ``unit`` ("%"), or an em dash alone where it is missing (a
+    retention of a teacher with no hit)."""
+    return MISSING if value is None or pd.isna(value) else format(value, spec) + unit
 
 
 def with_shares(frame: pd.DataFrame, reference: str, shares: dict[str, str], digits: int = 1) -> pd.DataFrame:
