@@ -165,19 +165,33 @@ def write_splits(splits: dict, stats: dict, out: str | Path, titles: dict | None
     return out
 
 
+_parsed: dict[tuple, pd.DataFrame] = {}  # (path, size, mtime) -> the parsed split; the last few reads of a process
+_PARSED_KEPT = 3  # train, valid and test of one dataset
+
+
 def read_split(folder: str | Path, split: str) -> pd.DataFrame:
+    """One split as written by :func:`prepare`, its list columns parsed. Parsing is the cost (ml-1m's 794,856
+    training rows: ≈ 12 s), and a run reads its splits again for every seeded sample, so the parsed frame is
+    kept per process, keyed by the file's path, size and modification time (a rewritten file is read again);
+    each call returns its own frame (the history lists inside are shared: never change one in place)."""
     path = resolve(folder) / f"{split}.csv"
     if split not in SPLIT_FILES:
         raise PruneRecError(f"unknown split {split!r}; use train, valid or test")
     if not path.exists():
         raise PruneRecError(f"{path} not found: run `python -m prunerec_utils.data --dataset NAME --out "
                             f"{resolve(folder)}` (or notebook 00) first")
-    df = _read_csv(path, {"user_id": str, "item_title": str}, COLUMNS, ("item_id", "timestamp"))
-    if df.empty:
-        raise PruneRecError(f"{path} is empty: nothing to train or evaluate on")
-    for c in LIST_COLUMNS:
-        df[c] = [_json_list(path, c, row, value) for row, value in enumerate(df[c], 1)]
-    return df
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _parsed:
+        df = _read_csv(path, {"user_id": str, "item_title": str}, COLUMNS, ("item_id", "timestamp"))
+        if df.empty:
+            raise PruneRecError(f"{path} is empty: nothing to train or evaluate on")
+        for c in LIST_COLUMNS:
+            df[c] = [_json_list(path, c, row, value) for row, value in enumerate(df[c], 1)]
+        while len(_parsed) >= _PARSED_KEPT:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[key] = df
+    return _parsed[key].copy()
 
 
 _REBUILD = "rebuild the splits with `python -m prunerec_utils.data --force` (or notebook 00)"

@@ -366,3 +366,24 @@ def test_recipe_table_says_how_many_users_the_test_rows_come_from(ml100k_splits)
     assert table["time window"] == "the whole log" and table["interactions after the 5-core filter"] == \
         f"{stats['interactions']:,}"
     assert "test rows: from how many users" not in recipe_table(stats).index  # no splits given: no such row
+
+
+def test_a_split_is_parsed_once_per_process_until_its_file_changes(tmp_path, ml100k_splits, monkeypatch):
+    import shutil
+
+    from prunerec_utils import data
+
+    for f in ("test.csv", "stats.json"):
+        shutil.copy(ml100k_splits / f, tmp_path / f)
+    parsed = []
+    real = data._json_list
+    monkeypatch.setattr(data, "_json_list", lambda *a: parsed.append(1) or real(*a))
+    first = read_split(tmp_path, "test")
+    n = len(parsed)
+    assert n > 0
+    first["item_title"] = "changed by a caller"  # the caller's frame: the next read is not affected
+    again = read_split(tmp_path, "test")
+    assert len(parsed) == n and again["item_title"].iloc[0] != "changed by a caller"
+    lines = (tmp_path / "test.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "test.csv").write_text("".join(lines[:11]))  # the file rewritten: parsed again
+    assert len(read_split(tmp_path, "test")) == 10 and len(parsed) > n
