@@ -181,6 +181,9 @@ def test_gpu_plan_costs_every_chapter_and_packs_windows_that_rederive_what_they_
     # record; a model made again costs its training, not its evaluations
     needs = {s.chapter: set(s.needs) for s in steps if s.chapter in ("08", "09")}
     assert needs == {"08": set(), "09": {"teacher"}}
+    vocab = [s for s in gpu_plan.plan_steps(prof, 100.0, 50.0, texts=1_000_000) if s.chapter == "07"][0]
+    assert vocab.seconds - next(s for s in steps if s.chapter == "07").seconds == \
+        pytest.approx(1_000_000 / gpu_plan.VOCAB_TEXTS_PER_S)  # the dataset's texts, tokenised on the CPU
     remake = gpu_plan.remake_seconds(prof, train_rate=100.0)
     assert remake["teacher"] == pytest.approx(steps[0].seconds) and remake["stage1"] < stage1.seconds
 
