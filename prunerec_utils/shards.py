@@ -181,8 +181,6 @@ def _settings(path: Path) -> dict | None:
     return rec.get(SETTINGS) if isinstance(rec, dict) and isinstance(rec.get(SETTINGS), dict) else None
 
 
-
-
 def _destination(rel: str) -> str:
     """Where a shard's run file goes in the merged run folder. A model's records go to ``shard_models/<name>/``,
     not ``models/<name>/``: the weights did not travel, and a record there would make the run folder claim a
