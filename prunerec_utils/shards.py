@@ -38,7 +38,6 @@ import tempfile
 from pathlib import Path
 
 from . import PruneRecError, cli
-from .data import prepare
 from .hardware import device_facts
 from .identity import code_commit, data_identity, file_sha256, model_identity
 from .paths import atomic_write_text, cli_path, output_dir
@@ -280,9 +279,8 @@ def seed_run(run: Run, earlier: list[Path]) -> int:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="seed-chapters-") as chapters:
         folders = [stack.enter_context(opened(path)) for path in earlier]
         written = merge(folders, run.folder, Path(chapters))
-    if not (run.splits / "stats.json").exists():
-        prepare(run.cfg, run.splits)
-    want = json.loads((run.folder / SHARD_MODELS / IDENTITIES).read_text()).get("splits")
+    run.ensure_splits()
+    want = run.merged_identities().get("splits")
     if want is not None and (got := run.data_id()) != want:
         raise PruneRecError(f"{run.splits}: identity {got}, the earlier shards' splits are {want}: this machine's "
                             "raw data differ; run on the same data")

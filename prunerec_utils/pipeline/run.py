@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import PruneRecError, steps
-from ..data import get_dataset_config, read_split, sample_rows
+from ..data import get_dataset_config, prepare, read_split, sample_rows
 from ..hardware import for_this_machine
 from ..identity import data_identity
 from ..paths import resolve, runs_root
@@ -33,7 +33,7 @@ STAGES = {
 }
 
 
-SHARD_MODELS = "shard_models"  # a merged run's records of models whose weights stayed on a shard (prunerec_utils.shards)
+SHARD_MODELS = "shard_models"  # a merged run's records of models whose weights stayed on a shard
 IDENTITIES = "identities.json"  # in SHARD_MODELS: the identity of every model and of the splits merged so far
 
 
@@ -87,11 +87,15 @@ class Run:
         """:func:`model_record` of this run's folder: a model's record, made here or merged from a shard."""
         return model_record(self.folder, name, record)
 
-    def merged_identity(self, name: str) -> str | None:
-        """The content identity that the shards merged (or seeded) into this run folder hold for model ``name``;
-        None where no shard made it."""
+    def merged_identities(self) -> dict[str, str]:
+        """``{"models/<name>": identity, "splits": identity}`` of what the shards merged (or seeded) into this run
+        folder made; empty where none was merged."""
         path = self.folder / SHARD_MODELS / IDENTITIES
-        return steps.read_json(path).get(f"models/{name}") if path.exists() else None
+        return steps.read_json(path) if path.exists() else {}
+
+    def merged_identity(self, name: str) -> str | None:
+        """The content identity that the merged shards hold for model ``name``; None where no shard made it."""
+        return self.merged_identities().get(f"models/{name}")
 
     def result_file(self, name: str) -> Path:
         return self.folder / "results" / f"{name}.json"
@@ -109,6 +113,11 @@ class Run:
         return folder
 
     # ---- inputs and their identities ------------------------------------------------------------
+
+    def ensure_splits(self) -> None:
+        """Make the splits from the raw data where the runs root has none (a fresh run folder: a shard)."""
+        if not (self.splits / "stats.json").exists():
+            prepare(self.cfg, self.splits)
 
     def data_id(self) -> str:
         """Content hash of the splits (:func:`prunerec_utils.identity.data_identity`)."""

@@ -27,7 +27,7 @@ from transformers import AutoConfig
 
 from .. import PruneRecError, steps
 from ..assets import load_model, load_tokenizer, resolve_model
-from ..data import prepare, read_items
+from ..data import read_items
 from ..hardware import run_device
 from ..identity import model_identity
 from ..method.heads import HeadImportance, global_ranking, head_importance, random_heads, scoring_batch
@@ -55,8 +55,7 @@ def train_teacher(run, progress: bool = True, name: str = "teacher") -> tuple[Pa
     teacher trained with other settings, from another base model or on other data is refused.
     """
     set_progress(progress)
-    if not (run.splits / "stats.json").exists():  # a fresh run folder (a shard): the splits first
-        prepare(run.cfg, run.splits)
+    run.ensure_splits()  # a fresh run folder (a shard): the splits first
     prof, out = run.prof, run.model(name)
     base = resolve_model(prof.model)
     settings = training_settings(prof, base_id=model_identity(base), data_id=run.data_id())

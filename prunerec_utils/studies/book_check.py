@@ -76,15 +76,17 @@ def _is_dict_print(line: str) -> bool:
     return False
 
 
-def _dict_blocks(text: str, longest: int = 200) -> list[tuple[int, int]]:
-    """Line spans [i, j) of ``text`` that are a printed dict or list of dicts, on one line or over several (an
-    indented ``json.dumps``, a ``pprint``), none inside another."""
-    lines, spans, i = text.splitlines(), [], 0
+def _dict_blocks(lines: list[str], longest: int = 200) -> list[tuple[int, int]]:
+    """Spans [i, j) of ``lines`` that are a printed dict or list of dicts, on one line or over several (an
+    indented ``json.dumps``, a ``pprint``), none inside another. A span is parsed only where it could close: its
+    last line ends with "}" or "]" (a log line that merely starts with "[" costs no parse)."""
+    spans, i = [], 0
     while i < len(lines):
         end = None
         if lines[i].strip().startswith(("{", "[")):
             end = next((j for j in range(i + 1, min(len(lines), i + longest) + 1)
-                        if _is_dict_print("\n".join(lines[i:j]))), None)
+                        if lines[j - 1].rstrip().endswith(("}", "]")) and _is_dict_print("\n".join(lines[i:j]))),
+                       None)
         if end is None:
             i += 1
             continue
@@ -143,7 +145,7 @@ def page_problems(html_text: str, page: str) -> list[Problem]:
         for pre in output.find_all("pre"):
             lines = pre.get_text().splitlines()
             in_dict = set()
-            for i, j in _dict_blocks(pre.get_text()):
+            for i, j in _dict_blocks(lines):
                 add("raw dict printed", "\n".join(lines[i:j]))
                 in_dict.update(range(i, j))
             for line in (ln for k, ln in enumerate(lines) if k not in in_dict):
