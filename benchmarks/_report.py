@@ -1,18 +1,19 @@
 """What every benchmark script prints: the machine it ran on, then its JSON (also to ``--json``)."""
 
 import json
-import platform
 from pathlib import Path
 
 import torch
 
+from prunerec_utils.hardware import cpu_isa, cpu_model
 from prunerec_utils.paths import atomic_write_text
 
 
 def machine(device: str) -> dict:
-    """Device, CPU, threads and torch version, the header of every result file."""
+    """Device, CPU (model and widest matmul instruction set: the CPU differs from machine to machine),
+    threads and torch version, the header of every result file."""
     return {"device": device if device == "cpu" else torch.cuda.get_device_name(),
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "cpu": cpu_model(), "cpu_isa": cpu_isa(), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 
 

@@ -44,9 +44,11 @@ from prunerec_utils.profiles import get_profile
 ROOT = Path(__file__).resolve().parents[1]
 CALIBRATION = ROOT / "benchmarks" / "results" / "gpu_calibration_h200.json"
 ALLOWANCE_S = {"scoring": 30, "statistics": 30, "id baselines": 120, "efficiency benchmark": 120}  # not measured
-# The vocabulary step of 07 tokenises every prompt of every split and every title, then checks that each encodes as
-# before (CPU work, whatever the device): ml-1m (ci), 996,987 texts in 767 s on 2 CPU cores, 2026-12-06.
-VOCAB_TEXTS_PER_S = 996_987 / 767
+# The vocabulary step of 07 splits every prompt of every split and every title into pieces, then runs the tokenizer's
+# model on the distinct pieces (CPU work, whatever the device): its rate on ml-1m, measured on 2 CPU cores by
+# benchmarks/vocab_check.py. The device machine's 16 cores split the texts in more worker processes: an upper bound.
+VOCAB_CHECK = ROOT / "benchmarks" / "results" / "vocab_check_ml-1m.json"
+VOCAB_TEXTS_PER_S = json.loads(VOCAB_CHECK.read_text())["texts_per_second"]["pieces"]
 
 
 @dataclass

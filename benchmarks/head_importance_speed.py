@@ -13,10 +13,10 @@ weights). Median of ``--repeats`` runs after a warm-up.
 
 import argparse
 import json
-import platform
 import sys
 
 import torch
+from _report import machine
 
 from prunerec_utils import cli
 from prunerec_utils.assets import load_model, load_tokenizer, resolve_model
@@ -71,8 +71,7 @@ def main(argv=None):
                                  device=args.device) for engine in ("naive", "kernel")}
     diff = float((out["kernel"].raw - out["naive"].raw).abs().max())
     print(json.dumps({
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        **machine(args.device),
         "model": str(args.random_init or args.model) + (" (random init)" if args.random_init else ""),
         "layers_scored": sorted(only) if only else "all", "layers": L,
         "heads": H, "samples": args.samples, "tokens_per_sample": batch.input_ids.shape[1],

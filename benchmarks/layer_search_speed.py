@@ -11,10 +11,9 @@ warm-up step.
 
 import argparse
 import json
-import platform
 import sys
 
-import torch
+from _report import machine
 from head_importance_speed import build
 
 from prunerec_utils import cli
@@ -50,8 +49,7 @@ def main(argv=None):
     diff = max(abs(a["delta"][k] - b["delta"][k]) for a, b in zip(out["cached"]["steps"], out["naive"]["steps"])
                for k in a["delta"])
     print(json.dumps({
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        **machine(args.device),
         "model": str(args.random_init or args.model) + (" (random init)" if args.random_init else ""),
         "layers": model.config.num_hidden_layers, "steps": args.steps, "samples": args.samples,
         "tokens_per_sample": batch["input_ids"].shape[1], "seconds": {k: round(v, 2) for k, v in times.items()},

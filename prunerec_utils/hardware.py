@@ -65,14 +65,32 @@ def run_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _cpu_model() -> str:
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (None where there is no such file or field)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == name:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC …"), else what ``platform`` knows of it."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+# widest first: what decides the speed of a bf16 / fp32 matmul on the CPUs this project meets
+ISA_LEVELS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_isa(flags: str | None = None) -> str:
+    """The widest matmul instruction set of :data:`ISA_LEVELS` the CPU has ("amx_bf16" on recent Xeons,
+    "avx2" on an AVX2-only EPYC), "unknown" where its flags cannot be read. ``flags``: a cpuinfo
+    flags line (default: this machine's)."""
+    have = set((flags if flags is not None else _cpuinfo_field("flags") or "").split())
+    return next((level for level in ISA_LEVELS if level in have), "unknown")
 
 
 def _nvidia_driver() -> str | None:
@@ -88,7 +106,7 @@ def _nvidia_driver() -> str | None:
 def device_facts() -> dict:
     """What a run record names as its machine: the device kind, its model (GPU name, or the CPU's model and
     core count), the NVIDIA driver and CUDA version where there is a GPU, and torch's version."""
-    facts = {"device": run_device(), "torch": torch.__version__, "cpu": _cpu_model(), "cpu_cores": os.cpu_count(),
+    facts = {"device": run_device(), "torch": torch.__version__, "cpu": cpu_model(), "cpu_cores": os.cpu_count(),
              "arch": platform.machine()}
     if facts["device"] == "cuda":
         facts.update(gpu=torch.cuda.get_device_name(0), gpus=torch.cuda.device_count(), cuda=torch.version.cuda,
@@ -116,8 +134,8 @@ def for_this_machine(prof, device: str | torch.device | None = None):
         said = f"{prof.name}:{device}"
         if said not in _told:
             _told.add(said)
-            print(f"[prunerec] on {device}: profile {prof.name!r} trains {on_device.batch_size} x {on_device.grad_accum} "
-                  f"per step (effective batch {on_device.effective_batch}, as everywhere), "
+            print(f"[prunerec] on {device}: profile {prof.name!r} trains {on_device.batch_size} x "
+                  f"{on_device.grad_accum} per step (effective batch {on_device.effective_batch}, as everywhere), "
                   f"{on_device.eval_batch} rows per beam-search call, "
                   f"{'compiled' if on_device.train_compile else 'uncompiled'}, no mid-epoch checkpoints",
                   file=sys.stderr, flush=True)

@@ -2,11 +2,14 @@
 asserted: speed is measured by running them on the real model, see the README)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from prunerec_utils import hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +73,7 @@ def script(name, monkeypatch):
     ("layer_search_speed", ["--samples", "0", "--model", "/no/such/model"], "--samples"),
     ("layer_search_speed", ["--steps", "0", "--model", "/no/such/model"], "--steps"),
     ("train_speed", ["--samples", "0", "--model", "/no/such/model"], "--samples"),
+    ("vocab_check", ["--limit", "0", "--model", "/no/such/model"], "--limit"),
     ("train_speed", ["--attention-steps", "-3", "--model", "/no/such/model"], "--attention-steps"),
 ])
 def test_bad_numbers_and_devices_are_refused_by_argparse(monkeypatch, capsys, name, args, flag):
@@ -82,13 +86,27 @@ def test_bad_numbers_and_devices_are_refused_by_argparse(monkeypatch, capsys, na
 
 @pytest.mark.parametrize("name, flag", [
     ("evaluator_speed", "--model"), ("head_importance_speed", "--model"), ("head_importance_speed", "--random-init"),
-    ("layer_search_speed", "--model"), ("train_speed", "--model"),
+    ("layer_search_speed", "--model"), ("train_speed", "--model"), ("vocab_check", "--model"),
 ])
 def test_missing_model_is_one_line_error(monkeypatch, capsys, tmp_path, name, flag):
     missing = str(tmp_path / "no-model")
     assert script(name, monkeypatch).main([flag, missing]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-model" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_vocab_check_keeps_the_same_ids_by_both_routes_and_says_on_which_cpu(monkeypatch, capsys, tmp_path,
+                                                                             ml100k_splits, tiny_model_dir):
+    shutil.copytree(ml100k_splits, tmp_path / "runs" / "ml-100k" / "splits")
+    out = tmp_path / "vocab.json"
+    assert script("vocab_check", monkeypatch).main(["--dataset", "ml-100k", "--runs", str(tmp_path / "runs"),
+                                                    "--model", str(tiny_model_dir), "--limit", "3000",
+                                                    "--json", str(out)]) in (0, None)
+    res = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == res  # printed and written alike
+    assert res["texts"] == 3000 and 0 < res["distinct_pieces"] < res["texts"]
+    assert res["same_kept_ids"] is True and res["changed"] == {"whole_texts": 0, "pieces": 0}
+    assert res["cpu_isa"] in hardware.ISA_LEVELS + ("unknown",) and res["workers"] == 1  # too few texts for more
 
 
 def test_head_counts_beyond_the_model_are_refused(monkeypatch, capsys, tiny_model_dir):
@@ -210,4 +228,5 @@ def test_step_ab_prints_the_paired_comparison_of_two_curve_files(tmp_path):
     assert json.loads((tmp_path / "o.json").read_text()) == out
     missing = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_ab.py"), a, str(tmp_path / "no.json"),
                               "--samples", "64"], capture_output=True, text=True, cwd=ROOT)
-    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'no.json'}: no such learning-curve file"
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: {tmp_path / 'no.json'}: no such learning-curve file"

@@ -60,3 +60,14 @@ def test_the_machine_is_named_with_torch_and_its_cores():
     assert facts["torch"] == torch.__version__ and facts["device"] in ("cpu", "cuda")
     words = hardware.device_name()
     assert torch.__version__ in words and ("CPU cores" in words or facts.get("gpu", "?") in words)
+
+
+@pytest.mark.parametrize("flags, isa", [
+    ("fpu sse2 avx2 fma amx_bf16 avx512f avx512_bf16 amx_tile", "amx_bf16"),  # recent Xeon
+    ("fpu avx2 avx512f avx512_bf16", "avx512_bf16"),  # AMD with AVX512-BF16
+    ("fpu avx2 avx512f", "avx512f"),
+    ("fpu sse2 avx2 fma", "avx2"),  # AVX2-only EPYC: bf16 is scalar there
+    ("fpu sse2", "unknown"), ("", "unknown"),
+])
+def test_the_widest_matmul_instruction_set_is_named_from_the_cpu_flags(flags, isa):
+    assert hardware.cpu_isa(flags) == isa

@@ -1,16 +1,20 @@
 """Vocabulary pruning: the restricted tokenizer encodes the corpus exactly as before (renumbered),
 the model's kept logits are unchanged, and the result reloads with stock transformers."""
 
+import copy
+
 import pytest
 import torch
+from tokenizers.pre_tokenizers import Whitespace
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prunerec_utils import PruneRecError
 from prunerec_utils.assets import load_model
 from prunerec_utils.data import get_dataset_config, read_items, read_split
+from prunerec_utils.method.pretokens import distinct_pieces
 from prunerec_utils.method.surgery import param_counts, param_formula, prune_vocab
-from prunerec_utils.method.vocab import (closure, dataset_token_ids, encoding_mismatches, new_item_cost,
-                                         restrict_tokenizer)
+from prunerec_utils.method.vocab import (changed_encodings, closure, corpus_token_ids, encoding_mismatches,
+                                         new_item_cost, restrict_tokenizer)
 from prunerec_utils.prompts import prompt_text, target_ids, target_text
 
 
@@ -32,22 +36,54 @@ def corpus(ml100k_splits):
     return [prompt_text(h, cfg) for h in hist], titles
 
 
+def encoded_ids(tokenizer, texts: list[str]) -> set[int]:
+    """The reference: every id of every text, encoded whole."""
+    return {i for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in ids}
+
+
 @pytest.fixture(scope="module")
-def restricted(tokenizer, corpus):
+def texts(corpus):
     prompts, titles = corpus
-    used = dataset_token_ids(tokenizer, prompts, [target_ids(tokenizer, t) for t in titles])
+    return prompts + [target_text(t) for t in titles]
+
+
+@pytest.fixture(scope="module")
+def pieces(tokenizer, texts):
+    return distinct_pieces(tokenizer, texts, workers=1)
+
+
+@pytest.fixture(scope="module")
+def restricted(tokenizer, pieces):
+    used = corpus_token_ids(tokenizer, pieces) | {tokenizer.eos_token_id}
     keep = closure(tokenizer, used)
     new_tok, old_of_new = restrict_tokenizer(tokenizer, keep)
     return used, keep, new_tok, old_of_new
 
 
-def test_corpus_encodes_identically_up_to_renumbering(tokenizer, corpus, restricted):
+def test_the_pieces_of_a_corpus_use_the_ids_its_texts_use(tokenizer, texts, pieces):
+    assert pieces.texts == len(texts) and not pieces.whole
+    assert len(pieces.distinct) < sum(len(t.split()) for t in texts) // 5  # few distinct pieces, many words
+    assert corpus_token_ids(tokenizer, pieces) == encoded_ids(tokenizer, texts)
+
+
+def test_worker_processes_find_the_same_pieces_and_texts_with_added_tokens_stay_whole(tokenizer, texts):
+    special = f"{texts[1]}{tokenizer.eos_token}tail"
+    corpus = texts[:100] + [special] + texts[100:150]
+    in_process = distinct_pieces(tokenizer, corpus, workers=1)
+    assert in_process.whole == (special,)
+    assert corpus_token_ids(tokenizer, in_process) == encoded_ids(tokenizer, corpus)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("prunerec_utils.method.pretokens.CHUNK", 40)  # four tasks for two spawned workers
+        assert distinct_pieces(tokenizer, corpus, workers=2) == in_process
+
+
+def test_corpus_encodes_identically_up_to_renumbering(tokenizer, corpus, texts, pieces, restricted):
     prompts, titles = corpus
     used, keep, new_tok, old_of_new = restricted
     assert used <= set(keep) and len(keep) < len(tokenizer) // 2
     assert len(new_tok) == len(keep)
-    texts = prompts + [target_text(t) for t in titles]
-    assert encoding_mismatches(tokenizer, new_tok, old_of_new, texts) == 0
+    assert changed_encodings(tokenizer, new_tok, old_of_new, pieces) == []
+    assert encoding_mismatches(tokenizer, new_tok, old_of_new, texts) == 0  # the whole texts agree
     for t in titles[:50]:  # the answer unit the trie holds, EOS included
         assert target_ids(new_tok, t) == remap(target_ids(tokenizer, t), old_of_new)
     for name in ("eos_token", "pad_token", "bos_token"):
@@ -56,12 +92,25 @@ def test_corpus_encodes_identically_up_to_renumbering(tokenizer, corpus, restric
 
 
 def test_dropping_merge_ancestors_would_break_encoding(tokenizer, corpus):
-    """The closure is needed: keeping only the output tokens (no merge chain) changes encodings."""
+    """The closure is needed: keeping only the output tokens (no merge chain) changes encodings,
+    and the check on the distinct pieces sees it as the check on whole texts does."""
     prompts, titles = corpus
-    used = dataset_token_ids(tokenizer, prompts[:50], [])
+    pieces = distinct_pieces(tokenizer, prompts[:50], workers=1)
+    used = corpus_token_ids(tokenizer, pieces)
     bare = sorted(used | set(closure(tokenizer, set())))  # outputs + bytes + specials, no ancestors
     new_tok, old_of_new = restrict_tokenizer(tokenizer, bare)
     assert encoding_mismatches(tokenizer, new_tok, old_of_new, prompts[:50]) > 0
+    changed = changed_encodings(tokenizer, new_tok, old_of_new, pieces)
+    assert changed and all(isinstance(c, str) and "Ġ" not in c for c in changed)  # readable text, not byte chars
+    assert any(c in "".join(prompts[:50]) for c in changed)
+
+
+def test_pieces_are_compared_only_between_tokenizers_that_split_alike(tokenizer, pieces, restricted):
+    _, _, new_tok, old_of_new = restricted
+    other = copy.deepcopy(new_tok)
+    other.backend_tokenizer.pre_tokenizer = Whitespace()
+    with pytest.raises(PruneRecError, match="split texts differently"):
+        changed_encodings(tokenizer, other, old_of_new, pieces)
 
 
 def test_unseen_text_still_encodes_through_bytes(tokenizer, restricted):

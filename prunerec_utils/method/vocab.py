@@ -4,12 +4,13 @@ After Stage III the embedding matrix (V × d) holds most of the parameters. A re
 ever reads the prompts of its dataset and writes its item titles, so the rows of every other
 token are dead weight. This module
 
-1. collects the token ids of every prompt (all splits) and every item answer
-   (:func:`dataset_token_ids`),
+1. collects the token ids of every prompt (all splits) and every item answer, from their distinct
+   pre-tokenized pieces (:func:`corpus_token_ids` over :func:`~.pretokens.distinct_pieces`),
 2. closes that set under the BPE merges and adds the byte alphabet and the special tokens
    (:func:`closure`), and
 3. writes a smaller tokenizer with the ids renumbered (:func:`restrict_tokenizer`); the
-   model's embedding / lm_head rows follow with :func:`surgery.prune_vocab`.
+   model's embedding / lm_head rows follow with :func:`surgery.prune_vocab`;
+4. checks that every piece encodes as before (:func:`changed_encodings`), hence every text.
 
 Why the encodings do not change. Byte-level BPE encodes each pre-token by repeatedly applying
 the lowest-ranked merge among the adjacent pairs present. Every merge that fires while
@@ -29,11 +30,11 @@ from pathlib import Path
 
 import torch
 from tokenizers.pre_tokenizers import ByteLevel
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from .. import PruneRecError
 from ..prompts import target_text
+from .pretokens import Pieces, piece_ids, readable
 
 
 def _spec(tokenizer) -> dict:
@@ -47,15 +48,13 @@ def _merge_pairs(spec: dict) -> list[tuple[str, str]]:
     return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in spec["model"]["merges"]]
 
 
-def dataset_token_ids(tokenizer, prompts: list[str], answers: list[list[int]], batch: int = 2048,
-                      progress: bool = False) -> set[int]:
-    """Ids used by ``prompts`` (texts, tokenised as the evaluator does) and ``answers`` (id lists)."""
-    used: set[int] = set()
-    for i in tqdm(range(0, len(prompts), batch), desc="tokens used", disable=not progress):
-        for ids in tokenizer(prompts[i:i + batch], add_special_tokens=False)["input_ids"]:
+def corpus_token_ids(tokenizer, pieces: Pieces) -> set[int]:
+    """Ids a corpus uses: its distinct pieces through the tokenizer's model, and its texts that hold
+    an added token encoded whole (as the evaluator and trainer encode them, no special tokens added)."""
+    used = {i for piece in pieces.distinct for i in piece_ids(tokenizer, piece)}
+    if pieces.whole:
+        for ids in tokenizer(list(pieces.whole), add_special_tokens=False)["input_ids"]:
             used.update(ids)
-    for ids in answers:
-        used.update(ids)
     return used
 
 
@@ -122,6 +121,22 @@ def encoding_mismatches(old_tok, new_tok, old_of_new: torch.Tensor, texts: list[
         new = new_tok(chunk, add_special_tokens=False)["input_ids"]
         bad += sum(a != [table[t] for t in b] for a, b in zip(old, new))
     return bad
+
+
+def changed_encodings(old_tok, new_tok, old_of_new: torch.Tensor, pieces: Pieces) -> list[str]:
+    """The pieces (as text) and whole texts of a corpus that ``new_tok`` encodes differently from
+    ``old_tok`` after renumbering; empty when every text of the corpus encodes as before. Both
+    tokenizers must split texts alike (same normaliser and pre-tokenizer, as :func:`restrict_tokenizer`
+    leaves them): a text's encoding is then its pieces' encodings in a row."""
+    splitting = [{k: json.loads(t.backend_tokenizer.to_str()).get(k) for k in ("normalizer", "pre_tokenizer")}
+                 for t in (old_tok, new_tok)]
+    if splitting[0] != splitting[1]:
+        raise PruneRecError("the two tokenizers split texts differently (normaliser or pre-tokenizer): "
+                            "compare whole texts with encoding_mismatches")
+    table = old_of_new.tolist()
+    changed = [readable(old_tok, p) for p in sorted(pieces.distinct)
+               if piece_ids(old_tok, p) != [table[i] for i in piece_ids(new_tok, p)]]
+    return changed + [t for t in pieces.whole if encoding_mismatches(old_tok, new_tok, old_of_new, [t])]
 
 
 def new_item_cost(old_tok, new_tok, old_of_new: torch.Tensor, titles: list[str]) -> dict:

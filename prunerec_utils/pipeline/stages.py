@@ -34,11 +34,12 @@ from ..method.heads import HeadImportance, global_ranking, head_importance, rand
 from ..method.hidden import hidden_importance, top_dims
 from ..method.layers import greedy_layer_removal, random_layers
 from ..method.mlp import mlp_scores
+from ..method.pretokens import distinct_pieces
 from ..method.surgery import (head_dim, param_counts, param_formula, prune_heads, prune_hidden, prune_mlp, prune_vocab,
                               remove_layers)
 from ..method.training import LeftPadCollator
-from ..method.vocab import closure, dataset_token_ids, encoding_mismatches, restrict_tokenizer
-from ..prompts import encode_example, prompt_text, target_ids, target_text
+from ..method.vocab import changed_encodings, closure, corpus_token_ids, restrict_tokenizer
+from ..prompts import encode_example, prompt_text, target_text
 from ..quiet import set_progress
 from .evaluate import evaluate_cached, first_rows, retention_table
 from .finetune import SUMMARY, distill, finetune, tokenize_split, training_settings
@@ -208,9 +209,9 @@ def stage2_prune(run: Run) -> tuple[Path, dict]:
         return {"variant": prof.mlp_variant, "tau_quantile": prof.mlp_tau_quantile, "samples": prof.mlp_samples,
                 "keep_factor": prof.mlp_keep_factor, "k": k, "intermediate_before": int(scores.scores.shape[1]),
                 "kept": keep, "tau": scores.tau.tolist(), "scores": scores.scores.tolist(),
-                "abs_activation_quantiles": torch.quantile(scores.activations.abs().reshape(len(keep), -1).float(),
-                                                           torch.tensor([0.5, 0.9, 0.99], device=scores.activations.device),
-                                                           dim=1).T.tolist(),
+                "abs_activation_quantiles": torch.quantile(
+                    scores.activations.abs().reshape(len(keep), -1).float(),
+                    torch.tensor([0.5, 0.9, 0.99], device=scores.activations.device), dim=1).T.tolist(),
                 "seconds": round(time.time() - t0, 1), "params": {"stage1": before, "stage2": param_counts(model)}}
 
     return run.model_step("stage2_pruned", SURGERY, settings, build)
@@ -278,18 +279,20 @@ def vocab_prune(run: Run, source: str = "stage3", progress: bool = False) -> tup
         model, tok = load_model(src), load_tokenizer(src)
         t0 = time.time()
         prompts, titles = dataset_texts(run)
-        used = dataset_token_ids(tok, prompts, [target_ids(tok, t) for t in titles], progress=progress)
-        new_tok, old_of_new = restrict_tokenizer(tok, closure(tok, used))
         checked = prompts + [target_text(t) for t in titles]
-        bad = encoding_mismatches(tok, new_tok, old_of_new, checked)
-        if bad:
-            raise PruneRecError(f"{bad} prompts/titles encode differently after vocabulary pruning (tokenizer not "
-                                f"plain byte-level BPE?)")
+        pieces = distinct_pieces(tok, checked, progress=progress)
+        used = corpus_token_ids(tok, pieces) | {tok.eos_token_id}  # an answer ends with EOS
+        new_tok, old_of_new = restrict_tokenizer(tok, closure(tok, used))
+        changed = changed_encodings(tok, new_tok, old_of_new, pieces)
+        if changed:
+            raise PruneRecError(f"{len(changed)} pieces of the prompts/titles (e.g. {changed[0]!r}) encode differently "
+                                "after vocabulary pruning (tokenizer not plain byte-level BPE?)")
         before = param_counts(model)
         prune_vocab(model, old_of_new)
         _save(model, new_tok, tmp)
         return {"source": source, "vocab_before": len(tok), "used_tokens": len(used), "vocab_after": len(old_of_new),
-                "texts_checked": len(checked), "seconds": round(time.time() - t0, 1),
+                "texts_checked": len(checked),
+                "pieces_checked": len(pieces.distinct) + len(pieces.whole), "seconds": round(time.time() - t0, 1),
                 "kept_token_ids": old_of_new.tolist(),
                 "params": {source: before, f"{source}_vocab": param_counts(model)}}
 
@@ -304,8 +307,9 @@ def distill_stage(run: Run, student_dir: Path, out_name: str, progress: bool = F
     the identities of the student, the teacher and the data; another of any is refused."""
     prof, tdir = run.prof, ensure(run, "teacher", progress)
     budget = prof.distill_samples
-    settings = training_settings(prof, max_train=budget, kd_lambda=prof.kd_lambda, student_id=model_identity(student_dir),
-                                 teacher_id=model_identity(tdir), data_id=run.data_id())
+    settings = training_settings(prof, max_train=budget, kd_lambda=prof.kd_lambda,
+                                 student_id=model_identity(student_dir), teacher_id=model_identity(tdir),
+                                 data_id=run.data_id())
 
     out = run.model(out_name)
     summary = steps.stored(out / SUMMARY, settings, remove=out)
