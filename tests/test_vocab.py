@@ -170,3 +170,25 @@ def test_special_token_must_be_kept(tiny_model_dir, tokenizer):
         prune_vocab(model, keep)
     with pytest.raises(PruneRecError, match="distinct"):
         prune_vocab(load_model(tiny_model_dir), [3, 3, 4])
+
+
+def test_worker_processes_start_from_a_notebook_kernel_too(tmp_path):
+    """Chapter 07 splits ml-1m's texts in spawned workers from inside a papermill kernel (whose
+    ``__main__`` is no script): the same pieces as in one process."""
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import prunerec_utils.method.pretokens as pt\n"
+        "from prunerec_utils.assets import load_tokenizer, tiny_qwen2_dir\n"
+        "tok = load_tokenizer(tiny_qwen2_dir())\n"
+        "texts = [f'She watched Movie {i} (19{i % 97:02d}), then liked it.' for i in range(400)]\n"
+        "pt.CHUNK = 50\n"
+        "assert pt.distinct_pieces(tok, texts, workers=2) == pt.distinct_pieces(tok, texts, workers=1)\n"
+        "print('pieces', len(pt.distinct_pieces(tok, texts, workers=1).distinct))")]
+    nbformat.write(nb, tmp_path / "spawn.ipynb")
+    pm.execute_notebook(str(tmp_path / "spawn.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                        progress_bar=False, cwd=str(tmp_path))
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    assert any(o.get("text", "").startswith("pieces ") for o in out), out
