@@ -110,6 +110,11 @@ def weights_digest(model) -> str:
     return h.hexdigest()[:16]
 
 
+def tflops(flops_per_s: float) -> float:
+    """A rate in TFLOPS to three significant digits: an H200's hundreds and a CPU's thousandths alike."""
+    return float(f"{flops_per_s / 1e12:.3g}")
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -136,11 +141,11 @@ def versions(device: str) -> dict:
                                            capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             out["driver"] = f"unknown ({exc})"
-        out["bf16_matmul_tflops"] = round(matmul_gflops(torch.bfloat16, 8192, 10, device) / 1e3, 2)
-        out["tf32_off_fp32_matmul_tflops"] = round(matmul_gflops(torch.float32, 4096, 10, device) / 1e3, 2)
+        out["bf16_matmul_tflops"] = tflops(matmul_gflops(torch.bfloat16, 8192, 10, device) * 1e9)
+        out["tf32_off_fp32_matmul_tflops"] = tflops(matmul_gflops(torch.float32, 4096, 10, device) * 1e9)
     else:
-        out["bf16_matmul_tflops"] = round(matmul_gflops(torch.bfloat16, 1024, 10, device) / 1e3, 2)
-        out["tf32_off_fp32_matmul_tflops"] = round(matmul_gflops(torch.float32, 1024, 10, device) / 1e3, 2)
+        out["bf16_matmul_tflops"] = tflops(matmul_gflops(torch.bfloat16, 1024, 10, device) * 1e9)
+        out["tf32_off_fp32_matmul_tflops"] = tflops(matmul_gflops(torch.float32, 1024, 10, device) * 1e9)
     return out
 
 
@@ -226,7 +231,7 @@ def train_rate(spec, random_init, samples, config, batch_size, attention, compil
     return {"batch": batch_size, "attention": attention, "compiled": compiled, "steps_timed": steps,
             "first_step_s": round(t_first, 2), "s_per_step": round(total / steps, 4),
             "samples_per_s": round(batch_size * steps / total, 1), "real_tokens_per_s": round(real / total),
-            "padding_share": round(1 - real / padded, 3), "model_tflops": round(flops / total / 1e12, 2),
+            "padding_share": round(1 - real / padded, 3), "model_tflops": tflops(flops / total),
             "loss_last": round(float(loss), 4)}
 
 

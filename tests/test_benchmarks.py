@@ -139,6 +139,12 @@ def test_step_flops_count_every_decoder_matrix_and_only_real_tokens(monkeypatch,
     assert cal.step_flops(cfg, {"attention_mask": more, "labels": labels})["flops"] > f["flops"]
 
 
+def test_rates_keep_three_significant_digits_on_a_cpu_and_on_a_gpu(monkeypatch):
+    cal = script("gpu_calibration", monkeypatch)
+    assert cal.tflops(2.2e9) == 0.0022  # an AVX2 CPU's bf16 (a rounding to 2 decimals gave 0.0)
+    assert cal.tflops(7.1234e14) == 712.0 and cal.tflops(0) == 0.0
+
+
 def test_gpu_calibration_measures_every_section_and_keeps_a_cut_run(tmp_path, ml100k_splits):
     rows = tmp_path / "rows.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_calibration.py"), "export-rows",

@@ -92,6 +92,10 @@ def test_cli_refuses_non_positive_numbers_before_any_work(tmp_path, capsys, monk
 
 
 def test_cli_hands_the_step_seed_and_rows_to_the_profile(tmp_path, monkeypatch):
+    from prunerec_utils import hardware
+
+    # a CPU that multiplies bf16 fast: where it does not (AVX2 only), every run trains in fp32 (test_hardware.py)
+    monkeypatch.setattr(hardware, "cpu_bf16_speed", lambda: (900.0, 150.0))
     seen = []
     monkeypatch.setattr(lc, "run_curve", lambda run, *a, **k: seen.append(run.prof))
     out = str(tmp_path / "c.json")
