@@ -29,7 +29,8 @@ def sanitize(text: str) -> str:
     # committed run was undecided, and a retention that exists on one CPU and is missing (no teacher hit) on another
     ("(paired difference -0.0208 [-0.0682, 0.0000]: not decided at this budget (detectable ≥ 0.0487)). "
      "This run restores every stage on 256 samples.",
-     "(paired difference +0.0000 [0.0000, 0.0000]: tie: no row differs). This run restores every stage on 256 samples."),
+     "(paired difference +0.0000 [0.0000, 0.0000]: tie: no row differs). "
+     "This run restores every stage on 256 samples."),
     ("<td>not decided at this budget (detectable ≥ 0.0312)</td>", "<td>does not hold</td>"),
     ("<td>partly (2 of 3 levels)</td>", "<td>holds</td>"),
     ("<td>fails</td>", "<td>holds</td>"),
