@@ -172,6 +172,16 @@ def test_special_token_must_be_kept(tiny_model_dir, tokenizer):
         prune_vocab(load_model(tiny_model_dir), [3, 3, 4])
 
 
+def test_workers_follow_the_usable_cores_and_the_corpus_size(monkeypatch):
+    from prunerec_utils.method import pretokens
+
+    monkeypatch.setattr(pretokens.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert [pretokens.default_workers(n) for n in (10, 100_000, 10_000_000)] == [1, 2, 3]
+    monkeypatch.delattr(pretokens.os, "sched_getaffinity")  # macOS has no affinity call
+    monkeypatch.setattr(pretokens.os, "cpu_count", lambda: 4)
+    assert pretokens.default_workers(10_000_000) == 4
+
+
 def test_worker_processes_start_from_a_notebook_kernel_too(tmp_path):
     """Chapter 07 splits ml-1m's texts in spawned workers from inside a papermill kernel (whose
     ``__main__`` is no script): the same pieces as in one process."""

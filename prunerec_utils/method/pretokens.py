@@ -80,7 +80,8 @@ def _added_pattern(backend: Tokenizer) -> str | None:
 
 def default_workers(n_texts: int) -> int:
     """Processes worth starting for ``n_texts``: one per usable core, one per :data:`PER_WORKER` texts."""
-    return max(1, min(len(os.sched_getaffinity(0)), n_texts // PER_WORKER))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+    return max(1, min(cores, n_texts // PER_WORKER))
 
 
 def distinct_pieces(tokenizer, texts: list[str], workers: int | None = None, progress: bool = False) -> Pieces:
