@@ -72,6 +72,11 @@ def _split_in_worker(texts: list[str]) -> tuple[set[str], list[str]]:
     return _worker.split(texts)
 
 
+def _backend(tokenizer) -> Tokenizer:
+    """The ``tokenizers.Tokenizer`` of a fast transformers tokenizer (or the one given)."""
+    return getattr(tokenizer, "backend_tokenizer", tokenizer)
+
+
 def _added_pattern(backend: Tokenizer) -> str | None:
     """A regex matching any added token's text (longest first), or None when there is none."""
     contents = sorted({t.content for t in backend.get_added_tokens_decoder().values()}, key=len, reverse=True)
@@ -88,7 +93,7 @@ def distinct_pieces(tokenizer, texts: list[str], workers: int | None = None, pro
     """The :class:`Pieces` of ``texts`` under ``tokenizer`` (a fast transformers tokenizer or a
     ``tokenizers.Tokenizer``). ``workers`` processes split them (default :func:`default_workers`);
     1 splits in this process."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    backend = _backend(tokenizer)
     added = _added_pattern(backend)
     workers = default_workers(len(texts)) if workers is None else workers
     chunks = [texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)]
@@ -116,11 +121,10 @@ def _split_all(backend: Tokenizer, added: str | None, chunks: list[list[str]],
 
 def piece_ids(tokenizer, piece: str) -> list[int]:
     """The ids the tokenizer's model gives one piece."""
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-    return [t.id for t in backend.model.tokenize(piece)]
+    return [t.id for t in _backend(tokenizer).model.tokenize(piece)]
 
 
 def readable(tokenizer, piece: str) -> str:
     """A piece as text (byte-level characters decoded), for messages."""
-    decoder = getattr(tokenizer, "backend_tokenizer", tokenizer).decoder
+    decoder = _backend(tokenizer).decoder
     return decoder.decode([piece]) if decoder is not None else piece

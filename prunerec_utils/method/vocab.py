@@ -128,8 +128,7 @@ def changed_encodings(old_tok, new_tok, old_of_new: torch.Tensor, pieces: Pieces
     ``old_tok`` after renumbering; empty when every text of the corpus encodes as before. Both
     tokenizers must split texts alike (same normaliser and pre-tokenizer, as :func:`restrict_tokenizer`
     leaves them): a text's encoding is then its pieces' encodings in a row."""
-    splitting = [{k: json.loads(t.backend_tokenizer.to_str()).get(k) for k in ("normalizer", "pre_tokenizer")}
-                 for t in (old_tok, new_tok)]
+    splitting = [{k: _spec(t).get(k) for k in ("normalizer", "pre_tokenizer")} for t in (old_tok, new_tok)]
     if splitting[0] != splitting[1]:
         raise PruneRecError("the two tokenizers split texts differently (normaliser or pre-tokenizer): "
                             "compare whole texts with encoding_mismatches")
