@@ -443,7 +443,7 @@ def section_evaluator(args, rows, device, res, deadline, save) -> None:
             try:
                 n = min(256, len(prompts))
                 res["profile_bf16_256_rows_one_call"] = profile_call(
-                    lambda: beam_lists(model, tok, prompts[:n], trie, tt, n), device)
+                    lambda m=model: beam_lists(m, tok, prompts[:n], trie, tt, n), device)
             except Exception as exc:
                 res["profile_bf16_256_rows_one_call"] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
         del model

@@ -428,3 +428,20 @@ def test_the_modal_first_title_ignores_invalid_answers_and_empty_lists():
     assert title == "A" and flags.tolist() == [0, 0, 0, 1, 0, 1, 0]  # None is no title, however often it comes first
     assert list_diversity(lists)["modal_top1_share"] == pytest.approx(2 / 7)
     assert list_diversity([[], [None]]) == {"distinct_top10": 0, "modal_top1_share": 0.0}  # no title anywhere
+
+
+@pytest.mark.parametrize("lo, hi, side", [(0.01, 0.05, 1), (-0.05, -0.01, -1), (0.0, 0.0, 0), (-0.02, 0.03, None),
+                                          (0.0, 0.04, None), (-0.04, 0.0, None)])
+def test_every_comparison_of_the_book_reads_its_interval_by_one_rule(lo, hi, side):
+    from prunerec_utils.method.metrics import TIE, decision, detectable_difference
+    from prunerec_utils.studies.gates import _verdict
+    from prunerec_utils.studies.scorecard import claim_verdict
+
+    undecided = f"not decided at this budget (detectable ≥ {detectable_difference(lo, hi):.4f})"
+    words = {1: ("a ahead of b", "holds"), -1: ("a behind b", "does not hold"), 0: (TIE, TIE)}
+    assert (decision(lo, hi, "a", "b"), claim_verdict(lo, hi)) == words.get(side, (undecided, undecided))
+    # the teacher's gates read it against a line, which belongs to the "at or under" side: "above 0" holds only
+    # above it and fails at or under it; "a share at or under a limit" holds at or under it and fails above it
+    assert _verdict(lo, hi, 0.0, above=True) == ("holds" if lo > 0 else "fails" if hi <= 0 else undecided)
+    assert _verdict(lo, hi, 0.0, above=False) == ("holds" if hi <= 0 else "fails" if lo > 0 else undecided)
+    assert _verdict(lo + 0.25, hi + 0.25, 0.25, above=False) == _verdict(lo, hi, 0.0, above=False)

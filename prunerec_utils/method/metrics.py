@@ -144,20 +144,30 @@ UNDECIDED = "not decided at this budget"
 TIE = "tie: no row differs"
 
 
-def decision(lo: float, hi: float, label_a: str = "A", label_b: str = "B") -> str:
-    """The one verdict of a comparison, read off the paired 95% interval [lo, hi] of A − B:
-    "A ahead of B" (interval above 0), "A behind B" (below 0), or, when it contains 0,
-    "not decided at this budget (detectable ≥ X)" with the smallest difference these rows and
-    users could have detected (:func:`detectable_difference`); "tie: no row differs" when the
-    interval is [0, 0] (no spread, so no detectable difference to state). Never decided from
-    overlapping single-model intervals."""
+def read_interval(lo: float, hi: float, above: str, below: str, tie: str = TIE) -> str:
+    """The verdict a paired 95% interval [lo, hi] of a difference supports: ``above`` when it lies above 0,
+    ``below`` when under 0, ``tie`` when it is [0, 0] (no row differs: no spread, so nothing to detect), else
+    :func:`undecided`. The one rule every comparison of the book is read by."""
     if lo > 0:
-        return f"{label_a} ahead of {label_b}"
+        return above
     if hi < 0:
-        return f"{label_a} behind {label_b}"
+        return below
     if lo == hi == 0:
-        return TIE
+        return tie
+    return undecided(lo, hi)
+
+
+def undecided(lo: float, hi: float) -> str:
+    """"not decided at this budget (detectable ≥ X)": an interval [lo, hi] across 0, with the smallest
+    difference these rows and users could have detected (:func:`detectable_difference`)."""
     return f"{UNDECIDED} (detectable ≥ {detectable_difference(lo, hi):.4f})"
+
+
+def decision(lo: float, hi: float, label_a: str = "A", label_b: str = "B") -> str:
+    """The one verdict of a comparison, read off the paired 95% interval [lo, hi] of A − B
+    (:func:`read_interval`): "A ahead of B", "A behind B", "tie: no row differs" or "not decided at this
+    budget (detectable ≥ X)". Never decided from overlapping single-model intervals."""
+    return read_interval(lo, hi, f"{label_a} ahead of {label_b}", f"{label_a} behind {label_b}")
 
 
 def detectable_clause(verdict: str, detectable: float) -> str:

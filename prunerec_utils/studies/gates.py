@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import PruneRecError, cli
 from ..method import metrics
-from ..method.metrics import detectable_difference, interval_text, paired_bootstrap, share_contrast
+from ..method.metrics import detectable_difference, interval_text, paired_bootstrap, share_contrast, undecided
 from ..pipeline.evaluate import EvalResult, load_result
 from ..pipeline.run import Run
 from ..profiles import CHOICES, get_profile
@@ -45,14 +45,15 @@ def modal_first(res: EvalResult) -> tuple[str | None, np.ndarray]:
 
 
 def _verdict(lo: float, hi: float, line: float, above: bool) -> str:
-    """"holds" when [lo, hi] lies on the gate's side of ``line`` (above it, or at or under it), "fails" when
-    it lies wholly on the other, else undecided with the smallest detectable distance from the line."""
-    ok, bad = (lo > line, hi < line) if above else (hi <= line, lo > line)
+    """"holds" when [lo, hi] lies on the gate's side of ``line``, "fails" when it lies wholly on the other, else
+    undecided with the smallest detectable distance from the line. The line itself belongs to the "at or under"
+    side: a gate "above 0" fails on [0, 0] (no row differs), a share "at or under 20%" holds at 20%."""
+    ok, bad = (lo > line, hi <= line) if above else (hi <= line, lo > line)
     if ok:
         return HOLDS
     if bad:
         return FAILS
-    return f"not decided at this budget (detectable ≥ {detectable_difference(lo - line, hi - line):.4f})"
+    return undecided(lo - line, hi - line)
 
 
 def teacher_gates(teacher: EvalResult, popular: EvalResult, limit: float = MODAL_SHARE_LIMIT) -> pd.DataFrame:

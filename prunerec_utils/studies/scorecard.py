@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import PruneRecError
-from ..method.metrics import TIE, UNDECIDED, contrast_bootstrap, detectable_difference, interval_text
+from ..method.metrics import TIE, UNDECIDED, contrast_bootstrap, detectable_difference, interval_text, read_interval
 from ..pipeline import ablations
 from ..pipeline.evaluate import compare, load_result, retention
 from ..pipeline.stages import recorded_params
@@ -271,15 +271,9 @@ def claim_interval(rows, weights) -> tuple[float, float, float] | None:
 def claim_verdict(lo: float, hi: float, tie: str = TIE) -> str:
     """A claim read off the paired interval [lo, hi] of its HR@20 contrast (positive = the claimed
     order): "holds" above 0, "does not hold" below 0, ``tie`` when no row differs ([0, 0]), else
-    "not decided at this budget (detectable ≥ X)" (:func:`~prunerec_utils.method.metrics.decision`'s
-    rule; never decided from overlapping single-variant intervals)."""
-    if lo > 0:
-        return "holds"
-    if hi < 0:
-        return "does not hold"
-    if lo == hi == 0:
-        return tie
-    return f"{UNDECIDED} (detectable ≥ {detectable_difference(lo, hi):.4f})"
+    "not decided at this budget (detectable ≥ X)" (:func:`~prunerec_utils.method.metrics.read_interval`;
+    never decided from overlapping single-variant intervals)."""
+    return read_interval(lo, hi, "holds", "does not hold", tie)
 
 
 def order_word(margin: float, tie: str = "tie") -> str:
