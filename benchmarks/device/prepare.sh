@@ -3,7 +3,8 @@
 #   .gpu/   (call 1, ~50 MiB): wheels the device image lacks, the model's config + tokenizer, the rows,
 #           the CPU kernel's fp32 lists, and the smaller part of the xz-compressed SmolLM2 GGUF
 #   .gpu2/  (call 2, ~55 MiB): the larger part of the GGUF
-# The tree travels too (~6.5 MiB), so each call stays under the 64 MiB a call may carry.
+# The tree travels too (7 MiB, growing with each committed chapter): the GGUF is cut at what it leaves of a call's
+# 64 MiB (`python -m prunerec_utils.bundle room`), and a folder over it is refused here, in one line.
 # Both folders are ignored through .git/info/exclude. Takes ~8 min (the CPU lists: ~6 min on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,6 +23,13 @@ $PY benchmarks/gpu_calibration.py export-rows --out .gpu/rows.json
 GGUF=$($PY -c "from prunerec_utils.assets import smollm2_gguf; print(smollm2_gguf())")
 tmp=$(mktemp -d)
 xz -T2 -6 -c "$GGUF" > "$tmp/gguf.xz"
-(cd "$tmp" && sha256sum gguf.xz > gguf.xz.sha256 && split -b $((55 * 1024 * 1024)) gguf.xz gguf.xz.part)
+ROOM=$($PY -m prunerec_utils.bundle room)
+(cd "$tmp" && sha256sum gguf.xz > gguf.xz.sha256 && split -b $((ROOM * 1024 * 1024)) gguf.xz gguf.xz.part)
+[ ! -e "$tmp/gguf.xz.partac" ] || { echo "the GGUF needs three parts of $ROOM MiB: two calls cannot carry it" >&2; exit 1; }
+rm -f .gpu/gguf.xz.partab .gpu2/gguf.xz.partaa
 mv "$tmp/gguf.xz.partab" "$tmp/gguf.xz.sha256" .gpu/ && mv "$tmp/gguf.xz.partaa" .gpu2/ && rm -rf "$tmp"
+for d in .gpu .gpu2; do
+  bytes=$(find "$d" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  [ "$bytes" -le $((ROOM * 1024 * 1024)) ] || { echo "$d is over the $ROOM MiB a call carries beside the tree" >&2; exit 1; }
+done
 du -sh .gpu .gpu2

@@ -2,8 +2,9 @@
 # Here (CPU), before a GPU window of the reference run: the offline bundle for the device, one part per call.
 #   benchmarks/device/prepare_run.sh [HAVE]    HAVE: the device's `pip freeze --all`
 #                                              (default benchmarks/device/device-freeze.txt, else h200-have.txt)
-# Writes .gpu-run/call1/part-000, .gpu-run/call2/part-001, ... (each call carries one folder: the tree,
-# ~6.5 MiB, travels too, so a part is at most 56 MiB), and bundle.json + unpack.sh beside the last part.
+# Writes .gpu-run/call1/part-000, .gpu-run/call2/part-001, ... (each call carries one folder and the tree travels
+# too, so a part holds what the tree leaves of a call's 64 MiB: `python -m prunerec_utils.bundle room`, 56 MiB with
+# a 7 MiB tree), and bundle.json + unpack.sh beside the last part.
 # On the device, each call but the last:   mkdir -p /tmp/b && cp .gpu-run/callN/* /tmp/b/
 # and the last (it checks every part, installs the wheels into /tmp/p/site, runs the shard, packs it):
 #   cp .gpu-run/callN/* /tmp/b/ && bash /tmp/b/unpack.sh /tmp/p --notebooks 01 02 03 --profile default \
@@ -23,7 +24,7 @@ HAVE=${1:-benchmarks/device/device-freeze.txt}
 [ -f "$HAVE" ] || HAVE=benchmarks/device/h200-have.txt
 grep -qx "/.gpu-run/" .git/info/exclude 2>/dev/null || echo "/.gpu-run/" >> .git/info/exclude
 rm -rf .gpu-run && mkdir -p .gpu-run
-$PY -m prunerec_utils.bundle build --have "$HAVE" --python 3.12 --part-mib 56 --out .gpu-run/bundle
+$PY -m prunerec_utils.bundle build --have "$HAVE" --python 3.12 --out .gpu-run/bundle  # parts: bundle room
 n=0
 for part in .gpu-run/bundle/part-*; do
   n=$((n + 1)); mkdir -p .gpu-run/call$n && mv "$part" .gpu-run/call$n/
