@@ -10,10 +10,13 @@
 #   cp .gpu-run/callN/* /tmp/b/ && bash /tmp/b/unpack.sh /tmp/p --notebooks 01 02 03 --profile default \
 #       --archive $OUT/shard-01-03.tgz --runs-root /tmp/runs
 # Later shards on the same warm machine: PYTHONPATH=/tmp/p/site:/tmp/p python3 -m prunerec_utils.shards run ...
-# On a fresh machine (a later window), carry the earlier shards' archives (small: no weights) and run after them, so
-# their evaluations are read back and only the weights the chapters use are made again (identity-checked):
+# Nothing of a window outlives its session but what is committed: commit each archive that comes back under
+# shards/default/<dataset>/ (small: no weights). They then travel with the tree, and a later window (a fresh
+# machine, another session) runs after them, so their evaluations are read back and only the weights its chapters
+# use are made again (identity-checked):
 #   ... python3 -m prunerec_utils.shards run --notebooks 04 --profile default --runs-root /tmp/runs \
-#       --archive $OUT/shard-04.tgz --after shard-01-03.tgz
+#       --archive $OUT/shard-04.tgz --after shards/default/ml-100k/shard-01-03.tgz
+# The session that brings back the last one merges them all (README, "On one GPU without network", step 4).
 # Between the teacher's shard and the pruning ones, the teacher's gates (exit 1: a gate does not hold, so the
 # pruning shards would measure retention of a teacher not worth pruning; spend the minutes on the teacher):
 #   PYTHONPATH=/tmp/p/site:/tmp/p python3 -m prunerec_utils.studies.gates --profile default --runs-root /tmp/runs
