@@ -106,9 +106,11 @@ def join(folder: Path, into: Path) -> Path:
     return whole
 
 
-def _tracked_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
-    return [f for f in out.stdout.decode().split("\0") if f and (REPO_ROOT / f).is_file()]
+def _git_files(repo: Path = REPO_ROOT, untracked: bool = False) -> list[str]:
+    """The files git tracks in ``repo`` (paths relative to it), and with ``untracked`` those it does not ignore."""
+    extra = ["--cached", "--others", "--exclude-standard"] if untracked else []
+    out = subprocess.run(["git", "ls-files", "-z", *extra], cwd=repo, capture_output=True, check=True)
+    return [f for f in dict.fromkeys(out.stdout.decode().split("\0")) if f and (repo / f).is_file()]
 
 
 CARRY_LIMIT_MIB = 64  # what one call to a lent GPU may carry: the working tree and the folder beside it
@@ -118,10 +120,7 @@ MARGIN_MIB = 1.0  # unpack.sh and bundle.json ride with the last part; the tree 
 def tree_bytes(repo: Path = REPO_ROOT) -> int:
     """Bytes of the working tree that travels with a call: the files git tracks and the untracked ones it does
     not ignore, as they are on disk."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                         capture_output=True, check=True)
-    files = {f for f in out.stdout.decode().split("\0") if f}
-    return sum((repo / f).stat().st_size for f in files if (repo / f).is_file())
+    return sum((repo / f).stat().st_size for f in _git_files(repo, untracked=True))
 
 
 def carry_room_mib(repo: Path = REPO_ROOT, limit_mib: float = CARRY_LIMIT_MIB, margin_mib: float = MARGIN_MIB) -> int:
@@ -276,7 +275,7 @@ def build(out: Path, have: dict[str, str | None], python: str, platforms: list[s
         check(Path(wheels) if wheels is not None else wheel_dir, have, python, platforms)  # complete, by pip
         whole = Path(tmp) / "bundle.tar"
         with tarfile.open(whole, "w") as tar:
-            for f in _tracked_files():
+            for f in _git_files():
                 tar.add(REPO_ROOT / f, arcname=f)
             for wheel in carried:
                 tar.add(wheel, arcname=f"wheels/{wheel.name}")
