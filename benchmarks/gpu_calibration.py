@@ -141,11 +141,9 @@ def versions(device: str) -> dict:
                                            capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             out["driver"] = f"unknown ({exc})"
-        out["bf16_matmul_tflops"] = tflops(matmul_gflops(torch.bfloat16, 8192, 10, device) * 1e9)
-        out["tf32_off_fp32_matmul_tflops"] = tflops(matmul_gflops(torch.float32, 4096, 10, device) * 1e9)
-    else:
-        out["bf16_matmul_tflops"] = tflops(matmul_gflops(torch.bfloat16, 1024, 10, device) * 1e9)
-        out["tf32_off_fp32_matmul_tflops"] = tflops(matmul_gflops(torch.float32, 1024, 10, device) * 1e9)
+    for dtype, key, gpu_n in ((torch.bfloat16, "bf16_matmul_tflops", 8192),
+                              (torch.float32, "tf32_off_fp32_matmul_tflops", 4096)):  # a CPU multiplies 1024³
+        out[key] = tflops(matmul_gflops(dtype, gpu_n if device == "cuda" else 1024, 10, device) * 1e9)  # GFLOPS
     return out
 
 
